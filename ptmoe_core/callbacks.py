@@ -1,0 +1,54 @@
+"""The trainer's reporting interface: what a run tells its observers, step by step.
+
+The CLI's progress bar, the job runner's database writer and tests all implement
+``TrainerCallback``; the trainer calls every hook on every callback in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class StepMetrics:
+    """One optimizer step. ``expert_load`` is the fraction of the batch routed to each expert
+    (empty for methods without a router); ``router_entropy`` is the batch-mean entropy of p."""
+
+    step: int
+    total_steps: int
+    loss: float
+    lr: float
+    tokens_per_s: float
+    grad_norm: float
+    router_entropy: float | None = None
+    expert_load: list[float] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class EvalReport:
+    """An evaluation at ``step``: aggregate scores per data set (and "macro"), plus the
+    per-example records (input, gold, prediction, expert, probabilities, confidence, score)."""
+
+    step: int
+    scores: dict[str, dict[str, float]]
+    records: list[dict[str, Any]] = field(default_factory=list)
+    loss: float | None = None
+
+
+class TrainerCallback:
+    """Override what you need; every hook is a no-op by default."""
+
+    def on_train_begin(self, total_steps: int, start_step: int, info: dict[str, Any]) -> None:
+        """``info`` holds e.g. trainable_params, n_train_examples, device, dtype."""
+
+    def on_step(self, m: StepMetrics) -> None: ...
+
+    def on_evaluate(self, report: EvalReport) -> None: ...
+
+    def on_checkpoint(self, step: int, path: Path) -> None: ...
+
+    def on_train_end(self, status: str, step: int, adapter_dir: Path | None) -> None:
+        """``status`` is "finished" or "cancelled"."""

@@ -1,0 +1,300 @@
+"""Typed run configuration: model, method, data and training, with validation.
+
+A ``RunConfig`` round-trips through plain dicts (JSON / YAML), so the CLI, the app and the job
+runner all describe a run the same way, and every run's stored config records each open choice
+of the method (see docs: PTMOE_METHOD.md, "open" details).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+METHODS = ("ptmoe", "pt", "dpt", "smop", "lora")
+PROMPT_METHODS = ("ptmoe", "pt", "dpt", "smop")
+ROUTED_METHODS = ("ptmoe", "smop")
+PROMPT_INITS = ("text", "vocab", "random")
+SCHEDULES = ("linear", "cosine", "constant")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+# Default learning rates: soft prompts need a far larger step than LoRA's weight deltas.
+DEFAULT_LR = {"lora": 2e-3}
+DEFAULT_PROMPT_LR = 3e-2
+
+
+@dataclass
+class ModelConfig:
+    """Which frozen base model, where, and in what precision."""
+
+    name: str = "smollm2-135m"  # "smollm2-135m", "tiny-random", a Hub id or a local directory
+    device: str = "auto"  # auto = cuda, then mps, then cpu
+    dtype: str = "auto"  # auto = bfloat16 on CUDA, float32 elsewhere
+    trust_remote_code: bool = False
+
+    def validate(self) -> None:
+        if not self.name or not str(self.name).strip():
+            raise ConfigError("model.name", "must name a model (e.g. smollm2-135m)")
+        _choice("model.device", self.device, DEVICES)
+        _choice("model.dtype", self.dtype, DTYPES)
+
+
+@dataclass
+class MethodConfig:
+    """The adapter: which method and its hyperparameters (names as in the PT-MoE paper)."""
+
+    method: str = "ptmoe"
+    prompt_len: int = 40  # T
+    n_experts: int = 2  # N (ptmoe, smop)
+    rank: int = 36  # R (ptmoe, dpt), R <= T
+    top_k: int = 1  # 1 = selective; N = soft mix of all experts
+    probationary: bool = True  # scale the chosen prompt by its router probability
+    straight_through: bool = False  # forward weight exactly 1, gradient through p
+    noise_std: float = 0.01  # sigma of the multiplicative router-logit noise, training only
+    init: str = "text"  # text | vocab | random
+    init_text: str | None = None  # default: the task instruction, else a vocabulary sample
+    expert_perturb: float = 0.01  # relative std of per-expert noise on A_i so experts can diverge
+    router_bias: bool = True  # counted in the paper's N*H + N router parameters
+    lora_r: int = 1
+    lora_alpha: float = 2.0
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+    @property
+    def is_prompt(self) -> bool:
+        return self.method in PROMPT_METHODS
+
+    @property
+    def is_routed(self) -> bool:
+        return self.method in ROUTED_METHODS
+
+    def validate(self) -> None:
+        _choice("method.method", self.method, METHODS)
+        _choice("method.init", self.init, PROMPT_INITS)
+        if self.method == "lora":
+            _at_least("method.lora_r", self.lora_r, 1)
+            if self.lora_alpha <= 0:
+                raise ConfigError("method.lora_alpha", f"must be > 0, got {self.lora_alpha}")
+            if not 0 <= self.lora_dropout < 1:
+                raise ConfigError("method.lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
+            if not self.lora_targets:
+                raise ConfigError("method.lora_targets", "name at least one module (e.g. q_proj)")
+            return
+        _at_least("method.prompt_len", self.prompt_len, 1)
+        if self.prompt_len > 512:
+            raise ConfigError("method.prompt_len", f"{self.prompt_len} virtual tokens is too long (max 512)")
+        if self.method in ("ptmoe", "dpt"):
+            _at_least("method.rank", self.rank, 1)
+            if self.rank > self.prompt_len:
+                raise ConfigError(
+                    "method.rank", f"rank R={self.rank} must not exceed the prompt length T={self.prompt_len}"
+                )
+        if self.is_routed:
+            _at_least("method.n_experts", self.n_experts, 1)
+            if self.n_experts > 64:
+                raise ConfigError("method.n_experts", f"{self.n_experts} experts is too many (max 64)")
+            if not 1 <= self.top_k <= self.n_experts:
+                raise ConfigError(
+                    "method.top_k", f"top_k={self.top_k} must be between 1 and n_experts={self.n_experts}"
+                )
+            if self.noise_std < 0:
+                raise ConfigError("method.noise_std", f"must be >= 0, got {self.noise_std}")
+        if self.expert_perturb < 0:
+            raise ConfigError("method.expert_perturb", f"must be >= 0, got {self.expert_perturb}")
+
+
+@dataclass
+class DataConfig:
+    """Where examples come from (data spec strings) and how long they may be."""
+
+    train: list[str] = field(default_factory=lambda: ["builtin:all"])
+    eval: list[str] = field(default_factory=list)  # empty: the validation split of the train specs
+    max_train_examples: int | None = None
+    max_eval_examples: int = 64
+    max_source_tokens: int = 256  # instruction + context + question, after the chat template
+    max_answer_tokens: int = 32
+    instruction: str | None = None  # None: each source's own default instruction
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not self.train:
+            raise ConfigError("data.train", "give at least one data spec (e.g. builtin:all)")
+        for i, s in enumerate([*self.train, *self.eval]):
+            if not isinstance(s, str) or ":" not in s:
+                raise ConfigError("data", f"spec #{i + 1} {s!r} is not of the form PREFIX:ARG (e.g. gsm8k:PATH)")
+        _at_least("data.max_source_tokens", self.max_source_tokens, 16)
+        _at_least("data.max_answer_tokens", self.max_answer_tokens, 1)
+        _at_least("data.max_eval_examples", self.max_eval_examples, 1)
+        if self.max_train_examples is not None:
+            _at_least("data.max_train_examples", self.max_train_examples, 1)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping."""
+
+    steps: int = 200  # optimizer steps
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float | None = None  # None: 3e-2 for prompt methods, 2e-3 for LoRA
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    schedule: str = "linear"
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    eval_every: int = 0  # 0: only at the end
+    save_every: int = 0  # 0: only at the end
+    max_new_tokens: int = 32
+    eval_batch_size: int = 16
+
+    def resolved_lr(self, method: str) -> float:
+        if self.lr is not None:
+            return self.lr
+        return DEFAULT_LR.get(method, DEFAULT_PROMPT_LR)
+
+    def validate(self) -> None:
+        _at_least("train.steps", self.steps, 1)
+        _at_least("train.batch_size", self.batch_size, 1)
+        _at_least("train.grad_accum", self.grad_accum, 1)
+        _at_least("train.eval_batch_size", self.eval_batch_size, 1)
+        _at_least("train.max_new_tokens", self.max_new_tokens, 1)
+        if self.lr is not None and not 0 < self.lr <= 10:
+            raise ConfigError("train.lr", f"learning rate must be in (0, 10], got {self.lr}")
+        if self.weight_decay < 0:
+            raise ConfigError("train.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.warmup_steps <= self.steps:
+            raise ConfigError(
+                "train.warmup_steps", f"must be between 0 and steps={self.steps}, got {self.warmup_steps}"
+            )
+        _choice("train.schedule", self.schedule, SCHEDULES)
+        if self.max_grad_norm <= 0:
+            raise ConfigError("train.max_grad_norm", f"must be > 0, got {self.max_grad_norm}")
+        for name in ("eval_every", "save_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name}", "must be >= 0 (0 = only at the end)")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines one training run."""
+
+    name: str = "run"
+    output_dir: str = "runs/run"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> RunConfig:
+        if not self.output_dir:
+            raise ConfigError("output_dir", "must be a directory path")
+        self.model.validate()
+        self.method.validate()
+        self.data.validate()
+        self.train.validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        if not isinstance(d, dict):
+            raise ConfigError("config", f"expected a mapping, got {type(d).__name__}")
+        return _build(cls, d, "")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> RunConfig:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError("config", f"file not found: {p}")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError("config", f"cannot read {p}: {e}") from e
+        try:
+            if p.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                d = yaml.safe_load(text)
+            else:
+                d = json.loads(text)
+        except Exception as e:  # yaml and json raise different types; both mean "malformed"
+            raise ConfigError("config", f"{p} is not valid {p.suffix.lstrip('.').upper() or 'JSON'}: {e}") from e
+        return cls.from_dict(d or {})
+
+
+def _build(cls: type, d: dict[str, Any], prefix: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        where = prefix.rstrip(".") or "config"
+        raise ConfigError(where, f"unknown key(s) {unknown}; known: {sorted(known)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in d.items():
+        f = known[name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ConfigError(prefix + name, f"expected a mapping, got {value!r}")
+            kwargs[name] = _build(type(default), value, f"{prefix}{name}.")
+        else:
+            if default is None and value is not None:
+                # Optional fields: coerce to the type named in the annotation ("float | None").
+                default = {"float": 0.0, "int": 0, "str": ""}.get(str(f.type).split("|")[0].strip())
+            kwargs[name] = _coerce(prefix + name, value, default)
+    return cls(**kwargs)
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Accept the types a JSON/YAML/UI value can have for a field, reject the rest clearly."""
+    if value is None or default is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(name, f"expected true/false, got {value!r}")
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(name, f"expected an integer, got {value!r}")
+        try:
+            f = float(value)
+        except ValueError:
+            raise ConfigError(name, f"expected an integer, got {value!r}") from None
+        if f != int(f):
+            raise ConfigError(name, f"expected an integer, got {value!r}")
+        return int(f)
+    if isinstance(default, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(name, f"expected a number, got {value!r}") from None
+    if isinstance(default, list):
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(name, f"expected a list, got {value!r}")
+        return list(value)
+    if isinstance(default, str):
+        return str(value)
+    return value
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(name, f"{value!r} is not one of {', '.join(allowed)}")
+
+
+def _at_least(name: str, value: Any, lo: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+        raise ConfigError(name, f"must be an integer >= {lo}, got {value!r}")
