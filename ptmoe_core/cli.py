@@ -1,0 +1,222 @@
+"""``python -m ptmoe_core``: train, generate, params, data, evaluate.
+
+User errors print one line and exit with status 2; no tracebacks for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from .callbacks import EvalReport, StepMetrics, TrainerCallback
+from .config import METHODS, MethodConfig, RunConfig
+from .errors import ConfigError, PTMoEError
+from .params import LLAMA_32_1B, ModelShape, count_params
+
+
+class TqdmProgress(TrainerCallback):
+    """A progress bar with loss, learning rate, tokens/s and the batch's expert load."""
+
+    def __init__(self):
+        self.bar = None
+
+    def on_train_begin(self, total_steps, start_step, info):
+        from tqdm.auto import tqdm
+
+        print(f"trainable parameters: {info['trainable_params']:,} | train examples: {info['n_train_examples']} | "
+              f"device: {info['device']} ({info['dtype']}) | lr {info['lr']:g}", file=sys.stderr)
+        self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+
+    def on_step(self, m: StepMetrics):
+        post = {"loss": f"{m.loss:.3f}", "lr": f"{m.lr:.2e}", "tok/s": f"{m.tokens_per_s:.0f}"}
+        if m.expert_load:
+            post["load"] = "/".join(f"{x:.2f}" for x in m.expert_load)
+        self.bar.set_postfix(post, refresh=False)
+        self.bar.update(1)
+
+    def on_evaluate(self, report: EvalReport):
+        scores = ", ".join(f"{k}: " + " ".join(f"{n}={v:.3g}" for n, v in s.items() if n != "n")
+                           for k, s in report.scores.items())
+        self.bar.write(f"[eval @ step {report.step}] {scores}")
+
+    def on_checkpoint(self, step, path):
+        self.bar.write(f"[checkpoint] {path}")
+
+    def on_train_end(self, status, step, adapter_dir):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _apply_overrides(d: dict, sets: list[str]) -> dict:
+    """``--set train.steps=50`` style overrides (values parsed as JSON when they parse)."""
+    for item in sets:
+        if "=" not in item:
+            raise ConfigError("--set", f"expected KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        node = d
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return d
+
+
+def cmd_train(args) -> int:
+    from .trainer import train
+
+    d = RunConfig.from_file(args.config).to_dict() if args.config else RunConfig().to_dict()
+    if args.output_dir:
+        d["output_dir"] = args.output_dir
+    cfg = RunConfig.from_dict(_apply_overrides(d, args.set or [])).validate()
+    stop = {"requested": False}
+
+    def on_sigint(signum, frame):  # first Ctrl-C: stop at the next step and save; second: abort
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    res = train(cfg, callbacks=[TqdmProgress()], should_stop=lambda: stop["requested"], resume=not args.no_resume)
+    print(f"{res.status} at step {res.step} in {res.elapsed_s:.0f}s; final loss {res.final_loss:.4f}"
+          if res.final_loss is not None else f"{res.status} at step {res.step}")
+    if res.adapter_dir:
+        print(f"adapter: {res.adapter_dir}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from .adapter import load_adapter
+    from .data.formatting import FormatConfig, encode_example
+    from .generate import generate
+
+    adapter = load_adapter(args.adapter)
+    fmt = FormatConfig(max_source_tokens=args.max_source_tokens, instruction=args.instruction)
+    examples = [{"id": str(i), "domain": "input", "question": q, "context": args.context or "", "answers": [""],
+                 "answer_type": args.answer_type, "split": "test", "ood": False} for i, q in enumerate(args.input)]
+    encoded = [encode_example(adapter.base.tokenizer, ex, fmt, with_answer=False) for ex in examples]
+    experts = range(adapter.n_experts) if args.all_experts else [args.force_expert]
+    rows = []
+    for e in experts:
+        for q, g in zip(args.input, generate(adapter, encoded, max_new_tokens=args.max_new_tokens, force_expert=e), strict=True):
+            rows.append({"input": q, "forced": e, **asdict(g)})
+    if args.json:
+        for r in rows:
+            r.pop("router_input", None)
+            print(json.dumps(r))
+        return 0
+    for r in rows:
+        route = "" if r["expert"] is None else (
+            f"expert {r['expert']}{' (forced)' if r['forced'] is not None else ''} | p = "
+            + " ".join(f"{p:.3f}" for p in r["probs"]) + f" | confidence {r['confidence']:.3f} | ")
+        print(f"> {r['input']}\n  {route}{r['latency_s'] * 1000:.0f} ms\n  {r['text']}")
+    return 0
+
+
+def cmd_params(args) -> int:
+    shape = _shape_from_args(args)
+    base = dict(prompt_len=args.prompt_len, n_experts=args.experts, rank=args.rank, lora_r=args.lora_r,
+                router_bias=not args.no_router_bias)
+    methods = METHODS if args.method == "all" else [args.method]
+    for m in methods:
+        cfg = MethodConfig(method=m, **base)
+        cfg.validate()
+        n = count_params(cfg, shape)
+        print(f"{m}\t{n}" if len(methods) > 1 else n)
+    return 0
+
+
+def _shape_from_args(args) -> ModelShape:
+    if args.model:
+        from transformers import AutoConfig
+
+        from .models import EMBEDDED, TINY, embedded_cache_dir, tiny_config
+
+        if args.model == TINY:
+            return ModelShape.from_hf_config(tiny_config(49152))
+        name = str(embedded_cache_dir()) if args.model == EMBEDDED else args.model
+        if args.model == EMBEDDED and not Path(name).is_dir():
+            from .models import load_base_model
+
+            load_base_model(name=EMBEDDED)  # converts once
+        try:
+            return ModelShape.from_hf_config(AutoConfig.from_pretrained(name))
+        except Exception as e:
+            raise PTMoEError(f"cannot read the config of model {args.model!r}: {str(e).splitlines()[0]}") from e
+    ref = LLAMA_32_1B
+    hidden = args.hidden or ref.hidden
+    return ModelShape(hidden=hidden, layers=args.layers or ref.layers, heads=args.heads or ref.heads,
+                      kv_heads=args.kv_heads or ref.kv_heads, intermediate=args.intermediate or 4 * hidden)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ptmoe_core", description="PT-MoE engine: train, generate, inspect.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train an adapter from a YAML/JSON config")
+    t.add_argument("--config", help="YAML or JSON RunConfig (defaults: PT-MoE on smollm2-135m, builtin:all)")
+    t.add_argument("--output-dir", help="override output_dir")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. train.steps=50")
+    t.add_argument("--no-resume", action="store_true", help="ignore checkpoints already in output_dir")
+    t.set_defaults(func=cmd_train)
+
+    g = sub.add_parser("generate", help="routed greedy generation through an adapter")
+    g.add_argument("--adapter", required=True, help="adapter directory")
+    g.add_argument("--input", required=True, action="append", help="question / input text (repeatable)")
+    g.add_argument("--context", default="", help="passage for extractive QA")
+    g.add_argument("--answer-type", default="text", choices=["span", "number", "text"])
+    g.add_argument("--instruction", default=None)
+    g.add_argument("--max-new-tokens", type=int, default=48)
+    g.add_argument("--max-source-tokens", type=int, default=256)
+    grp = g.add_mutually_exclusive_group()
+    grp.add_argument("--force-expert", type=int, default=None, help="route every input to this expert")
+    grp.add_argument("--all-experts", action="store_true", help="answer once per expert")
+    g.add_argument("--json", action="store_true", help="one JSON object per line")
+    g.set_defaults(func=cmd_generate)
+
+    c = sub.add_parser("params", help="trainable-parameter count of a method")
+    c.add_argument("--method", default="ptmoe", choices=[*METHODS, "all"])
+    c.add_argument("--hidden", type=int, help="H (default 2048, the paper's Llama-3.2-1B)")
+    c.add_argument("--prompt-len", type=int, default=40, help="T")
+    c.add_argument("--experts", type=int, default=2, help="N")
+    c.add_argument("--rank", type=int, default=36, help="R")
+    c.add_argument("--lora-r", type=int, default=1)
+    c.add_argument("--layers", type=int, help="LoRA: number of layers (default 16)")
+    c.add_argument("--heads", type=int, help="LoRA: attention heads (default 32)")
+    c.add_argument("--kv-heads", type=int, help="LoRA: key/value heads (default 8)")
+    c.add_argument("--intermediate", type=int, help="LoRA on MLP layers: intermediate size")
+    c.add_argument("--model", help="take the shape from a model (smollm2-135m, tiny-random, Hub id, path)")
+    c.add_argument("--no-router-bias", action="store_true")
+    c.set_defaults(func=cmd_params)
+
+    try:
+        from .data.cli import register
+    except ImportError:  # data layer not installed in a minimal checkout
+        register = None
+    if register is not None:
+        register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PTMoEError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        return 130

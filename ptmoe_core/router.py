@@ -1,0 +1,100 @@
+"""The PT-MoE router: a linear map from the mean input embedding to expert probabilities.
+
+    x = masked_mean(X, router_mask)        # b×H, question/context tokens only
+    l = x Wᵀ + b                           # b×N
+    l = l · (1 + ε), ε ~ N(0, σ²)          # training only
+    p = softmax(l)
+    w = p ⊙ top-k mask                     # selective + probationary (the paper's default)
+
+Switches (all four of the paper's routing ablations are reachable):
+- ``top_k``: 1 is selective; N mixes every expert (non-selective).
+- ``probationary``: scale each chosen expert by its own probability; off gives equal weights
+  1/k to the chosen experts (exactly 1 for top-1), and then the router receives no gradient
+  unless ``straight_through`` is on.
+- ``straight_through``: forward weights are the non-probationary ones, backward goes through p.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class RoutingInfo:
+    """What the router decided for a batch (all b-first tensors)."""
+
+    probs: Tensor  # b×N, softmax of the (noisy while training) logits
+    weights: Tensor  # b×N, the factor each expert's prompt is scaled by
+    chosen: Tensor  # b, index of the top expert (or the forced one)
+    router_input: Tensor  # b×H, the masked mean input embedding
+
+    @property
+    def confidence(self) -> Tensor:  # b: probability of the chosen expert
+        return self.probs.gather(1, self.chosen[:, None]).squeeze(1)
+
+    @property
+    def entropy(self) -> Tensor:  # b, in nats
+        p = self.probs.clamp_min(1e-12)
+        return -(p * p.log()).sum(-1)
+
+    def expert_load(self) -> Tensor:  # N: fraction of the batch routed to each expert
+        n = self.probs.shape[1]
+        return torch.bincount(self.chosen, minlength=n).float() / max(1, self.chosen.numel())
+
+
+def masked_mean(X: Tensor, mask: Tensor) -> Tensor:
+    """Mean over the positions where ``mask`` is 1: X b×L×H, mask b×L -> b×H."""
+    m = mask.to(X.dtype).unsqueeze(-1)  # b×L×1
+    return (X * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+class Router(nn.Module):
+    """Linear router W ∈ R^{N×H}, b ∈ R^N."""
+
+    def __init__(
+        self,
+        hidden: int,
+        n_experts: int,
+        *,
+        top_k: int = 1,
+        probationary: bool = True,
+        straight_through: bool = False,
+        noise_std: float = 0.01,
+        bias: bool = True,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        self.n_experts, self.top_k = n_experts, top_k
+        self.probationary, self.straight_through, self.noise_std = probationary, straight_through, noise_std
+        self.linear = nn.Linear(hidden, n_experts, bias=bias)
+        # Orthogonal rows, zero bias: SMoP's choice; experts start equally likely on average.
+        nn.init.orthogonal_(self.linear.weight, generator=generator)
+        if bias:
+            nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: Tensor, force_expert: int | None = None) -> RoutingInfo:
+        logits = self.linear(x.to(self.linear.weight.dtype)).float()  # b×N, fp32 for a stable softmax
+        if self.training and self.noise_std > 0:
+            logits = logits * (1 + self.noise_std * torch.randn_like(logits))
+        p = logits.softmax(-1)  # b×N
+        if force_expert is not None:
+            if not 0 <= force_expert < self.n_experts:
+                raise ValueError(f"force_expert={force_expert} but there are {self.n_experts} experts")
+            chosen = torch.full((x.shape[0],), force_expert, dtype=torch.long, device=x.device)
+            mask = nn.functional.one_hot(chosen, self.n_experts).to(p.dtype)
+        else:
+            top = p.topk(self.top_k, dim=-1).indices  # b×k
+            chosen = top[:, 0]
+            mask = torch.zeros_like(p).scatter(1, top, 1.0)
+        hard = mask / mask.sum(-1, keepdim=True)  # equal weights over the chosen experts
+        if self.straight_through:
+            soft = p * mask
+            w = hard + soft - soft.detach()  # forward = hard, backward through p
+        elif self.probationary:
+            w = p * mask
+        else:
+            w = hard
+        return RoutingInfo(probs=p, weights=w, chosen=chosen, router_input=x)

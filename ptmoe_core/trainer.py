@@ -1,0 +1,334 @@
+"""The trainer: AdamW + warm-up/decay, accumulation, clipping, evaluation, checkpoints, resume, cancel.
+
+Reproducibility is by construction rather than by saved RNG state: the examples of optimizer step
+``s`` are a pure function of (seed, s) and the global RNG (router noise, LoRA dropout) is reseeded
+from (seed, s) at every step. A run resumed from the checkpoint of step s therefore continues
+exactly as the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from transformers import get_scheduler
+
+from .adapter import Adapter, build_adapter, save_adapter
+from .callbacks import EvalReport, StepMetrics, TrainerCallback
+from .config import RunConfig
+from .errors import ConfigError, DataError, PTMoEError
+from .models import BaseModel, load_base_model
+
+CHECKPOINTS = "checkpoints"
+FINAL_ADAPTER = "adapter"
+STATE_NAME = "trainer_state.json"
+OPTIMIZER_NAME = "optimizer.safetensors"
+# Changing these does not change the optimisation trajectory, so a resume may change them.
+RESUMABLE_CHANGES = {("train", "steps"), ("train", "eval_every"), ("train", "save_every"), ("name",)}
+
+
+@dataclass
+class TrainResult:
+    status: str  # "finished" | "cancelled"
+    step: int
+    adapter_dir: Path | None
+    trainable_params: int
+    final_loss: float | None = None
+    evaluation: EvalReport | None = None
+    elapsed_s: float = 0.0
+    history: list[StepMetrics] = field(default_factory=list)
+
+
+def train(
+    cfg: RunConfig,
+    callbacks: Sequence[TrainerCallback] = (),
+    should_stop: Callable[[], bool] = lambda: False,
+    resume: bool = True,
+    base: BaseModel | None = None,
+    data: tuple[Any, dict[str, Any]] | None = None,
+) -> TrainResult:
+    """Train ``cfg``; ``data`` = (train examples, {name: eval examples}) overrides ``cfg.data`` specs."""
+    from .data.formatting import FormatConfig, collate, encode_example  # data layer is optional for imports
+
+    cfg.validate()
+    t0 = time.time()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    base = base or load_base_model(cfg.model)
+    train_examples, eval_sets = data if data is not None else _build_data(cfg)
+    fmt = FormatConfig.from_data_config(cfg.data)
+    features = [encode_example(base.tokenizer, ex, fmt, with_answer=True) for ex in train_examples]
+    if not features:
+        raise DataError(f"no training examples in {cfg.data.train}")
+    init_text = cfg.method.init_text or cfg.data.instruction or _default_instruction(fmt, train_examples)
+    adapter = build_adapter(base, cfg.method, init_text=init_text, seed=cfg.train.seed)
+
+    tc = cfg.train
+    lr = tc.resolved_lr(cfg.method.method)
+    opt = torch.optim.AdamW(adapter.trainable_parameters(), lr=lr, weight_decay=tc.weight_decay)
+    sched = get_scheduler(tc.schedule if tc.schedule != "constant" else "constant_with_warmup", opt,
+                          num_warmup_steps=tc.warmup_steps, num_training_steps=tc.steps)
+    start = 0
+    if resume:
+        ckpt = latest_checkpoint(out)
+        if ckpt is not None:
+            start = _restore(ckpt, cfg, adapter, opt)
+            for _ in range(start):  # the schedule is a pure function of the step
+                sched.step()
+    (out / "run_config.json").write_text(cfg.to_json())
+
+    info = {
+        "trainable_params": adapter.num_trainable(),
+        "n_train_examples": len(features),
+        "eval_sets": {k: len(v) for k, v in eval_sets.items()},
+        "device": str(base.device),
+        "dtype": str(base.dtype).replace("torch.", ""),
+        "lr": lr,
+        "init_text": init_text,
+    }
+    for cb in callbacks:
+        cb.on_train_begin(tc.steps, start, info)
+
+    history: list[StepMetrics] = []
+    status, step, last_eval = "finished", start, None
+    pad = base.pad_id
+    adapter.train()
+    for step in range(start, tc.steps):
+        ts = time.time()
+        torch.manual_seed(_step_seed(tc.seed, step))
+        total_loss, n_tokens, routings = 0.0, 0, []
+        for micro in range(tc.grad_accum):
+            idx = batch_indices(len(features), tc.seed, step, micro, tc.batch_size, tc.grad_accum)
+            batch = {k: v.to(base.device) for k, v in collate([features[i] for i in idx], pad).items()}
+            output, routing = adapter(batch)
+            loss = output.loss / tc.grad_accum
+            if not torch.isfinite(loss):
+                raise PTMoEError(f"loss became {loss.item()} at step {step + 1}; lower train.lr (now {lr})")
+            loss.backward()
+            total_loss += loss.item()
+            n_tokens += int(batch["attention_mask"].sum()) + (adapter.cfg.prompt_len if adapter.prompt else 0) * len(idx)
+            if routing is not None:
+                routings.append(routing)
+        grad_norm = torch.nn.utils.clip_grad_norm_(adapter.trainable_parameters(), tc.max_grad_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        m = StepMetrics(
+            step=step + 1,
+            total_steps=tc.steps,
+            loss=total_loss,
+            lr=sched.get_last_lr()[0],
+            tokens_per_s=n_tokens / max(time.time() - ts, 1e-9),
+            grad_norm=float(grad_norm),
+            elapsed_s=time.time() - t0,
+        )
+        if routings:
+            probs = torch.cat([r.probs for r in routings]).detach()
+            chosen = torch.cat([r.chosen for r in routings])
+            p = probs.clamp_min(1e-12)
+            m.router_entropy = float(-(p * p.log()).sum(-1).mean())
+            m.expert_load = (torch.bincount(chosen, minlength=probs.shape[1]).float() / chosen.numel()).tolist()
+        history.append(m)
+        for cb in callbacks:
+            cb.on_step(m)
+        done = step + 1
+        if tc.eval_every and done % tc.eval_every == 0 and done < tc.steps and eval_sets:
+            last_eval = run_evaluation(adapter, eval_sets, fmt, tc, done, callbacks)
+            adapter.train()
+        stop = should_stop()
+        if (tc.save_every and done % tc.save_every == 0 and done < tc.steps) or stop:
+            save_checkpoint(out, adapter, opt, cfg, done, callbacks)
+        if stop and done < tc.steps:
+            status, step = "cancelled", done
+            break
+        step = done
+
+    adapter_dir = None
+    if status == "finished":
+        if eval_sets:
+            last_eval = run_evaluation(adapter, eval_sets, fmt, tc, step, callbacks)
+        save_checkpoint(out, adapter, opt, cfg, step, callbacks)
+        adapter_dir = out / FINAL_ADAPTER
+        _publish(out / CHECKPOINTS / _ckpt_name(step), adapter_dir)
+    for cb in callbacks:
+        cb.on_train_end(status, step, adapter_dir)
+    adapter.eval()
+    return TrainResult(
+        status=status,
+        step=step,
+        adapter_dir=adapter_dir,
+        trainable_params=adapter.num_trainable(),
+        final_loss=history[-1].loss if history else None,
+        evaluation=last_eval,
+        elapsed_s=time.time() - t0,
+        history=history,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Data order
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7_919 + 17) % (2**63 - 1)
+
+
+def batch_indices(n: int, seed: int, step: int, micro: int, batch_size: int, grad_accum: int) -> list[int]:
+    """Example indices of one micro-batch: epochs are seeded permutations, so any step's batch is
+    computable without replaying the ones before it."""
+    first = (step * grad_accum + micro) * batch_size
+    out = []
+    for pos in range(first, first + batch_size):
+        epoch, offset = divmod(pos, n)
+        g = torch.Generator().manual_seed(seed * 7_777 + epoch)
+        out.append(int(torch.randperm(n, generator=g)[offset]))
+    return out
+
+
+def _build_data(cfg: RunConfig):
+    from .data import build_datasets
+
+    return build_datasets(cfg.data)
+
+
+def _default_instruction(fmt, examples) -> str | None:
+    """The task instruction (the paper's init text) of the first example's answer type."""
+    try:
+        first = examples[0]
+    except (IndexError, KeyError):
+        return None
+    getter = getattr(fmt, "instruction_for", None)
+    return getter(first) if getter else fmt.instruction
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def run_evaluation(adapter: Adapter, eval_sets, fmt, tc, step: int, callbacks) -> EvalReport:
+    from .evaluate import evaluate
+
+    res = evaluate(adapter, eval_sets, max_new_tokens=tc.max_new_tokens, batch_size=tc.eval_batch_size,
+                   format_cfg=fmt)
+    report = EvalReport(step=step, scores=res.scores(), records=res.records)
+    for cb in callbacks:
+        cb.on_evaluate(report)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: adapter files + optimizer tensors (safetensors) + a JSON state; never pickle.
+
+
+def _ckpt_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, path) of every complete checkpoint, oldest first."""
+    root = Path(output_dir) / CHECKPOINTS
+    found = []
+    for p in root.glob("step-*"):
+        if (p / STATE_NAME).is_file():  # written last: its presence marks a complete checkpoint
+            try:
+                found.append((int(p.name.split("-")[1]), p))
+            except ValueError:
+                continue
+    return sorted(found)
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    ckpts = list_checkpoints(output_dir)
+    return ckpts[-1][1] if ckpts else None
+
+
+def save_checkpoint(out: Path, adapter: Adapter, opt: torch.optim.Optimizer, cfg: RunConfig, step: int,
+                    callbacks: Sequence[TrainerCallback] = ()) -> Path:
+    final = out / CHECKPOINTS / _ckpt_name(step)
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_adapter(adapter, tmp, extra={"step": step, "run_name": cfg.name})
+    tensors, groups = _flatten_optimizer(opt)
+    save_file(tensors, str(tmp / OPTIMIZER_NAME))
+    state = {"step": step, "config": cfg.to_dict(), "param_groups": groups, "time": time.time()}
+    (tmp / STATE_NAME).write_text(json.dumps(state, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for cb in callbacks:
+        cb.on_checkpoint(step, final)
+    return final
+
+
+def _publish(src: Path, dst: Path) -> None:
+    """Copy the adapter files of a checkpoint to ``dst`` (the run's final adapter)."""
+    from .adapter import CONFIG_NAME, WEIGHTS_NAME
+
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in (WEIGHTS_NAME, CONFIG_NAME):
+        shutil.copy2(src / name, tmp / name)
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)
+
+
+def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    sd = opt.state_dict()
+    tensors = {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            t = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+            tensors[f"state.{idx}.{k}"] = t.detach().cpu().contiguous()
+    groups = [{k: v for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, groups
+
+
+def _restore(ckpt: Path, cfg: RunConfig, adapter: Adapter, opt: torch.optim.Optimizer) -> int:
+    from .adapter import WEIGHTS_NAME
+
+    try:
+        state = json.loads((ckpt / STATE_NAME).read_text())
+        weights = load_file(str(ckpt / WEIGHTS_NAME))
+        opt_tensors = load_file(str(ckpt / OPTIMIZER_NAME))
+    except (OSError, ValueError, SafetensorError) as e:
+        raise PTMoEError(f"checkpoint {ckpt} is corrupt ({e}); delete it to restart from an earlier one") from e
+    diffs = _config_diffs(state.get("config", {}), cfg.to_dict())
+    if diffs:
+        raise ConfigError(
+            "output_dir",
+            f"{cfg.output_dir} holds checkpoints of a different configuration ({', '.join(diffs[:4])}); "
+            "use a new output_dir or start without resuming",
+        )
+    adapter.load_state_dict(weights, source=str(ckpt))
+    opt_state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, t in opt_tensors.items():
+        _, idx, name = key.split(".", 2)
+        opt_state.setdefault(int(idx), {})[name] = t
+    opt.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+    return int(state["step"])
+
+
+def _config_diffs(old: dict, new: dict, prefix: tuple = ()) -> list[str]:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        path = (*prefix, k)
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _config_diffs(a, b, path)
+        elif a != b and path not in RESUMABLE_CHANGES and not (path == ("output_dir",)):
+            out.append(f"{'.'.join(path)}: {a!r} -> {b!r}")
+    return out
+
+
+def estimate_seconds(step: int, total: int, elapsed: float) -> float:
+    """Time left at the current pace (for progress displays)."""
+    return math.inf if step <= 0 else elapsed / step * (total - step)
