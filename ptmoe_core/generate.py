@@ -40,6 +40,7 @@ def generate(
     force_expert: int | None = None,
     use_cache: bool = True,
     return_router_input: bool = False,
+    stop_at_eos: bool = True,
     progress=None,
 ) -> list[Generation]:
     """Greedy answers for encoded prompts (``encode_example(..., with_answer=False)``), in order.
@@ -47,6 +48,7 @@ def generate(
     ``force_expert`` routes every input to that expert (weight = its own probability when the
     method is probationary), so the answers of each expert can be compared on one input.
     ``use_cache=False`` recomputes the whole sequence for every token (the benchmark's baseline).
+    ``stop_at_eos=False`` always generates ``max_new_tokens`` tokens (for benchmarks).
     ``progress``, if given, is called with the number of inputs done after each batch.
     """
     from .data.formatting import collate
@@ -57,7 +59,7 @@ def generate(
         raise ValueError(f"force_expert={force_expert}: this adapter has {adapter.n_experts} expert(s)")
     adapter.eval()
     base = adapter.base
-    eos = torch.tensor(base.eos_ids, device=base.device)
+    eos = torch.tensor(base.eos_ids if stop_at_eos else [], dtype=torch.long, device=base.device)
     # Similar lengths in a batch waste less padding; results are put back in input order.
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
     results: list[Generation | None] = [None] * len(encoded)

@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,8 +83,10 @@ def train(
         ckpt = latest_checkpoint(out)
         if ckpt is not None:
             start = _restore(ckpt, cfg, adapter, opt)
-            for _ in range(start):  # the schedule is a pure function of the step
-                sched.step()
+            with warnings.catch_warnings():  # stepping the schedule before the optimizer is intended
+                warnings.simplefilter("ignore", UserWarning)
+                for _ in range(start):  # the schedule is a pure function of the step
+                    sched.step()
     (out / "run_config.json").write_text(cfg.to_json())
 
     info = {
