@@ -60,6 +60,7 @@ class MethodConfig:
     init_text: str | None = None  # default: the task instruction, else a vocabulary sample
     expert_perturb: float = 0.01  # relative std of per-expert noise on A_i so experts can diverge
     router_bias: bool = True  # counted in the paper's N*H + N router parameters
+    balance_loss: float = 0.0  # Switch-style load-balancing loss weight; 0 = the paper's method
     lora_r: int = 1
     lora_alpha: float = 2.0
     lora_dropout: float = 0.0
@@ -104,6 +105,8 @@ class MethodConfig:
                 )
             if self.noise_std < 0:
                 raise ConfigError("method.noise_std", f"must be >= 0, got {self.noise_std}")
+            if not 0 <= self.balance_loss <= 10:
+                raise ConfigError("method.balance_loss", f"must be in [0, 10], got {self.balance_loss}")
         if self.expert_perturb < 0:
             raise ConfigError("method.expert_perturb", f"must be >= 0, got {self.expert_perturb}")
 

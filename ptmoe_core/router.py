@@ -45,6 +45,14 @@ class RoutingInfo:
         return torch.bincount(self.chosen, minlength=n).float() / max(1, self.chosen.numel())
 
 
+def balance_loss(probs: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """Switch Transformer's auxiliary loss N · Σ_i f_i · P̄_i (f_i: fraction routed to expert i,
+    P̄_i: mean probability of i). Equals 1 when balanced; grows as the router collapses."""
+    n = probs.shape[1]
+    f = torch.bincount(chosen, minlength=n).to(probs.dtype) / chosen.numel()
+    return n * (f * probs.mean(0)).sum()
+
+
 def masked_mean(X: Tensor, mask: Tensor) -> Tensor:
     """Mean over the positions where ``mask`` is 1: X b×L×H, mask b×L -> b×H."""
     m = mask.to(X.dtype).unsqueeze(-1)  # b×L×1

@@ -28,6 +28,7 @@ from .callbacks import EvalReport, StepMetrics, TrainerCallback
 from .config import RunConfig
 from .errors import ConfigError, DataError, PTMoEError
 from .models import BaseModel, load_base_model
+from .router import balance_loss
 
 CHECKPOINTS = "checkpoints"
 FINAL_ADAPTER = "adapter"
@@ -113,11 +114,14 @@ def train(
             idx = batch_indices(len(features), tc.seed, step, micro, tc.batch_size, tc.grad_accum)
             batch = {k: v.to(base.device) for k, v in collate([features[i] for i in idx], pad).items()}
             output, routing = adapter(batch)
-            loss = output.loss / tc.grad_accum
+            loss = output.loss
+            if routing is not None and cfg.method.balance_loss > 0:
+                loss = loss + cfg.method.balance_loss * balance_loss(routing.probs, routing.chosen)
+            loss = loss / tc.grad_accum
             if not torch.isfinite(loss):
                 raise PTMoEError(f"loss became {loss.item()} at step {step + 1}; lower train.lr (now {lr})")
             loss.backward()
-            total_loss += loss.item()
+            total_loss += output.loss.item() / tc.grad_accum  # report the LM loss, not the auxiliary term
             n_tokens += int(batch["attention_mask"].sum()) + (adapter.cfg.prompt_len if adapter.prompt else 0) * len(idx)
             if routing is not None:
                 routings.append(routing)
@@ -217,12 +221,34 @@ def _default_instruction(fmt, examples) -> str | None:
 # Evaluation
 
 
+@torch.no_grad()
+def mean_loss(adapter: Adapter, features: list[dict], batch_size: int = 16) -> float:
+    """Token-weighted mean LM loss over encoded examples (with answers), in eval mode."""
+    from .data.formatting import collate
+
+    was_training = adapter.prompt.training if adapter.prompt is not None else adapter.lm.training
+    adapter.eval()
+    total, count = 0.0, 0
+    base = adapter.base
+    for i in range(0, len(features), batch_size):
+        batch = {k: v.to(base.device) for k, v in collate(features[i : i + batch_size], base.pad_id).items()}
+        out, _ = adapter(batch)
+        n = int((batch["labels"][:, 1:] != -100).sum())  # HF shifts labels by one
+        total += out.loss.item() * n
+        count += n
+    adapter.train(was_training)
+    return total / max(count, 1)
+
+
 def run_evaluation(adapter: Adapter, eval_sets, fmt, tc, step: int, callbacks) -> EvalReport:
+    from .data.formatting import encode_example
     from .evaluate import evaluate
 
     res = evaluate(adapter, eval_sets, max_new_tokens=tc.max_new_tokens, batch_size=tc.eval_batch_size,
                    format_cfg=fmt)
-    report = EvalReport(step=step, scores=res.scores(), records=res.records)
+    feats = [encode_example(adapter.base.tokenizer, ex, fmt, with_answer=True) for ds in eval_sets.values() for ex in ds]
+    loss = mean_loss(adapter, feats, tc.eval_batch_size) if feats else None
+    report = EvalReport(step=step, scores=res.scores(), records=res.records, loss=loss)
     for cb in callbacks:
         cb.on_evaluate(report)
     return report

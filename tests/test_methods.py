@@ -212,3 +212,11 @@ def test_impossible_hyperparameters_are_named(kw, field):
     with pytest.raises(ConfigError) as e:
         MethodConfig(**kw).validate()
     assert e.value.field == field
+
+
+def test_balance_loss_is_one_when_balanced_and_grows_with_collapse():
+    from ptmoe_core.router import balance_loss
+
+    even = balance_loss(torch.full((4, 2), 0.5), torch.tensor([0, 1, 0, 1]))
+    collapsed = balance_loss(torch.tensor([[0.9, 0.1]] * 4), torch.tensor([0, 0, 0, 0]))
+    assert even.item() == pytest.approx(1.0) and collapsed.item() == pytest.approx(1.8)
