@@ -25,7 +25,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 # Default learning rates: soft prompts need a far larger step than LoRA's weight deltas.
 DEFAULT_LR = {"lora": 2e-3}
-DEFAULT_PROMPT_LR = 3e-2
+DEFAULT_PROMPT_LR = 1e-2
 
 
 @dataclass
@@ -144,7 +144,7 @@ class TrainConfig:
     steps: int = 200  # optimizer steps
     batch_size: int = 8
     grad_accum: int = 1
-    lr: float | None = None  # None: 3e-2 for prompt methods, 2e-3 for LoRA
+    lr: float | None = None  # None: 1e-2 for prompt methods, 2e-3 for LoRA
     weight_decay: float = 0.0
     warmup_steps: int = 10
     schedule: str = "linear"

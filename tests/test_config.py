@@ -71,5 +71,5 @@ def test_malformed_file(tmp_path):
 
 def test_lr_default_depends_on_method():
     cfg = RunConfig()
-    assert cfg.train.resolved_lr("ptmoe") == pytest.approx(3e-2)
+    assert cfg.train.resolved_lr("ptmoe") == pytest.approx(1e-2)
     assert cfg.train.resolved_lr("lora") == pytest.approx(2e-3)
