@@ -1,0 +1,355 @@
+"""The Train form <-> ``RunConfig``: one ordered list of fields, the conversions both ways, checks
+that name the field at fault, the trainable-parameter counts and the equivalent CLI command.
+
+Pure functions of the form values (plus a model-shape lookup that the caller caches)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ptmoe_core.config import DEFAULT_LR, DEFAULT_PROMPT_LR, METHODS, RunConfig
+from ptmoe_core.errors import ConfigError
+from ptmoe_core.params import LLAMA_32_1B, ModelShape, count_params
+
+METHOD_LABELS = {
+    "ptmoe": "PT-MoE",
+    "pt": "PT (prompt tuning)",
+    "dpt": "DPT (decomposed PT)",
+    "smop": "SMoP (mixture of prompts)",
+    "lora": "LoRA",
+}
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+EMBEDDED_MODELS = ("smollm2-135m", "tiny-random")
+DEMO_MAX_STEPS = 300
+DEMO_MAX_EXAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Field:
+    key: str  # the form's name for it (also the gradio_client parameter order)
+    path: str  # where it lives in RunConfig ("train.steps")
+    kind: str  # int | float | str | bool | list | opt_int | opt_float
+
+
+# The Train form, in the order the handlers receive the values.
+FIELDS: tuple[Field, ...] = (
+    Field("name", "name", "str"),
+    Field("model", "model.name", "str"),
+    Field("device", "model.device", "str"),
+    Field("train_specs", "data.train", "list"),
+    Field("eval_specs", "data.eval", "list"),
+    Field("max_train_examples", "data.max_train_examples", "opt_int"),
+    Field("max_eval_examples", "data.max_eval_examples", "int"),
+    Field("max_source_tokens", "data.max_source_tokens", "int"),
+    Field("max_answer_tokens", "data.max_answer_tokens", "int"),
+    Field("method", "method.method", "str"),
+    Field("prompt_len", "method.prompt_len", "int"),
+    Field("n_experts", "method.n_experts", "int"),
+    Field("rank", "method.rank", "int"),
+    Field("top_k", "method.top_k", "int"),
+    Field("probationary", "method.probationary", "bool"),
+    Field("noise_std", "method.noise_std", "float"),
+    Field("balance_loss", "method.balance_loss", "float"),
+    Field("init", "method.init", "str"),
+    Field("lora_r", "method.lora_r", "int"),
+    Field("lora_alpha", "method.lora_alpha", "float"),
+    Field("lora_targets", "method.lora_targets", "list"),
+    Field("steps", "train.steps", "int"),
+    Field("batch_size", "train.batch_size", "int"),
+    Field("grad_accum", "train.grad_accum", "int"),
+    Field("lr", "train.lr", "opt_float"),
+    Field("warmup_steps", "train.warmup_steps", "int"),
+    Field("schedule", "train.schedule", "str"),
+    Field("eval_every", "train.eval_every", "int"),
+    Field("save_every", "train.save_every", "int"),
+    Field("max_new_tokens", "train.max_new_tokens", "int"),
+    Field("seed", "train.seed", "int"),
+)
+KEYS = tuple(f.key for f in FIELDS)
+BY_PATH = {f.path: f for f in FIELDS}
+
+# Which form fields each method uses (the rest are hidden).
+METHOD_FIELDS = {
+    "ptmoe": {"prompt_len", "n_experts", "rank", "top_k", "probationary", "noise_std", "balance_loss", "init"},
+    "smop": {"prompt_len", "n_experts", "top_k", "probationary", "noise_std", "balance_loss", "init"},
+    "dpt": {"prompt_len", "rank", "init"},
+    "pt": {"prompt_len", "init"},
+    "lora": {"lora_r", "lora_alpha", "lora_targets"},
+}
+METHOD_KEYS = set().union(*METHOD_FIELDS.values())
+
+HELP = {
+    "name": "A label for the run in the Runs table (you can rename it later).",
+    "model": "The frozen base model. smollm2-135m is embedded (no download); tiny-random is a 2-layer test "
+             "model; or type a Hugging Face Hub id or a local model folder.",
+    "device": "Where the job trains: auto picks CUDA, then Apple MPS, then CPU.",
+    "train_specs": "Data specs, comma-separated (set by the data choices above): builtin:all, jsonl:FILE, "
+                   "squad:FILE, gsm8k:FILE, hf:NAME …",
+    "eval_specs": "Optional evaluation specs; empty = the validation split of the training data.",
+    "max_train_examples": "Cap on training examples (empty = all).",
+    "max_eval_examples": "Examples per evaluation set (evaluation generates answers, so keep it small on CPU).",
+    "max_source_tokens": "Instruction + context + question are cut to this many tokens.",
+    "max_answer_tokens": "Gold answers are cut to this many tokens for training.",
+    "method": "PT-MoE: N experts share a low-rank basis B (prompt_i = A_i·B), a router picks one per input.",
+    "prompt_len": "T — virtual tokens prepended to every input.",
+    "n_experts": "N — prompt experts the router chooses from.",
+    "rank": "R — rank of the shared decomposition (R ≤ T).",
+    "top_k": "Experts used per input: 1 = selective routing; N = soft mix.",
+    "probationary": "Scale the chosen prompt by its router probability (gives the router a gradient).",
+    "noise_std": "σ of multiplicative noise on router logits during training (exploration).",
+    "balance_loss": "Weight of a load-balancing loss on the router (not in the paper; 0 = the paper's method). "
+                    "Without it the router often collapses onto one expert on small models.",
+    "init": "text: SVD of the instruction's token embeddings (the paper's init); vocab: random tokens; random.",
+    "lora_r": "LoRA rank r.",
+    "lora_alpha": "LoRA scaling α (effective scale α / r).",
+    "lora_targets": "Linear layers that get LoRA deltas.",
+    "steps": "Optimizer steps.",
+    "batch_size": "Examples per step (per micro-batch with accumulation).",
+    "grad_accum": "Micro-batches accumulated per step.",
+    "lr": f"Soft prompts need a large step ({DEFAULT_PROMPT_LR:g}), LoRA a small one ({DEFAULT_LR['lora']:g}); "
+          "changing the method switches between these defaults.",
+    "warmup_steps": "Linear warm-up steps (≤ steps).",
+    "schedule": "Learning-rate decay after warm-up.",
+    "eval_every": "Evaluate every this many steps (0 = only at the end).",
+    "save_every": "Checkpoint every this many steps (0 = only at the end); each checkpoint can be inspected.",
+    "max_new_tokens": "Longest generated answer at evaluation.",
+    "seed": "Seed for data order, initialisation and router noise.",
+}
+
+
+def default_values(model: str = "smollm2-135m", demo: bool = False, gpu: bool = False) -> dict[str, Any]:
+    """Sane defaults: PT-MoE T=40 N=2 R=36 on the built-in tasks, sized to finish in a few minutes.
+
+    On a GPU: 100 steps of batch 8. On a 2-core CPU a step of batch 8 on SmolLM2-135M costs ~13 s and
+    one generated evaluation answer ~1.5 s, so the CPU default is 40 steps of batch 4 with 4 evaluation
+    examples per set (about 5 minutes); demo mode (a shared CPU Space) is smaller still."""
+    cfg = RunConfig()
+    cfg.name = "ptmoe-builtin"
+    cfg.model.name = model
+    cfg.data.max_answer_tokens = 24
+    cfg.train.eval_batch_size = 8
+    if gpu and not demo:
+        cfg.data.max_train_examples, cfg.data.max_eval_examples, cfg.data.max_source_tokens = 2000, 24, 192
+        cfg.train.steps, cfg.train.batch_size, cfg.train.warmup_steps = 100, 8, 10
+        cfg.train.eval_every, cfg.train.save_every, cfg.train.max_new_tokens = 50, 50, 24
+    elif not demo:
+        cfg.data.max_train_examples, cfg.data.max_eval_examples, cfg.data.max_source_tokens = 1000, 4, 160
+        cfg.train.steps, cfg.train.batch_size, cfg.train.warmup_steps = 40, 4, 4
+        cfg.train.eval_every, cfg.train.save_every, cfg.train.max_new_tokens = 20, 20, 16
+    else:
+        cfg.data.max_train_examples, cfg.data.max_eval_examples, cfg.data.max_source_tokens = 500, 2, 128
+        cfg.train.steps, cfg.train.batch_size, cfg.train.warmup_steps = 20, 4, 2
+        cfg.train.eval_every, cfg.train.save_every, cfg.train.max_new_tokens = 0, 0, 12
+    cfg.method.balance_loss = 0.1  # as examples/ptmoe_builtin.yaml: keeps both experts in use on SmolLM2
+    cfg.train.lr = default_lr(cfg.method.method)
+    return values_from_config(cfg)
+
+
+def default_lr(method: str) -> float:
+    return DEFAULT_LR.get(method, DEFAULT_PROMPT_LR)
+
+
+def is_default_lr(lr: Any) -> bool:
+    """True for an empty learning rate or one of the per-method defaults (so it may follow the method)."""
+    if _blank(lr) or lr == 0:
+        return True
+    try:
+        return any(abs(float(lr) - d) < 1e-12 for d in {DEFAULT_PROMPT_LR, *DEFAULT_LR.values()})
+    except (TypeError, ValueError):
+        return False
+
+
+def _get(d: Mapping[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        d = d[part]
+    return d
+
+
+def _set(d: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+    d[parts[-1]] = value
+
+
+def values_from_config(cfg: RunConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """Form values (keyed by ``KEYS``) from a config or its dict."""
+    d = cfg.to_dict() if isinstance(cfg, RunConfig) else RunConfig.from_dict(dict(cfg)).to_dict()
+    out = {}
+    for f in FIELDS:
+        v = _get(d, f.path)
+        if f.kind == "list" and f.key.endswith("_specs"):
+            v = ", ".join(v or [])
+        out[f.key] = v
+    return out
+
+
+def values_list(values: Mapping[str, Any]) -> list[Any]:
+    return [values.get(k) for k in KEYS]
+
+
+def as_values(args: Sequence[Any]) -> dict[str, Any]:
+    if len(args) != len(KEYS):
+        raise ValueError(f"expected {len(KEYS)} form values, got {len(args)}")
+    return dict(zip(KEYS, args, strict=True))
+
+
+def _blank(v: Any) -> bool:
+    return v is None or (isinstance(v, str) and not v.strip())
+
+
+def config_from_values(values: Mapping[str, Any], base: RunConfig | None = None) -> RunConfig:
+    """Build (not yet validate) a RunConfig; raises ConfigError naming the field on a malformed value.
+    Fields not on the form (e.g. expert_perturb) keep ``base``'s values."""
+    d = (base or RunConfig()).to_dict()
+    for f in FIELDS:
+        v = values.get(f.key)
+        if f.kind == "list":
+            if isinstance(v, str):
+                v = [s.strip() for s in v.split(",") if s.strip()]
+            v = list(v or [])
+        elif f.kind in ("opt_int", "opt_float"):
+            if _blank(v) or (f.kind == "opt_int" and v in (0, 0.0, "0")) or (f.kind == "opt_float" and v in (0, 0.0)):
+                v = None
+        elif f.kind == "bool":
+            v = bool(v)
+        elif f.kind == "str":
+            v = "" if v is None else str(v).strip()
+        elif _blank(v):
+            raise ConfigError(f.path, "must not be empty")
+        _set(d, f.path, v)
+    d["output_dir"] = f"runs/{d['name'] or 'run'}"
+    return RunConfig.from_dict(d)
+
+
+def check(values: Mapping[str, Any], *, demo: bool = False,
+          spec_check: Callable[[str], str | None] | None = None) -> tuple[RunConfig | None, dict[str, str]]:
+    """(config, {form key: reason}) — the config is None when something is wrong.
+
+    Besides ``RunConfig.validate`` (the engine's own rules), demo limits and the data specs
+    (``spec_check(spec)`` returns a reason or None) are checked here."""
+    errors: dict[str, str] = {}
+    try:
+        cfg = config_from_values(values)
+        cfg.validate()
+    except ConfigError as e:
+        errors[field_key(e.field)] = _reason(e)
+        return None, errors
+    if not cfg.name:
+        errors["name"] = "give the run a name"
+    if demo:
+        if cfg.model.name not in EMBEDDED_MODELS:
+            errors["model"] = f"demo mode trains only the embedded models ({', '.join(EMBEDDED_MODELS)})"
+        if cfg.train.steps > DEMO_MAX_STEPS:
+            errors["steps"] = f"demo mode allows at most {DEMO_MAX_STEPS} steps"
+        if cfg.data.max_train_examples is None or cfg.data.max_train_examples > DEMO_MAX_EXAMPLES:
+            errors["max_train_examples"] = f"demo mode allows at most {DEMO_MAX_EXAMPLES} training examples"
+    if spec_check is not None:
+        for key, specs in (("train_specs", cfg.data.train), ("eval_specs", cfg.data.eval)):
+            for s in specs:
+                why = spec_check(s)
+                if why:
+                    errors.setdefault(key, why)
+    return (None if errors else cfg), errors
+
+
+def field_key(config_field: str) -> str:
+    """The form key for a ConfigError field ("train.steps" -> "steps"); unknown -> the closest parent."""
+    if config_field in BY_PATH:
+        return BY_PATH[config_field].key
+    if config_field.startswith("data"):
+        return "train_specs"
+    if config_field.startswith("method"):
+        return "method"
+    if config_field.startswith("model"):
+        return "model"
+    return "name"
+
+
+def _reason(e: ConfigError) -> str:
+    msg = str(e)
+    prefix = f"{e.field}: "
+    return msg[len(prefix):] if msg.startswith(prefix) else msg
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameter counts
+
+
+def param_counts(cfg: RunConfig, shape: ModelShape) -> dict[str, int]:
+    """Trainable parameters of the chosen method, of LoRA (the form's r and targets) on the same
+    model, and of the chosen method on the paper's Llama-3.2-1B."""
+    from copy import deepcopy
+
+    lora = deepcopy(cfg.method)
+    lora.method = "lora"
+    out = {"method": count_params(cfg.method, shape), "lora": count_params(lora, shape)}
+    if cfg.method.method != "lora":
+        out["paper"] = count_params(cfg.method, LLAMA_32_1B)
+    return out
+
+
+def params_html(cfg: RunConfig | None, shape: ModelShape | None, model_note: str = "") -> str:
+    if cfg is None:
+        return '<div class="pt-params pt-muted">Trainable parameters: fix the highlighted field first.</div>'
+    if shape is None:
+        return f'<div class="pt-params pt-muted">Trainable parameters: {model_note or "model shape unknown"}</div>'
+    c = param_counts(cfg, shape)
+    m = cfg.method
+    label = METHOD_LABELS[m.method]
+    lora_targets = ", ".join(m.lora_targets)
+    parts = [f'<div class="pt-params">Trainable parameters — <b>{c["method"]:,}</b> {label}']
+    if m.method != "lora":
+        ratio = c["method"] / c["lora"] if c["lora"] else 0
+        parts.append(f' &nbsp;·&nbsp; LoRA r={m.lora_r} on {lora_targets}: <b>{c["lora"]:,}</b> '
+                     f'<span class="pt-muted">({ratio:.2f}× LoRA)</span>')
+        parts.append(f'<br><span class="pt-muted">on {cfg.model.name} (H={shape.hidden}, {shape.layers} layers); '
+                     f'same settings on the paper\'s Llama-3.2-1B: {c["paper"]:,}</span>')
+    else:
+        parts.append(f'<br><span class="pt-muted">on {cfg.model.name} (H={shape.hidden}, {shape.layers} layers)</span>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# The equivalent CLI command
+
+
+def cli_command(cfg: RunConfig, config_file: str | None = None) -> str:
+    """``python -m ptmoe_core train`` with ``--set`` for every value that differs from the defaults."""
+    if config_file:
+        return f"python -m ptmoe_core train --config {shlex.quote(config_file)}"
+    default = _flat(RunConfig().to_dict())
+    parts = ["python -m ptmoe_core train"]
+    for key, value in _flat(cfg.to_dict()).items():
+        if key == "output_dir":
+            continue
+        if default.get(key, object()) != value:
+            parts.append(f"--set {shlex.quote(f'{key}={json.dumps(value) if not isinstance(value, str) else value}')}")
+    parts.append(f"--output-dir {shlex.quote(cfg.output_dir)}")
+    return " \\\n  ".join(parts)
+
+
+def config_yaml(cfg: RunConfig) -> str:
+    import yaml
+
+    d = cfg.to_dict()
+    return yaml.safe_dump(d, sort_keys=False, default_flow_style=None)
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def method_choices() -> list[tuple[str, str]]:
+    return [(METHOD_LABELS[m], m) for m in METHODS]

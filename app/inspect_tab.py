@@ -1,0 +1,319 @@
+"""Inspect tab: choose a finished run (and checkpoint), type inputs or draw examples from its
+evaluation sets, and see per input, side by side, what the router chose and what came out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import gradio as gr
+
+from ptmoe_core.config import ModelConfig, RunConfig
+
+from . import plots, queries, views
+from .data_sources import inside
+from .inspection import InspectResult, rows_from_records, run_inspection, summary, typed_examples
+from .state import AppContext, gpu_wrap
+from .ui import friendly
+
+MODES = ["Type inputs", "Draw from the run's evaluation sets", "The run's stored evaluation"]
+FINAL = "final"
+ALL_SETS = "all evaluation sets"
+PLACEHOLDER = ("What is 17 plus 25? => 42\n"
+               "Convert 3 kilometres to metres. => 3000\n"
+               "What weekday comes two days after Friday? => Sunday")
+
+
+def build(ctx: AppContext) -> SimpleNamespace:
+    st = ctx.storage
+
+    with gr.Row(equal_height=True):
+        run = gr.Dropdown([], value=None, allow_custom_value=True, label="Run", info="Finished runs, and stopped runs that saved a checkpoint.", scale=4,
+                          elem_id="pt-inspect-run-select")
+        ckpt = gr.Dropdown([("final adapter", FINAL)], value=FINAL, allow_custom_value=True, label="Checkpoint", scale=2,
+                           elem_id="pt-inspect-ckpt")
+        refresh = gr.Button("↻", scale=0, min_width=50)
+    run_info = gr.Markdown("_Pick a finished run._", elem_id="pt-inspect-info")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            mode = gr.Radio(MODES, value=MODES[0], label="Inputs", elem_id="pt-inspect-mode")
+            with gr.Group(visible=True) as g_type:
+                text = gr.Textbox(label="Inputs, one per line", lines=5, placeholder=PLACEHOLDER,
+                                  info="Optionally add the gold answer after “=>” to score the output "
+                                       "(several golds separated by “|”).", elem_id="pt-inspect-text")
+                with gr.Row():
+                    context = gr.Textbox(label="Passage (optional, shared by all lines)", lines=2, scale=3)
+                    answer_type = gr.Dropdown(["text", "number", "span"], value="text", label="Answer type",
+                                              info="How gold answers are scored (number: final-number match).",
+                                              scale=1)
+            with gr.Group(visible=False) as g_draw:
+                with gr.Row():
+                    eval_set = gr.Dropdown([ALL_SETS], value=ALL_SETS, allow_custom_value=True, label="Evaluation set", scale=3)
+                    n_draw = gr.Slider(1, 32, value=4, step=1, label="Examples per set", scale=2)
+                    seed = gr.Number(0, label="Seed", precision=0, scale=1, min_width=80)
+            with gr.Group(visible=False) as g_stored:
+                stored_step = gr.Dropdown([], value=None, allow_custom_value=True, label="Evaluated at step",
+                                          info="The routing the job recorded at that evaluation (no generation).")
+        with gr.Column(scale=2):
+            forced = gr.Checkbox(False, label="Also answer with each expert forced",
+                                 info="One extra column per expert: what that expert alone generates.")
+            baseline = gr.Dropdown([], value=None, allow_custom_value=True, label="Baseline run (optional)",
+                                   info="Another run's answers in an extra column, e.g. PT or LoRA.")
+            max_new = gr.Slider(1, 64, value=24, step=1, label="Max new tokens")
+            go_btn = gr.Button("Inspect", variant="primary", elem_id="pt-inspect-go")
+    status = gr.Markdown("", elem_id="pt-inspect-status")
+    table = gr.HTML(views.inspect_table([]), js_on_load=views.TABLE_JS, elem_id="pt-inspect-table-wrap")
+    with gr.Row(equal_height=False):
+        row_no = gr.Number(1, label="Input #", info="Click a row, or type its number.", precision=0, minimum=1,
+                           scale=0, min_width=150, elem_id="pt-inspect-row")
+        detail = gr.HTML(views.example_detail(None), elem_id="pt-inspect-detail", padding=True)
+    with gr.Column(visible=False) as plots_box:
+        gr.Markdown("#### What the router did across these inputs")
+        with gr.Row():
+            heat = gr.Plot(plots.prob_heatmap([], [], []), show_label=False)
+            conf = gr.Plot(plots.confidence_hist([], []), show_label=False)
+        with gr.Row():
+            dom = gr.Plot(plots.usage_matrix([], [], 0), show_label=False)
+            proj = gr.Plot(plots.projection_scatter([], [], []), show_label=False)
+        with gr.Row():
+            usage = gr.Plot(plots.usage_bars([], [], 0), show_label=False)
+    result = gr.State(None)
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def _base(name: str):
+        device = ctx.settings.device
+        return ctx.base_models.get_or_load((name, device), lambda: _load_base(name, device))
+
+    def _adapter(path: str, model_name: str):
+        from ptmoe_core.adapter import CONFIG_NAME, load_adapter
+
+        p = Path(path)
+        if not inside(p, ctx.runs_dir):
+            raise ValueError(f"{p} is outside the runs folder {ctx.runs_dir}; the studio does not read it")
+        stamp = (p / CONFIG_NAME).stat().st_mtime if (p / CONFIG_NAME).exists() else 0
+        return ctx.adapters.get_or_load((str(p.resolve()), stamp), lambda: load_adapter(p, base=_base(model_name)))
+
+    def _adapter_path(r: Any, which: str | None) -> str:
+        if which in (None, "", FINAL):
+            if not r.adapter_path:
+                raise ValueError(f"run #{r.id} has no final adapter (status {r.status}); pick a checkpoint")
+            return r.adapter_path
+        for c in st.checkpoints(r.id):
+            if str(c.step) == str(which):
+                if not c.exists:
+                    raise ValueError(f"checkpoint of step {c.step} was deleted from disk")
+                return c.path
+        raise ValueError(f"run #{r.id} has no checkpoint at step {which}")
+
+    def _best_available(r: Any) -> str:
+        """The final adapter, else the latest checkpoint (a stopped run)."""
+        if r.adapter_path:
+            return FINAL
+        present = [c for c in st.checkpoints(r.id) if c.exists and c.step is not None]
+        if not present:
+            raise ValueError(f"run #{r.id} has neither an adapter nor a checkpoint to load")
+        return str(present[-1].step)
+
+    def _eval_examples(cfg: RunConfig, which: str, n: int, seed_: int) -> list[dict]:
+        from ptmoe_core.data import mixture
+        from ptmoe_core.data.sources import Spec, parse_spec
+
+        if cfg.data.eval:
+            sets = mixture.eval_sets(cfg.data.eval, split="test", seed=cfg.data.seed)
+        else:
+            plain = []
+            for s in cfg.data.train:
+                sp = parse_spec(s)
+                plain.append(Spec(sp.text, sp.prefix, sp.arg, {k: v for k, v in sp.options.items() if k != "split"}))
+            sets = mixture.eval_sets(plain, split="validation", seed=cfg.data.seed, skip_empty=True)
+        if not sets:
+            raise ValueError("this run has no evaluation sets")
+        names = list(sets) if which in (None, "", ALL_SETS) else [which]
+        out = []
+        for name in names:
+            if name not in sets:
+                raise ValueError(f"no evaluation set {name!r}; the run has {', '.join(sets)}")
+            ds = mixture.take(sets[name], n, seed_, name)
+            out.extend(ds.to_list())
+        return out
+
+    # ---- handlers ----------------------------------------------------------------------------
+
+    @friendly
+    def refresh_runs(current: Any, current_base: Any):
+        ch = queries.inspectable_choices(st)
+        ids = {c[1] for c in ch}
+        cur = queries.parse_run_id(current)
+        cb = queries.parse_run_id(current_base)
+        return (gr.update(choices=ch, value=cur if cur in ids else (ch[0][1] if ch else None)),
+                gr.update(choices=[("none", None), *ch], value=cb if cb in ids else None))
+
+    @friendly
+    def pick_run(run_v: Any):
+        rid = queries.parse_run_id(run_v)
+        if rid is None:
+            return ("_Pick a finished run._", gr.update(choices=[("final adapter", FINAL)], value=FINAL),
+                    gr.update(choices=[ALL_SETS], value=ALL_SETS), gr.update(choices=[], value=None), gr.update())
+        r = st.get_run(rid)
+        cks = [(f"checkpoint at step {c.step}", str(c.step)) for c in reversed(st.checkpoints(rid))
+               if c.exists and c.step is not None]  # newest first
+        ck_choices = ([("final adapter", FINAL)] if r.adapter_path else []) + cks
+        m = r.config.get("method", {})
+        routed = r.method in ("ptmoe", "smop")
+        desc = f"**#{r.id} {views.esc(r.name)}** · {r.method}"
+        if routed:
+            desc += f" with N={m.get('n_experts')} experts, T={m.get('prompt_len')}"
+        desc += f" · base `{r.base_model}` · data `{', '.join(r.data_specs)}`"
+        if r.trainable_params:
+            desc += f" · {r.trainable_params:,} trainable parameters"
+        if not routed:
+            desc += "\n\n_This method has no router: the table shows answers only._"
+        try:
+            cfg = RunConfig.from_dict(r.config)
+            names = _eval_set_names(cfg)
+        except Exception:
+            names = []
+        steps = st.routing_steps(rid)
+        max_new_run = (r.config.get("train") or {}).get("max_new_tokens")
+        return (desc, gr.update(choices=ck_choices, value=ck_choices[0][1] if ck_choices else None),
+                gr.update(choices=[ALL_SETS, *names], value=ALL_SETS),
+                gr.update(choices=[str(s) for s in steps], value=str(steps[-1]) if steps else None),
+                gr.update(value=min(64, int(max_new_run))) if max_new_run else gr.update())
+
+    def _eval_set_names(cfg: RunConfig) -> list[str]:
+        from ptmoe_core.data.builtin import TASKS
+
+        names = []
+        for s in (cfg.data.eval or cfg.data.train):
+            if s.startswith("builtin:"):  # domain names of builtin specs are known without generating
+                arg = s.split(":", 1)[1].split("?")[0].split("@")[0]
+                ood = arg.endswith("-ood")
+                base = arg[:-4] if ood else arg
+                tasks = TASKS if base == "all" else [base]
+                names += [f"builtin-{t}" + ("-ood" if ood else "") for t in tasks]
+            else:
+                from ptmoe_core.data.sources import spec_name
+
+                names.append(spec_name(s))
+        return list(dict.fromkeys(names))
+
+    def _generate(run_v, ckpt_v, mode_v, text_v, context_v, answer_type_v, eval_set_v, n_v, seed_v, stored_v,
+                  forced_v, baseline_v, max_new_v, progress=None) -> InspectResult:
+        rid = queries.parse_run_id(run_v)
+        if rid is None:
+            raise ValueError("pick a finished run first")
+        r = st.get_run(rid)
+        cfg = RunConfig.from_dict(r.config)
+        label = f"run #{rid} {r.name}" + (f" @ step {ckpt_v}" if ckpt_v not in (None, "", FINAL) else "")
+        if mode_v == MODES[2]:
+            step = int(stored_v) if stored_v not in (None, "") else None
+            recs = st.routing_records(rid, step=step)
+            if not recs:
+                raise ValueError(f"run #{rid} has no stored evaluation records")
+            n_exp = max((len(x.probs) for x in recs if x.probs), default=0)
+            return InspectResult(rows=rows_from_records(recs), n_experts=n_exp, method=r.method,
+                                 label=f"{label} · stored evaluation at step {recs[0].step}")
+        if mode_v == MODES[1]:
+            examples = _eval_examples(cfg, eval_set_v, int(n_v or 4), int(seed_v or 0))
+        else:
+            examples = typed_examples(text_v, context_v, answer_type_v or "text")
+            if not examples:
+                raise ValueError("type at least one input (one per line)")
+        from ptmoe_core.data.formatting import FormatConfig
+
+        adapter = _adapter(_adapter_path(r, ckpt_v), r.base_model)
+        fmt = FormatConfig.from_data_config(cfg.data)
+        base_adapter, base_fmt, base_label = None, None, None
+        bid = queries.parse_run_id(baseline_v)
+        if bid is not None:
+            b = st.get_run(bid)
+            bcfg = RunConfig.from_dict(b.config)
+            base_adapter = _adapter(_adapter_path(b, _best_available(b)), b.base_model)
+            base_fmt = FormatConfig.from_data_config(bcfg.data)
+            base_label = f"#{bid} {b.name} ({b.method})"
+        return run_inspection(adapter, examples, fmt, max_new_tokens=int(max_new_v or 24),
+                              batch_size=ctx.settings.inspect_batch_size, forced=bool(forced_v), baseline=base_adapter, baseline_fmt=base_fmt,
+                              baseline_label=base_label, label=label, progress=progress)
+
+    gpu_generate = gpu_wrap(_generate)
+
+    def _outputs(res: InspectResult):
+        rows = res.rows
+        labels = [r.get("question", "") for r in rows]
+        experts = [r.get("expert") for r in rows]
+        groups = [r.get("domain") or "typed" for r in rows]
+        n = res.n_experts
+        return [
+            summary(res),
+            views.inspect_table(rows, res.baseline_label),
+            1,
+            views.example_detail(rows[0] if rows else None, 0),
+            plots.prob_heatmap([r.get("probs") or [] for r in rows], experts, labels),
+            plots.confidence_hist([r.get("confidence") for r in rows], [r.get("correct") for r in rows]),
+            plots.usage_matrix(groups, experts, n, "Domain × expert usage"),
+            plots.projection_scatter(res.points, experts, labels, res.explained) if res.points
+            else plots.empty("Router inputs (PCA, 2-D)", "Generate with a routed adapter (not stored records) "
+                                                        "on two or more inputs."),
+            plots.usage_bars([r.get("domain") or "typed" for r in rows], experts, n),
+            res.to_state(),
+            gr.update(visible=True),
+        ]
+
+    @friendly
+    def inspect(run_v, ckpt_v, mode_v, text_v, context_v, answer_type_v, eval_set_v, n_v, seed_v, stored_v,
+                forced_v, baseline_v, max_new_v, progress=gr.Progress()):  # noqa: B008 - the Gradio idiom
+        """Generate for the inputs (through the bounded inspection queue) and lay out the rows and plots."""
+        progress(0.0, desc="waiting for a free generation slot")
+
+        def report(fraction: float, what: str) -> None:
+            progress(fraction, desc=f"generating: {what}")
+
+        res = ctx.inspect_queue.run(lambda: gpu_generate(
+            run_v, ckpt_v, mode_v, text_v, context_v, answer_type_v, eval_set_v, n_v, seed_v, stored_v, forced_v,
+            baseline_v, max_new_v, report))
+        return _outputs(res)
+
+    @friendly
+    def show_example(state: dict | None, index: Any):
+        res = InspectResult.from_state(state)
+        if res is None or index in (None, ""):
+            return views.example_detail(None)
+        i = int(index) - 1
+        if not 0 <= i < len(res.rows):
+            raise gr.Error(f"There are {len(res.rows)} rows; pick 1 to {len(res.rows)}.")
+        return views.example_detail(res.rows[i], i)
+
+    def row_clicked(state: dict | None, evt: gr.EventData):
+        """A click on a table row (the HTML sends its index) shows that input in full."""
+        data = getattr(evt, "_data", None) or {}
+        row = data.get("row") if isinstance(data, dict) else None
+        if row is None:
+            return gr.skip(), gr.skip()
+        return int(row) + 1, show_example(state, int(row) + 1)
+
+    def mode_visibility(m: str):
+        return [gr.update(visible=m == x) for x in MODES]
+
+    # ---- wiring ------------------------------------------------------------------------------
+    inputs = [run, ckpt, mode, text, context, answer_type, eval_set, n_draw, seed, stored_step, forced, baseline,
+              max_new]
+    outputs = [status, table, row_no, detail, heat, conf, dom, proj, usage, result, plots_box]
+    refresh.click(refresh_runs, [run, baseline], [run, baseline], api_name="inspect_runs")
+    run.change(pick_run, [run], [run_info, ckpt, eval_set, stored_step, max_new], api_name="inspect_run_info")
+    mode.change(mode_visibility, [mode], [g_type, g_draw, g_stored], api_visibility="private")
+    go_btn.click(inspect, inputs, outputs, api_name="inspect", concurrency_limit=ctx.settings.inspect_concurrency,
+                 concurrency_id="inspect", show_progress_on=[table])
+    table.click(row_clicked, [result], [row_no, detail], api_visibility="private", show_progress="hidden")
+    row_no.submit(show_example, [result, row_no], [detail], api_name="show_example", show_progress="hidden")
+    row_no.input(show_example, [result, row_no], [detail], api_visibility="private", show_progress="hidden")
+
+    return SimpleNamespace(run=run, baseline=baseline, refresh_runs=refresh_runs, pick_run=pick_run,
+                           run_info=run_info, ckpt=ckpt, eval_set=eval_set, stored_step=stored_step)
+
+
+def _load_base(name: str, device: str):
+    from ptmoe_core.models import load_base_model
+
+    return load_base_model(ModelConfig(name=name, device=device))

@@ -1,0 +1,200 @@
+"""Inspection: run an adapter on a handful of inputs and lay out, per input, what the router did and
+what came out — plus the analyses the Inspect tab plots (a 2-D projection of the router inputs).
+
+The model work is the engine's (``encode_example``, ``generate``, ``metrics.score``); this module
+only arranges the results into rows. It never loads anything itself: the caller passes the adapter.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ptmoe_core import metrics
+
+MAX_INPUTS = 64
+ANSWER_SEP = "=>"
+
+
+@dataclass
+class InspectResult:
+    rows: list[dict[str, Any]]
+    n_experts: int
+    method: str
+    points: list[list[float]] = field(default_factory=list)  # 2-D projection of the router inputs
+    explained: list[float] = field(default_factory=list)  # share of variance of PC1, PC2
+    baseline_label: str | None = None
+    elapsed_s: float = 0.0
+    label: str = ""
+
+    def to_state(self) -> dict[str, Any]:
+        """A JSON-able form for gr.State / the API."""
+        return {"rows": self.rows, "n_experts": self.n_experts, "method": self.method, "points": self.points,
+                "explained": self.explained, "baseline_label": self.baseline_label, "elapsed_s": self.elapsed_s,
+                "label": self.label}
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any] | None) -> InspectResult | None:
+        if not d or "rows" not in d:
+            return None
+        return cls(**{k: d.get(k) for k in ("rows", "n_experts", "method", "points", "explained",
+                                             "baseline_label", "elapsed_s", "label") if k in d})
+
+
+def typed_examples(text: str, context: str = "", answer_type: str = "text") -> list[dict[str, Any]]:
+    """One example per non-empty line; ``question => gold`` adds a gold answer to score against."""
+    out = []
+    for i, line in enumerate(x for x in (text or "").splitlines() if x.strip()):
+        q, sep, gold = line.rpartition(ANSWER_SEP) if ANSWER_SEP in line else (line, "", "")
+        golds = [g.strip() for g in gold.split("|") if g.strip()] if sep else []
+        out.append({
+            "id": f"typed-{i + 1}", "domain": "typed", "question": q.strip(), "context": (context or "").strip(),
+            "answers": golds, "answer_type": answer_type, "split": "test", "ood": False,
+        })
+    if len(out) > MAX_INPUTS:
+        raise ValueError(f"{len(out)} inputs: inspect at most {MAX_INPUTS} at a time")
+    return out
+
+
+def project_2d(vectors: Sequence[Sequence[float]]) -> tuple[list[list[float]], list[float]]:
+    """PCA to two components by SVD of the centred matrix (exact, deterministic signs)."""
+    if len(vectors) < 2:
+        return [[0.0, 0.0] for _ in vectors], []
+    x = torch.tensor(vectors, dtype=torch.float64)
+    xc = x - x.mean(0, keepdim=True)
+    total = float((xc**2).sum())
+    if total <= 0:
+        return [[0.0, 0.0] for _ in vectors], [0.0, 0.0]
+    u, s, vh = torch.linalg.svd(xc, full_matrices=False)
+    k = min(2, s.numel())
+    # Fix each component's sign (SVD's is arbitrary): its largest loading is positive.
+    signs = torch.sign(vh[:k].gather(1, vh[:k].abs().argmax(1, keepdim=True))).squeeze(1)
+    signs[signs == 0] = 1
+    pts = (u[:, :k] * s[:k]) * signs
+    if k < 2:
+        pts = torch.cat([pts, torch.zeros(len(vectors), 2 - k, dtype=pts.dtype)], 1)
+    explained = [float(v) / total for v in (s[:k] ** 2)]
+    return pts.tolist(), explained
+
+
+def _encode(adapter: Any, examples: Sequence[dict], fmt: Any) -> list[dict]:
+    from ptmoe_core.data.formatting import encode_example
+
+    tok = adapter.base.tokenizer
+    # encode_example wants at least a placeholder answer; without ``with_answer`` it is not used.
+    return [encode_example(tok, {**ex, "answers": ex.get("answers") or [""]}, fmt, with_answer=False)
+            for ex in examples]
+
+
+def _score(prediction: str, ex: dict) -> dict[str, Any]:
+    if not ex.get("answers"):
+        return {"score": None, "correct": None, "em": None, "f1": None}
+    s = metrics.score(prediction, ex)
+    return {"score": float(s["score"]), "correct": bool(s["correct"]), "em": float(s["em"]), "f1": float(s["f1"])}
+
+
+def run_inspection(
+    adapter: Any,
+    examples: Sequence[dict[str, Any]],
+    fmt: Any,
+    *,
+    max_new_tokens: int = 24,
+    batch_size: int = 8,
+    forced: bool = False,
+    baseline: Any = None,
+    baseline_fmt: Any = None,
+    baseline_label: str | None = None,
+    label: str = "",
+    progress: Callable[[float, str], None] | None = None,
+) -> InspectResult:
+    """Generate through ``adapter`` for every example; optionally once more per forced expert and
+    through a ``baseline`` adapter. Returns one row per example. ``progress(fraction, what)`` is
+    called as batches finish."""
+    from ptmoe_core.generate import generate
+
+    n_passes = 1 + (adapter.n_experts if forced and adapter.n_experts > 1 else 0) + (baseline is not None)
+    done_passes = [0]
+
+    def tick(what: str):
+        if progress is None:
+            return None
+        k = done_passes[0]
+        return lambda n_done: progress((k + n_done / max(1, len(examples))) / n_passes, what)
+
+    def next_pass():
+        done_passes[0] += 1
+
+    if not examples:
+        raise ValueError("no inputs to inspect: type at least one line or draw examples")
+    if len(examples) > MAX_INPUTS:
+        raise ValueError(f"{len(examples)} inputs: inspect at most {MAX_INPUTS} at a time")
+    t0 = time.time()
+    enc = _encode(adapter, examples, fmt)
+    gens = generate(adapter, enc, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                    return_router_input=adapter.is_routed, progress=tick("routed answers"))
+    next_pass()
+    rows = []
+    for ex, g in zip(examples, gens, strict=True):
+        rows.append({
+            "id": ex.get("id"), "domain": ex.get("domain"), "question": ex.get("question", ""),
+            "context": ex.get("context", ""), "gold": list(ex.get("answers") or []),
+            "answer_type": ex.get("answer_type", "text"), "ood": bool(ex.get("ood", False)),
+            "expert": g.expert, "probs": g.probs, "confidence": g.confidence, "entropy": g.entropy,
+            "prediction": g.text, "latency_s": g.latency_s, **_score(g.text, ex), "forced": [], "baseline": None,
+        })
+    if forced and adapter.n_experts > 1:
+        for e in range(adapter.n_experts):
+            fg = generate(adapter, enc, max_new_tokens=max_new_tokens, batch_size=batch_size, force_expert=e,
+                          progress=tick(f"expert {e} forced"))
+            next_pass()
+            for row, ex, g in zip(rows, examples, fg, strict=True):
+                row["forced"].append({"expert": e, "text": g.text, **_score(g.text, ex)})
+    if baseline is not None:
+        benc = _encode(baseline, examples, baseline_fmt or fmt)
+        bg = generate(baseline, benc, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                      progress=tick("baseline answers"))
+        for row, ex, g in zip(rows, examples, bg, strict=True):
+            row["baseline"] = {"run": baseline_label, "text": g.text, "expert": g.expert, **_score(g.text, ex)}
+    points, explained = ([], [])
+    vecs = [g.router_input for g in gens if g.router_input is not None]
+    if len(vecs) == len(gens) and len(vecs) >= 2:
+        points, explained = project_2d(vecs)
+    return InspectResult(rows=rows, n_experts=adapter.n_experts if adapter.is_routed else 0,
+                         method=adapter.cfg.method, points=points, explained=explained,
+                         baseline_label=baseline_label, elapsed_s=time.time() - t0, label=label)
+
+
+def rows_from_records(records: Sequence[Any]) -> list[dict[str, Any]]:
+    """Rows from a run's stored evaluation (routing records): the same table without generating."""
+    rows = []
+    for r in records:
+        rows.append({
+            "id": r.example_id, "domain": r.domain or getattr(r, "dataset", None), "question": r.input,
+            "context": getattr(r, "context", None) or "", "gold": list(r.gold or []),
+            "answer_type": getattr(r, "answer_type", None) or "", "ood": r.ood, "expert": r.expert, "probs": r.probs, "confidence": r.confidence,
+            "entropy": r.entropy, "prediction": r.prediction, "latency_s": None, "score": r.score,
+            "correct": r.correct, "em": r.em, "f1": r.f1, "forced": [], "baseline": None,
+        })
+    return rows
+
+
+def summary(result: InspectResult) -> str:
+    rows = result.rows
+    scored = [r for r in rows if r.get("score") is not None]
+    parts = [f"{len(rows)} input{'s' if len(rows) != 1 else ''}"]
+    if result.label:
+        parts.insert(0, result.label)
+    if scored:
+        acc = sum(1 for r in scored if r.get("correct")) / len(scored)
+        mean = sum(r["score"] for r in scored) / len(scored)
+        parts.append(f"correct {acc:.0%} · mean score {mean:.2f} ({len(scored)} with gold)")
+    if result.n_experts:
+        counts = [sum(1 for r in rows if r.get("expert") == e) for e in range(result.n_experts)]
+        parts.append("routed " + " / ".join(f"e{e}: {c}" for e, c in enumerate(counts)))
+    if result.elapsed_s:
+        parts.append(f"{result.elapsed_s:.1f}s")
+    return " · ".join(parts)

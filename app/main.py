@@ -1,0 +1,126 @@
+"""The studio: three tabs (Train, Inspect, Runs) wired to the engine and to storage.
+
+``build_app(ctx)`` returns the ``gr.Blocks``; ``create_context(settings)`` opens storage and starts
+the job supervisor; ``launch(ctx)`` serves the app with the settings' host, port, auth and limits.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gradio as gr
+
+from . import forms, inspect_tab, runs_tab, train_tab, views
+from .settings import Settings
+from .state import AppContext
+
+log = logging.getLogger("app")
+
+INTRO = (
+    "Train **PT-MoE** adapters — prompt tuning with a mixture of decomposed experts — on a frozen language "
+    "model, then see what the router does for every input. The baselines (PT, DPT, SMoP, LoRA) train the same "
+    "way, so runs compare side by side."
+)
+
+
+def theme() -> gr.themes.Base:
+    return gr.themes.Soft(primary_hue="indigo", secondary_hue="pink", neutral_hue="slate")
+
+
+def create_context(settings: Settings, *, job_settings: Any = None, start_jobs: bool = True) -> AppContext:
+    """Open the database (creating/upgrading it) and start the job supervisor."""
+    from storage import JobManager, JobSettings, Storage
+
+    storage = Storage(settings.db, runs_dir=settings.runs_dir)
+    storage.runs_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    manager = JobManager(storage, job_settings or JobSettings())
+    if start_jobs:
+        manager.start()
+    return AppContext.create(settings, storage, manager)
+
+
+def close_context(ctx: AppContext) -> None:
+    """Stop supervising (running jobs keep running; the next start reconnects to them)."""
+    if ctx.queue is not None:
+        ctx.queue.stop()
+    ctx.storage.close()
+
+
+def build_app(ctx: AppContext) -> gr.Blocks:
+    s = ctx.settings
+    with gr.Blocks(title="PT-MoE Studio", delete_cache=(3600, 3600)) as demo:
+        banner = ""
+        if s.demo:
+            banner = (f"\n\n> **Demo mode** — small defaults and limits (at most {forms.DEMO_MAX_STEPS} steps and "
+                      f"{forms.DEMO_MAX_EXAMPLES} training examples, embedded models only). Runs are shared with "
+                      "everyone using this demo.")
+        gr.Markdown(f"# PT-MoE Studio\n{INTRO}{banner}", elem_id="pt-header")
+        with gr.Tabs(selected="train") as tabs:
+            with gr.Tab("Train", id="train") as t_train:
+                train = train_tab.build(ctx)
+            with gr.Tab("Inspect", id="inspect") as t_inspect:
+                insp = inspect_tab.build(ctx)
+            with gr.Tab("Runs", id="runs") as t_runs:
+                runs = runs_tab.build(ctx)
+        gr.Markdown(
+            f"<div class='pt-muted'>Database: <code>{views.esc(ctx.storage.label)}</code> · runs folder: "
+            f"<code>{views.esc(ctx.runs_dir)}</code> · data folder: <code>{views.esc(ctx.data_dir)}</code></div>",
+            elem_id="pt-footer",
+        )
+
+        # ---- across tabs ---------------------------------------------------------------------
+        def goto_inspect(run: Any):
+            from .queries import parse_run_id
+
+            rid = parse_run_id(run)
+            run_upd, base_upd = insp.refresh_runs(rid, None)
+            return gr.Tabs(selected="inspect"), run_upd, base_upd
+
+        train.inspect_btn.click(goto_inspect, [train.watch], [tabs, insp.run, insp.baseline],
+                                api_visibility="private")
+        runs.inspect_btn.click(goto_inspect, [runs.sel], [tabs, insp.run, insp.baseline], api_visibility="private")
+
+        def copy_to_train(run: Any):
+            return [gr.Tabs(selected="train"), *train.copy_from_run(run)]
+
+        runs.copy_btn.click(copy_to_train, [runs.sel], [tabs, *train.fields, train.check_md],
+                            api_visibility="private")
+        t_runs.select(runs.list_runs, runs.filters, runs.list_outputs, api_visibility="private")
+        t_inspect.select(insp.refresh_runs, [insp.run, insp.baseline], [insp.run, insp.baseline],
+                         api_visibility="private")
+        t_train.select(train.refresh_choices, [train.watch], [train.watch, train.copy_run], api_visibility="private")
+
+        # ---- a fresh page (or a refresh) picks up the state from storage -----------------------
+        demo.load(train.on_load, None, [train.watch, train.copy_run], api_name="current_run")
+        demo.load(train.check_config, train.fields, train.check_outputs, api_visibility="private",
+                  show_progress="hidden")
+        demo.load(insp.refresh_runs, [insp.run, insp.baseline], [insp.run, insp.baseline], api_visibility="private")
+        demo.load(runs.list_runs, runs.filters, runs.list_outputs, api_visibility="private")
+    return demo
+
+
+def launch_kwargs(settings: Settings) -> dict[str, Any]:
+    """What ``Blocks.launch`` gets: bind address, login, upload limit, no extra file access."""
+    return {
+        "server_name": settings.host,
+        "server_port": settings.port,
+        "auth": settings.gradio_auth(),
+        "auth_message": "PT-MoE Studio — log in with the credentials given to launch.py (--auth / PTMOE_AUTH).",
+        "max_file_size": settings.max_file_size,
+        "allowed_paths": [],  # nothing beyond Gradio's own cache: downloads are built as temp files
+        "show_error": True,
+        "theme": theme(),
+        "css": views.CSS,
+        "footer_links": ["api", "gradio", "settings"],
+        "ssr_mode": False,
+    }
+
+
+def launch(ctx: AppContext, demo: gr.Blocks | None = None, **overrides: Any) -> gr.Blocks:
+    demo = demo or build_app(ctx)
+    demo.queue(default_concurrency_limit=8)
+    kwargs = {**launch_kwargs(ctx.settings), **overrides}
+    demo.launch(**kwargs)
+    return demo

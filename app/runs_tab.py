@@ -1,0 +1,214 @@
+"""Runs tab: every run in a filterable table; overlay curves and compare scores of several; rename,
+delete (with confirmation, files too) and download the adapter of one."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import gradio as gr
+
+from ptmoe_core.config import METHODS
+
+from . import plots, queries, views
+from .data_sources import inside
+from .state import AppContext
+from .ui import friendly
+
+STATUSES = ["QUEUED", "RUNNING", "FINISHED", "FAILED", "KILLED"]
+ANY = "any"
+
+
+def _download_dir() -> Path:
+    d = Path(tempfile.gettempdir()) / "ptmoe-studio-downloads"
+    d.mkdir(parents=True, exist_ok=True)
+    for old in d.glob("*.zip"):  # downloads are one-off: keep the folder small
+        if time.time() - old.stat().st_mtime > 3600:
+            old.unlink(missing_ok=True)
+    return d
+
+
+def build(ctx: AppContext) -> SimpleNamespace:
+    st = ctx.storage
+
+    gr.Markdown("Every run in this studio's database. Click a row to select it; pick several runs below to "
+                "overlay their curves and compare their final scores.")
+    with gr.Row():
+        f_status = gr.Dropdown([ANY, *STATUSES], value=ANY, label="Status", scale=1)
+        f_method = gr.Dropdown([ANY, *METHODS], value=ANY, label="Method", scale=1)
+        f_model = gr.Textbox(label="Model contains", placeholder="e.g. smollm2", scale=2)
+        f_search = gr.Textbox(label="Name contains", placeholder="search run names", scale=2)
+        refresh = gr.Button("↻ Refresh", scale=0, min_width=110)
+    table = gr.Dataframe(headers=queries.RUN_COLUMNS, value=[], interactive=False, wrap=True, max_height=360,
+                         label="Runs", elem_id="pt-runs-table", show_search="none")
+
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=320):
+            gr.Markdown("#### Selected run")
+            sel = gr.Dropdown([], value=None, allow_custom_value=True, label="Run", info="Click a table row or pick here.",
+                              elem_id="pt-runs-selected")
+            details = gr.Markdown("", elem_id="pt-run-details")
+            with gr.Row():
+                new_name = gr.Textbox(label="New name", scale=3)
+                rename_btn = gr.Button("Rename", scale=1, min_width=90)
+            with gr.Row():
+                inspect_btn = gr.Button("Inspect this run", variant="primary", size="sm")
+                copy_btn = gr.Button("Copy settings to Train", size="sm")
+            with gr.Row():
+                download_btn = gr.Button("Download adapter (.zip)", size="sm")
+                delete_btn = gr.Button("Delete…", variant="stop", size="sm")
+            download_file = gr.File(label="Adapter", visible=False, interactive=False)
+            with gr.Column(visible=False, variant="panel") as confirm_box:
+                confirm_md = gr.Markdown("")
+                with gr.Row():
+                    confirm_btn = gr.Button("Yes, delete run and files", variant="stop", size="sm",
+                                            elem_id="pt-confirm-delete")
+                    cancel_btn = gr.Button("Cancel", size="sm")
+            action_md = gr.Markdown("", elem_id="pt-runs-action")
+        with gr.Column(scale=2):
+            gr.Markdown("#### Compare")
+            compare = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="Runs to compare",
+                                  info="Their loss and evaluation curves are overlaid; the table shows final "
+                                       "scores per data set with parameter counts.", elem_id="pt-compare")
+            scores_html = gr.HTML(queries.scores_table_html([], []), elem_id="pt-scores")
+            with gr.Row():
+                loss_plot = gr.Plot(plots.empty("Training loss", "Select runs to compare."), show_label=False)
+                eval_plot = gr.Plot(plots.empty("Evaluation (macro F1)", "Select runs to compare."), show_label=False)
+
+    # ---- handlers ----------------------------------------------------------------------------
+
+    def _choices() -> list[tuple[str, int]]:
+        return queries.run_choices(st)
+
+    @friendly
+    def list_runs(status: str, method: str, model: str, search: str, current: list[Any] | None = None):
+        rows = queries.run_rows(st, status=None if status in (None, ANY) else status,
+                                method=None if method in (None, ANY) else method, search=search, model=model)
+        ch = _choices()
+        ids = {c[1] for c in ch}
+        cur = [queries.parse_run_id(x) for x in (current or [])]
+        keep = [i for i in cur if i in ids]
+        # Set the comparison only when a run in it is gone (setting it re-runs the comparison).
+        return rows, gr.update(choices=ch), gr.update(choices=ch, value=keep) if keep != cur else gr.update(choices=ch)
+
+    def _details(run_id: int | None) -> str:
+        if run_id is None:
+            return "_No run selected._"
+        r = st.get_run(run_id)
+        lines = [f"{views.status_badge(str(r.status))} **#{r.id} {views.esc(r.name)}** · {r.method} on "
+                 f"`{r.base_model}` · data `{', '.join(r.data_specs)}`",
+                 f"step {r.step}/{r.total_steps or '?'} · duration {views.fmt_duration(r.duration_s(time.time()))}"
+                 + (f" · {r.trainable_params:,} trainable parameters" if r.trainable_params else "")]
+        if r.adapter_path:
+            lines.append(f"adapter: `{r.adapter_path}`")
+        if r.error_message:
+            lines.append(f"**{'Stopped' if r.status == 'KILLED' else 'Error'}:** {views.esc(r.error_message)}")
+        return "\n\n".join(lines)
+
+    @friendly
+    def select_run(run: Any):
+        rid = queries.parse_run_id(run)
+        name = st.get_run(rid).name if rid is not None else ""
+        return _details(rid), gr.update(value=name), gr.update(visible=False), gr.update(visible=False), ""
+
+    @friendly
+    def pick_row(rows: Any, current: list[Any] | None, evt: gr.SelectData):
+        """A click on the table selects that row's run (and adds it to the comparison)."""
+        idx = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        data = rows.values.tolist() if hasattr(rows, "values") else rows
+        rid = int(data[idx][0])
+        cur = [i for i in (queries.parse_run_id(x) for x in (current or [])) if i is not None]
+        if rid not in cur:
+            cur.append(rid)
+        return gr.update(value=rid), gr.update(value=cur)
+
+    @friendly
+    def compare_runs(selected: list[Any] | None):
+        ids = [i for i in (queries.parse_run_id(x) for x in (selected or [])) if i is not None]
+        header, body = queries.scores_table(st, ids)
+        losses, evals = {}, {}
+        for rid in ids:
+            r = st.get_run(rid)
+            hist = st.metric_history(rid, keys=["loss", "eval/macro/f1"])
+            label = f"#{rid} {r.name} ({r.method})"
+            if "loss" in hist:
+                losses[label] = (hist["loss"].steps, hist["loss"].values)
+            if "eval/macro/f1" in hist:
+                evals[label] = (hist["eval/macro/f1"].steps, hist["eval/macro/f1"].values)
+        return (queries.scores_table_html(header, body),
+                plots.overlay_curves(losses, "Training loss (smoothed)", "loss"),
+                plots.overlay_curves(evals, "Evaluation (macro F1)", "F1", smooth=False))
+
+    @friendly
+    def rename_run(run: Any, name: str):
+        rid = queries.parse_run_id(run)
+        if rid is None:
+            raise gr.Error("Select a run first.")
+        r = st.rename_run(rid, name)
+        return f"Renamed run #{rid} to **{views.esc(r.name)}**.", _details(rid)
+
+    @friendly
+    def ask_delete(run: Any):
+        rid = queries.parse_run_id(run)
+        if rid is None:
+            raise gr.Error("Select a run first.")
+        r = st.get_run(rid)
+        if r.status == "RUNNING":
+            raise gr.Error(f"Run #{rid} is running: stop it first (Train tab), then delete it.")
+        where = f" and its folder `{r.output_dir}`" if r.output_dir else ""
+        return (gr.update(visible=True),
+                f"⚠ Delete run **#{rid} {views.esc(r.name)}**{where} (checkpoints, adapter, log)? This cannot be undone.")
+
+    @friendly
+    def delete_run(run: Any, status: str, method: str, model: str, search: str, current: list[Any] | None):
+        rid = queries.parse_run_id(run)
+        if rid is None:
+            raise gr.Error("Select a run first.")
+        removed = st.delete_run(rid, delete_files=True)
+        msg = f"Deleted run #{rid}" + (f" and {len(removed)} path(s) on disk." if removed else ".")
+        rows, ch_upd, cmp_upd = list_runs(status, method, model, search, [c for c in current or [] if c != rid])
+        return (msg, gr.update(visible=False), rows, gr.update(choices=ch_upd["choices"], value=None), cmp_upd,
+                _details(None))
+
+    @friendly
+    def download_adapter(run: Any):
+        rid = queries.parse_run_id(run)
+        if rid is None:
+            raise gr.Error("Select a run first.")
+        r = st.get_run(rid)
+        if not r.adapter_path or not Path(r.adapter_path).is_dir():
+            raise gr.Error(f"Run #{rid} has no adapter yet (status {r.status}).")
+        if not inside(r.adapter_path, ctx.runs_dir):
+            raise gr.Error(f"The adapter of run #{rid} lies outside the runs folder; not serving it.")
+        stem = _download_dir() / f"run{rid}-{_safe(r.name)}-adapter"
+        path = shutil.make_archive(str(stem), "zip", root_dir=r.adapter_path)
+        return gr.update(value=path, visible=True), f"Adapter of run #{rid} ready to download."
+
+    filters = [f_status, f_method, f_model, f_search, compare]
+    list_outputs = [table, sel, compare]
+    refresh.click(list_runs, filters, list_outputs, api_name="list_runs")
+    for f in (f_status, f_method):
+        f.change(list_runs, filters, list_outputs, api_visibility="private")
+    for f in (f_model, f_search):
+        f.submit(list_runs, filters, list_outputs, api_visibility="private")
+    table.select(pick_row, [table, compare], [sel, compare], api_visibility="private")
+    sel.change(select_run, [sel], [details, new_name, confirm_box, download_file, action_md], api_name="run_details")
+    compare.change(compare_runs, [compare], [scores_html, loss_plot, eval_plot], api_name="compare_runs")
+    rename_btn.click(rename_run, [sel, new_name], [action_md, details], api_name="rename_run").then(
+        list_runs, filters, list_outputs, api_visibility="private")
+    delete_btn.click(ask_delete, [sel], [confirm_box, confirm_md], api_visibility="private")
+    cancel_btn.click(lambda: gr.update(visible=False), None, [confirm_box], api_visibility="private")
+    confirm_btn.click(delete_run, [sel, *filters], [action_md, confirm_box, table, sel, compare, details],
+                      api_name="delete_run")
+    download_btn.click(download_adapter, [sel], [download_file, action_md], api_name="download_adapter")
+
+    return SimpleNamespace(table=table, sel=sel, compare=compare, filters=filters, list_outputs=list_outputs,
+                           list_runs=list_runs, inspect_btn=inspect_btn, copy_btn=copy_btn)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:40] or "run"

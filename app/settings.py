@@ -1,0 +1,174 @@
+"""How the studio is served: host, port, auth, folders, upload limit, demo mode.
+
+Every setting comes from a command-line flag, else an environment variable, else a default.
+Binding to anything but a loopback address needs credentials (``--auth`` or ``PTMOE_AUTH``), except
+on a Hugging Face Space (``SPACE_ID`` set), which binds 0.0.0.0 behind the Hub's own front end and,
+without a GPU, opens in demo mode with small defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_UPLOAD_MB = 20
+
+
+class SettingsError(ValueError):
+    """A serving setting that is unsafe or malformed; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    auth: tuple[tuple[str, str], ...] = ()  # (user, password) pairs; empty = no login
+    db: str | None = None  # SQLAlchemy URL or SQLite path; None = storage's default (PTMOE_DB, ./runs/studio.db)
+    data_dir: Path = field(default_factory=lambda: Path("data").resolve())
+    runs_dir: Path | None = None  # None = storage's default (next to the SQLite file)
+    model: str = DEFAULT_MODEL  # preselected base model
+    device: str = "auto"
+    max_upload_mb: int = DEFAULT_UPLOAD_MB
+    demo: bool = False  # small defaults and limits (a public Space without a GPU)
+    gpu: bool = False  # a CUDA GPU is present: larger training defaults
+    space_id: str | None = None
+    inspect_concurrency: int = 1  # inspection generations running at once
+    inspect_batch_size: int = 8  # inputs per generation batch in Inspect
+    model_cache_size: int = 2  # adapters (with their base models) kept in memory for Inspect
+    poll_s: float = 2.0  # how often open pages refresh the live run
+
+    @property
+    def on_space(self) -> bool:
+        return self.space_id is not None
+
+    @property
+    def upload_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def max_file_size(self) -> str:
+        return f"{self.max_upload_mb}mb"
+
+    def gradio_auth(self) -> list[tuple[str, str]] | None:
+        return list(self.auth) or None
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+def parse_auth(value: str | None) -> tuple[tuple[str, str], ...]:
+    """``user:pass`` or several separated by commas."""
+    if not value:
+        return ()
+    pairs = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        user, sep, password = item.partition(":")
+        if not sep or not user.strip() or not password:
+            raise SettingsError(f"auth must look like user:password (got {item.split(':')[0]!r}:…)")
+        pairs.append((user.strip(), password))
+    return tuple(pairs)
+
+
+def has_gpu() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # a broken torch install: treat as CPU
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python launch.py",
+        description="PT-MoE Studio: train PT-MoE adapters and inspect their routers in the browser.",
+    )
+    p.add_argument("--host", help=f"address to bind (default {DEFAULT_HOST}; env PTMOE_HOST). "
+                                  "A non-loopback address needs --auth.")
+    p.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT}; env PTMOE_PORT or GRADIO_SERVER_PORT)")
+    p.add_argument("--auth", help="login as user:password (several: comma-separated; env PTMOE_AUTH)")
+    p.add_argument("--db", help="database: SQLite file path or SQLAlchemy URL (env PTMOE_DB; default runs/studio.db)")
+    p.add_argument("--data-dir", help="folder of data files the app may read; uploads go to its uploads/ "
+                                      "(env PTMOE_DATA_DIR; default ./data)")
+    p.add_argument("--runs-dir", help="folder for run outputs (env PTMOE_RUNS_DIR; default next to the database)")
+    p.add_argument("--model", help=f"preselected base model (env PTMOE_MODEL; default {DEFAULT_MODEL})")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="device for inspection (default auto)")
+    p.add_argument("--max-upload-mb", type=int, help=f"upload size limit in MB (env PTMOE_MAX_UPLOAD_MB; "
+                                                     f"default {DEFAULT_UPLOAD_MB})")
+    p.add_argument("--demo", action="store_true", default=None, help="demo mode: small defaults and limits "
+                                                                     "(env PTMOE_DEMO=1; automatic on a CPU Space)")
+    p.add_argument("--inspect-concurrency", type=int, help="inspection generations at once (default 1)")
+    return p
+
+
+def _truthy(v: str | None) -> bool:
+    return (v or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
+              gpu: bool | None = None) -> Settings:
+    """Settings from flags, then environment variables, then defaults; raise SettingsError when unsafe."""
+    env = os.environ if env is None else env
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    space_id = env.get("SPACE_ID") or None
+    host = args.host or env.get("PTMOE_HOST") or ("0.0.0.0" if space_id else DEFAULT_HOST)
+    port_raw = args.port if args.port is not None else env.get("PTMOE_PORT") or env.get("GRADIO_SERVER_PORT")
+    try:
+        port = int(port_raw) if port_raw not in (None, "") else DEFAULT_PORT
+    except ValueError:
+        raise SettingsError(f"port must be a number, got {port_raw!r}") from None
+    if not 0 < port < 65536:
+        raise SettingsError(f"port must be between 1 and 65535, got {port}")
+    auth = parse_auth(args.auth if args.auth is not None else env.get("PTMOE_AUTH"))
+    if not is_loopback(host) and not auth and not space_id:
+        raise SettingsError(
+            f"refusing to serve on {host}: anyone who can reach this machine could train and delete runs. "
+            "Give credentials with --auth user:password (or the environment variable PTMOE_AUTH), "
+            f"or bind to {DEFAULT_HOST}."
+        )
+    upload_raw = args.max_upload_mb if args.max_upload_mb is not None else env.get("PTMOE_MAX_UPLOAD_MB")
+    try:
+        max_upload = int(upload_raw) if upload_raw not in (None, "") else DEFAULT_UPLOAD_MB
+    except ValueError:
+        raise SettingsError(f"max upload size must be a whole number of MB, got {upload_raw!r}") from None
+    if max_upload < 1:
+        raise SettingsError(f"max upload size must be at least 1 MB, got {max_upload}")
+    if gpu is None:
+        gpu = has_gpu()
+    demo = args.demo if args.demo is not None else _truthy(env.get("PTMOE_DEMO")) or (bool(space_id) and not gpu)
+    conc = args.inspect_concurrency or int(env.get("PTMOE_INSPECT_CONCURRENCY") or 1)
+    if conc < 1:
+        raise SettingsError(f"inspect concurrency must be >= 1, got {conc}")
+    data_dir = Path(args.data_dir or env.get("PTMOE_DATA_DIR") or "data").expanduser().resolve()
+    runs = args.runs_dir or env.get("PTMOE_RUNS_DIR")
+    return Settings(
+        host=host,
+        port=port,
+        auth=auth,
+        db=args.db or None,
+        data_dir=data_dir,
+        runs_dir=Path(runs).expanduser().resolve() if runs else None,
+        model=args.model or env.get("PTMOE_MODEL") or DEFAULT_MODEL,
+        device=args.device or env.get("PTMOE_DEVICE") or "auto",
+        max_upload_mb=max_upload,
+        demo=bool(demo),
+        gpu=bool(gpu),
+        space_id=space_id,
+        inspect_concurrency=conc,
+    )

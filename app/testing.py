@@ -1,0 +1,54 @@
+"""A studio served in-process on the tiny random model, for tests and quick manual checks:
+
+    with running_app(tmp_path) as srv:
+        Client(srv.url) ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .settings import Settings
+from .state import AppContext
+
+
+@dataclass
+class Served:
+    url: str
+    ctx: AppContext
+    demo: Any
+
+
+def tiny_settings(root: Path, **overrides: Any) -> Settings:
+    s = Settings(db=str(root / "runs" / "studio.db"), data_dir=root / "data", runs_dir=root / "runs",
+                 model="tiny-random", device="cpu", poll_s=0.5)
+    return replace(s, **overrides)
+
+
+@contextlib.contextmanager
+def running_app(root: Path, **overrides: Any) -> Iterator[Served]:
+    """Storage + job supervisor (fast timings) + the app on a free local port; all stopped on exit,
+    running jobs cancelled."""
+    from storage import JobSettings
+
+    from .main import build_app, close_context, create_context, launch_kwargs
+
+    settings = tiny_settings(root, **overrides)
+    ctx = create_context(settings, job_settings=JobSettings(poll_interval_s=0.2, heartbeat_interval_s=1.0,
+                                                            cancel_grace_s=20.0, kill_grace_s=5.0))
+    demo = build_app(ctx)
+    demo.queue(default_concurrency_limit=8)
+    kwargs = launch_kwargs(settings)
+    kwargs.update(server_port=None, prevent_thread_lock=True, quiet=True)
+    try:
+        demo.launch(**kwargs)
+        yield Served(url=demo.local_url, ctx=ctx, demo=demo)
+    finally:
+        demo.close()
+        if ctx.queue is not None:
+            ctx.queue.stop(cancel_running=True, timeout=30)
+        close_context(ctx)

@@ -1,0 +1,460 @@
+"""Train tab: set up a run (model, data, method, hyperparameters) with live checks and parameter
+counts, launch it as a job, and watch it: progress, curves, expert load, router entropy, log, Stop.
+
+What is shown on the right is read from storage on a timer, so a refreshed page or a second tab
+shows the same run; nothing about a run lives in the browser session."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import gradio as gr
+
+from ptmoe_core.config import DEVICES, SCHEDULES, RunConfig
+
+from . import data_sources as ds
+from . import forms, plots, queries, views
+from .state import AppContext
+from .ui import friendly, message
+from .ui import log as logger
+
+LOG_LINES = 60
+# Form fields inside the folded sections "Data limits" and "More training options".
+ACCORDION_KEYS = (("max_train_examples", "max_eval_examples", "max_source_tokens", "max_answer_tokens"),
+                  ("warmup_steps", "schedule", "grad_accum", "seed"))
+
+
+def build(ctx: AppContext) -> SimpleNamespace:
+    st, settings = ctx.storage, ctx.settings
+    d = forms.default_values(settings.model, settings.demo, settings.gpu)
+    H = forms.HELP
+    comp: dict[str, Any] = {}
+
+    with gr.Row(equal_height=False):
+        # ================================ the form ================================
+        with gr.Column(scale=5, min_width=420):
+            with gr.Group():
+                gr.Markdown("### 1 · Base model", elem_classes=["pt-step"])
+                with gr.Row():
+                    comp["model"] = gr.Dropdown(ds.model_choices(settings.model), value=d["model"], label="Base model",
+                                                info=H["model"], allow_custom_value=True, scale=3,
+                                                elem_id="pt-model")
+                    comp["device"] = gr.Dropdown(list(DEVICES), value=d["device"], label="Device", info=H["device"],
+                                                 scale=1)
+            with gr.Group():
+                gr.Markdown("### 2 · Data", elem_classes=["pt-step"])
+                source = gr.Radio(ds.SOURCES, value=ds.SOURCES[0], label="Source", elem_id="pt-data-source")
+                with gr.Group(visible=True) as g_builtin:
+                    builtin_tasks = gr.CheckboxGroup(ds.builtin_tasks(), value=ds.builtin_tasks(),
+                                                     label="Built-in tasks",
+                                                     info="Generated offline from a seed: extractive QA, arithmetic, "
+                                                          "unit conversion, dates — domains a router can tell apart.")
+                    builtin_ood = gr.Checkbox(value=False, label="Also evaluate on the out-of-domain variants")
+                with gr.Group(visible=False) as g_upload:
+                    upload = gr.File(label=f"Upload a data file (≤ {settings.max_upload_mb} MB)",
+                                     file_types=ds.FILE_TYPES, file_count="single", type="filepath")
+                    upload_fmt = gr.Dropdown(ds.FILE_FORMATS, value=ds.FILE_FORMATS[0][1], label="Format",
+                                             info=ds.FORMAT_HELP)
+                with gr.Group(visible=False) as g_folder:
+                    with gr.Row():
+                        folder_file = gr.Dropdown(ds.list_data_files(ctx.data_dir), value=None, allow_custom_value=True,
+                                                  label=f"File in the data folder ({ctx.data_dir})", scale=4)
+                        folder_refresh = gr.Button("↻", scale=0, min_width=50)
+                    folder_fmt = gr.Dropdown(ds.FILE_FORMATS, value=ds.FILE_FORMATS[0][1], label="Format",
+                                             info=ds.FORMAT_HELP)
+                with gr.Group(visible=False) as g_hub:
+                    hub_name = gr.Textbox(label="Hugging Face data set", placeholder="e.g. rajpurkar/squad",
+                                          info=ds.HUB_HELP)
+                comp["train_specs"] = gr.Textbox(d["train_specs"], label="Training data specs", info=H["train_specs"],
+                                                 elem_id="pt-train-specs")
+                comp["eval_specs"] = gr.Textbox(d["eval_specs"], label="Evaluation data specs", info=H["eval_specs"])
+                with gr.Accordion("Preview the data", open=False):
+                    with gr.Row():
+                        preview_n = gr.Slider(1, 50, value=8, step=1, label="Rows", scale=3)
+                        preview_btn = gr.Button("Show first rows", scale=1)
+                    preview_md = gr.Markdown("")
+                    preview_df = gr.Dataframe(headers=ds.PREVIEW_COLUMNS, value=[], interactive=False, wrap=True,
+                                              max_height=320, elem_id="pt-preview")
+                with gr.Accordion("Data limits", open=False) as acc_limits:
+                    with gr.Row():
+                        comp["max_train_examples"] = gr.Number(d["max_train_examples"], label="Max train examples",
+                                                               info=H["max_train_examples"], precision=0,
+                                                               elem_id="pt-max-train")
+                        comp["max_eval_examples"] = gr.Number(d["max_eval_examples"], label="Eval examples per set",
+                                                              info=H["max_eval_examples"], precision=0,
+                                                              elem_id="pt-max-eval")
+                    with gr.Row():
+                        comp["max_source_tokens"] = gr.Number(d["max_source_tokens"], label="Max input tokens",
+                                                              info=H["max_source_tokens"], precision=0)
+                        comp["max_answer_tokens"] = gr.Number(d["max_answer_tokens"], label="Max answer tokens",
+                                                              info=H["max_answer_tokens"], precision=0)
+            with gr.Group():
+                gr.Markdown("### 3 · Method", elem_classes=["pt-step"])
+                comp["method"] = gr.Radio(forms.method_choices(), value=d["method"], label="Method", info=H["method"],
+                                          elem_id="pt-method")
+                with gr.Row():
+                    comp["prompt_len"] = gr.Number(d["prompt_len"], label="Prompt length T", info=H["prompt_len"],
+                                                   precision=0, minimum=1, elem_id="pt-T")
+                    comp["n_experts"] = gr.Number(d["n_experts"], label="Experts N", info=H["n_experts"],
+                                                  precision=0, minimum=1, elem_id="pt-N")
+                    comp["rank"] = gr.Number(d["rank"], label="Rank R", info=H["rank"], precision=0, minimum=1,
+                                             elem_id="pt-R")
+                with gr.Row():
+                    comp["top_k"] = gr.Number(d["top_k"], label="Top-k", info=H["top_k"], precision=0, minimum=1)
+                    comp["noise_std"] = gr.Number(d["noise_std"], label="Router noise σ", info=H["noise_std"],
+                                                  minimum=0)
+                    comp["init"] = gr.Dropdown(["text", "vocab", "random"], value=d["init"], label="Prompt init",
+                                               info=H["init"])
+                with gr.Row():
+                    comp["balance_loss"] = gr.Number(d["balance_loss"], label="Load-balancing loss",
+                                                     info=H["balance_loss"], minimum=0, scale=2)
+                    comp["probationary"] = gr.Checkbox(d["probationary"], label="Probationary routing",
+                                                       info=H["probationary"], scale=1)
+                with gr.Row():
+                    comp["lora_r"] = gr.Number(d["lora_r"], label="LoRA rank r", info=H["lora_r"], precision=0,
+                                               minimum=1, visible=False)
+                    comp["lora_alpha"] = gr.Number(d["lora_alpha"], label="LoRA α", info=H["lora_alpha"],
+                                                   visible=False)
+                comp["lora_targets"] = gr.CheckboxGroup(forms.LORA_TARGETS, value=d["lora_targets"],
+                                                        label="LoRA target layers", info=H["lora_targets"],
+                                                        visible=False)
+                params = gr.HTML("", elem_id="pt-params")
+            with gr.Group():
+                gr.Markdown("### 4 · Training", elem_classes=["pt-step"])
+                with gr.Row():
+                    comp["steps"] = gr.Number(d["steps"], label="Steps", info=H["steps"], precision=0, minimum=1,
+                                              elem_id="pt-steps")
+                    comp["batch_size"] = gr.Number(d["batch_size"], label="Batch size", info=H["batch_size"],
+                                                   precision=0, minimum=1, elem_id="pt-batch")
+                    comp["lr"] = gr.Number(d["lr"], label="Learning rate", info=H["lr"], elem_id="pt-lr")
+                with gr.Row():
+                    comp["eval_every"] = gr.Number(d["eval_every"], label="Evaluate every", info=H["eval_every"],
+                                                   precision=0, minimum=0)
+                    comp["save_every"] = gr.Number(d["save_every"], label="Checkpoint every", info=H["save_every"],
+                                                   precision=0, minimum=0)
+                    comp["max_new_tokens"] = gr.Number(d["max_new_tokens"], label="Max new tokens",
+                                                       info=H["max_new_tokens"], precision=0, minimum=1,
+                                                       elem_id="pt-max-new")
+                with gr.Accordion("More training options", open=False) as acc_more:
+                    with gr.Row():
+                        comp["warmup_steps"] = gr.Number(d["warmup_steps"], label="Warm-up steps",
+                                                         info=H["warmup_steps"], precision=0, minimum=0,
+                                                         elem_id="pt-warmup")
+                        comp["schedule"] = gr.Dropdown(list(SCHEDULES), value=d["schedule"], label="LR schedule",
+                                                       info=H["schedule"])
+                    with gr.Row():
+                        comp["grad_accum"] = gr.Number(d["grad_accum"], label="Gradient accumulation",
+                                                       info=H["grad_accum"], precision=0, minimum=1)
+                        comp["seed"] = gr.Number(d["seed"], label="Seed", info=H["seed"], precision=0)
+            with gr.Group():
+                with gr.Row(equal_height=True):
+                    comp["name"] = gr.Textbox(d["name"], label="Run name", info=H["name"], scale=3,
+                                              elem_id="pt-run-name")
+                    launch_btn = gr.Button("Launch", variant="primary", scale=1, elem_id="pt-launch")
+                check_md = gr.Markdown("", elem_id="pt-check")
+            with gr.Accordion("Configuration: save · load · copy from a run · CLI", open=False):
+                with gr.Row():
+                    save_btn = gr.Button("Save configuration (.yaml)", size="sm")
+                    load_file = gr.File(label="Load a configuration (.yaml / .json)", file_types=[".yaml", ".yml",
+                                                                                                  ".json"],
+                                        type="filepath", height=80)
+                saved_file = gr.File(label="Configuration file", visible=False, interactive=False)
+                with gr.Row():
+                    copy_run = gr.Dropdown([], value=None, allow_custom_value=True, label="Copy settings from run", scale=3)
+                    copy_btn = gr.Button("Copy", scale=1)
+                cli = gr.Code("", language="shell", label="Equivalent command line", interactive=False,
+                              elem_classes=["pt-cli"])
+
+        # ================================ the monitor ================================
+        with gr.Column(scale=6, min_width=460):
+            watch = gr.Dropdown([], value=None, allow_custom_value=True, label="Run shown", elem_id="pt-watch",
+                                info="The newest active run is shown when the page opens; pick any run to see it.")
+            progress = gr.HTML(views.no_run(), elem_id="pt-progress")
+            with gr.Row():
+                stop_btn = gr.Button("■ Stop", variant="stop", size="sm", scale=0, min_width=110, visible=False,
+                                     elem_id="pt-stop")
+                inspect_btn = gr.Button("Inspect this run →", size="sm", scale=0, min_width=180, visible=False,
+                                        elem_id="pt-inspect-run")
+            with gr.Row():
+                loss_plot = gr.Plot(plots.loss_curve([], []), show_label=False)
+                eval_plot = gr.Plot(plots.eval_curves({}), show_label=False)
+            with gr.Row():
+                load_plot = gr.Plot(plots.expert_load_area([], []), show_label=False)
+                entropy_plot = gr.Plot(plots.router_entropy([], []), show_label=False)
+            log = gr.Textbox("", label="Log (tail)", lines=10, max_lines=14, interactive=False, autoscroll=True,
+                             elem_id="pt-log")
+            timer = gr.Timer(settings.poll_s)
+            sig = gr.State(None)
+
+    fields = [comp[k] for k in forms.KEYS]
+    method_comps = {k: comp[k] for k in forms.METHOD_KEYS}
+
+    # ================================ handlers ================================
+
+    def _spec_check(spec: str) -> str | None:
+        return ds.check_spec(spec, ctx.data_dir)
+
+    def _model_check(name: str) -> tuple[Any, str]:
+        return ds.model_shape(ctx, name)
+
+    def _field_updates(errors: dict[str, str]) -> list[Any]:
+        return [gr.update(info=f"⚠ {errors[k]}" if k in errors else H[k],
+                          elem_classes=["invalid"] if k in errors else []) for k in forms.KEYS]
+
+    def _check(values: dict[str, Any]):
+        cfg, errors = forms.check(values, demo=settings.demo, spec_check=_spec_check)
+        shape, note = (None, "")
+        if cfg is not None or "model" not in errors:
+            shape, note = _model_check(str(values.get("model") or ""))
+            if shape is None and note:
+                errors.setdefault("model", note)
+                cfg = None if errors else cfg
+        return cfg, errors, shape, note
+
+    @friendly
+    def check_config(*args: Any):
+        """Validate the form; returns per-field messages, the parameter counts and the CLI command."""
+        values = forms.as_values(args)
+        cfg, errors, shape, note = _check(values)
+        if errors:
+            summary = "**Fix before launching:** " + "; ".join(f"{_label(k)} — {v}" for k, v in errors.items())
+        else:
+            summary = "✓ Ready to launch."
+        try:
+            shown = cfg or forms.config_from_values(values)
+            cmd = forms.cli_command(shown)
+        except Exception as e:  # a malformed value: the field message says which
+            cmd = f"# {message(e)}"
+        pcfg = cfg
+        if pcfg is None and not any(k in errors for k in ("method", *forms.METHOD_KEYS)):
+            try:  # counts still make sense when only e.g. the data is wrong
+                pcfg = forms.config_from_values(values)
+                pcfg.method.validate()
+            except Exception:
+                pcfg = None
+        return [*_field_updates(errors), forms.params_html(pcfg, shape, note), cmd, summary, *_open_for(errors)]
+
+    def _open_for(errors: dict[str, str]) -> list[Any]:
+        """Open a folded section when one of its fields is at fault, so the reason is seen."""
+        return [gr.update(open=True) if any(k in errors for k in keys) else gr.skip() for keys in ACCORDION_KEYS]
+
+    def method_visibility(method: str, lr: float | None = None):
+        """Show the method's own fields; a learning rate still at a method default follows the method."""
+        keys = forms.METHOD_FIELDS.get(method, set())
+        lr_upd = gr.update(value=forms.default_lr(method)) if forms.is_default_lr(lr) else gr.update()
+        return [*(gr.update(visible=k in keys) for k in method_comps), lr_upd]
+
+    @friendly
+    def launch(*args: Any):
+        values = forms.as_values(args)
+        cfg, errors, _, _ = _check(values)
+        if errors or cfg is None:
+            msg = "**Not launched:** " + "; ".join(f"{_label(k)} — {v}" for k, v in errors.items())
+            return [*_field_updates(errors), msg, gr.update(), gr.update(), *_open_for(errors)]
+        cfg.data.train = [ds.resolve_spec(s, ctx.data_dir) for s in cfg.data.train]
+        cfg.data.eval = [ds.resolve_spec(s, ctx.data_dir) for s in cfg.data.eval]
+        cfg.model.name = ds.resolve_model(cfg.model.name, ctx.data_dir)
+        run_id = ctx.queue.submit(cfg) if ctx.queue is not None else st.submit(cfg)
+        choices = queries.run_choices(st)
+        msg = f"✓ Queued run **#{run_id} {views.esc(cfg.name)}** — progress on the right."
+        return [*_field_updates({}), msg, gr.update(choices=choices, value=run_id), gr.update(choices=choices),
+                gr.skip(), gr.skip()]
+
+    @friendly
+    def stop(run: Any):
+        rid = queries.parse_run_id(run)
+        if rid is None:
+            raise gr.Error("No run selected.")
+        info = ctx.queue.cancel(rid) if ctx.queue is not None else st.request_cancel(rid)
+        if info.is_final:
+            return f"Run #{rid} is {info.status}."
+        return f"Stopping run #{rid}: it saves a checkpoint at the end of this step."
+
+    def poll(run: Any, last_sig: Any):
+        """Progress, curves and log of the shown run (skips redrawing plots when nothing changed).
+        A failed read (e.g. the database busy) keeps the page as it is until the next tick."""
+        try:
+            return _poll(run, last_sig)
+        except Exception:
+            logger.warning("polling run %s failed", run, exc_info=True)
+            return [gr.skip()] * 9
+
+    def _poll(run: Any, last_sig: Any):
+        rid = queries.parse_run_id(run)
+        hidden = gr.update(visible=False)
+        if rid is None:
+            return [views.no_run(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), "", hidden, hidden, None]
+        try:
+            r = st.get_run(rid)
+        except Exception:  # deleted meanwhile
+            return [views.no_run(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), "", hidden, hidden, None]
+        now = time.time()
+        note = ""
+        if r.status == "FAILED":
+            note = f"Failed: {r.error_message or 'see the log'}"
+        elif r.status == "KILLED":
+            note = r.error_message or "stopped"
+        elif r.status == "QUEUED":
+            active = [x for x in st.list_runs(status="RUNNING")]
+            note = ("Waiting for the running job to finish." if active else "Starting the job…")
+        elif r.cancel_requested:
+            note = "Stop requested: finishing the current step and saving a checkpoint…"
+        elif r.status == "RUNNING" and r.step == 0:
+            note = "Loading the model and data…"
+        times: list[float] = []
+        if r.status == "RUNNING":
+            loss = st.metric_history(rid, keys=["loss"]).get("loss")
+            times = loss.timestamps[-50:] if loss else []
+        prog = views.progress(str(r.status), r.step, r.total_steps, r.duration_s(now),
+                              queries.eta_seconds(r, now, times), r.name, r.id, note)
+        log_text = st.log_tail(rid, LOG_LINES)
+        n_evals = len(st.evaluations(rid))
+        new_sig = [rid, r.step, str(r.status), n_evals]
+        show_inspect = gr.update(visible=r.status == "FINISHED" and bool(r.adapter_path))
+        show_stop = gr.update(visible=not r.is_final)
+        if new_sig == last_sig:
+            return [prog, gr.skip(), gr.skip(), gr.skip(), gr.skip(), log_text, show_inspect, show_stop, last_sig]
+        c = queries.curves(st, rid)
+        n_exp = (r.config.get("method") or {}).get("n_experts") if r.method in ("ptmoe", "smop") else None
+        return [
+            prog,
+            plots.loss_curve(c.steps, c.loss, c.eval_steps, c.eval_loss),
+            plots.eval_curves(c.eval_scores, "F1"),
+            plots.expert_load_area(c.load_steps, c.loads),
+            plots.router_entropy(c.entropy_steps, c.entropy, n_exp),
+            log_text,
+            show_inspect,
+            show_stop,
+            new_sig,
+        ]
+
+    @friendly
+    def on_load():
+        """A fresh page shows the newest active run (state lives in storage, not in the browser)."""
+        choices = queries.run_choices(st)
+        return gr.update(choices=choices, value=queries.watched_run(st)), gr.update(choices=choices)
+
+    @friendly
+    def refresh_choices(current: Any):
+        """New runs in the pickers, keeping the run the user chose to watch."""
+        choices = queries.run_choices(st)
+        cur = queries.parse_run_id(current)
+        keep = cur if cur in {c[1] for c in choices} else queries.watched_run(st)
+        return gr.update(choices=choices, value=keep), gr.update(choices=choices)
+
+    @friendly
+    def save_config(*args: Any):
+        values = forms.as_values(args)
+        cfg = forms.config_from_values(values)
+        out = Path(tempfile.mkdtemp(prefix="ptmoe-config-")) / f"{_safe(cfg.name)}.yaml"
+        out.write_text(forms.config_yaml(cfg), encoding="utf-8")
+        return gr.update(value=str(out), visible=True)
+
+    @friendly
+    def load_config(path: str | None):
+        if not path:
+            return [gr.skip()] * len(forms.KEYS) + ["Choose a .yaml or .json file."]
+        cfg = RunConfig.from_file(path)
+        return [*forms.values_list(forms.values_from_config(cfg)), f"Loaded **{views.esc(Path(path).name)}**."]
+
+    @friendly
+    def copy_from_run(run: Any):
+        rid = queries.parse_run_id(run)
+        if rid is None:
+            raise gr.Error("Pick a run to copy from.")
+        r = st.get_run(rid)
+        values = forms.values_from_config(r.config)
+        values["name"] = f"{r.name}-copy"
+        return [*forms.values_list(values), f"Copied the settings of run **#{rid} {views.esc(r.name)}**."]
+
+    def source_visibility(src: str):
+        return [gr.update(visible=src == s) for s in ds.SOURCES]
+
+    @friendly
+    def specs_from_builtin(tasks: list[str], ood: bool):
+        train, ev = ds.builtin_specs(tasks or [], ood)
+        return ", ".join(train), ", ".join(ev)
+
+    @friendly
+    def specs_from_upload(path: str | None, fmt: str):
+        if not path:
+            return gr.skip(), gr.skip(), ""
+        saved = ds.save_upload(path, ctx.settings.upload_dir, ctx.settings.max_upload_mb)
+        spec = ds.file_spec(fmt, saved.relative_to(ctx.data_dir))
+        return spec, "", f"Saved the upload as `{saved.relative_to(ctx.data_dir)}` in the data folder."
+
+    @friendly
+    def specs_from_folder(rel: str | None, fmt: str):
+        if not rel:
+            return gr.skip(), gr.skip()
+        return ds.file_spec(fmt, ds.data_file(ctx.data_dir, rel)), ""
+
+    @friendly
+    def specs_from_hub(name: str):
+        if not (name or "").strip():
+            return gr.skip(), gr.skip()
+        return ds.hub_spec(name.strip()), ""
+
+    @friendly
+    def preview(specs: str, n: float):
+        items = [s.strip() for s in (specs or "").split(",") if s.strip()]
+        if not items:
+            raise gr.Error("Choose the data first.")
+        for s in items:
+            why = _spec_check(s)
+            if why:
+                raise gr.Error(f"{s}: {why}")
+        rows, note = ds.preview_rows(items, int(n or 8), ctx.data_dir)
+        return rows, note
+
+    # ================================ wiring ================================
+    trig = [c.change for c in fields]
+    check_outputs = [*fields, params, cli, check_md, acc_limits, acc_more]
+    gr.on(trig, check_config, fields, check_outputs, api_name="check_config",
+          trigger_mode="always_last", show_progress="hidden")
+    comp["method"].change(method_visibility, [comp["method"], comp["lr"]], [*method_comps.values(), comp["lr"]],
+                          api_visibility="private", show_progress="hidden")
+    launch_btn.click(launch, fields, [*fields, check_md, watch, copy_run, acc_limits, acc_more], api_name="launch",
+                     show_progress_on=[check_md]).then(
+        lambda: None, None, [sig], api_visibility="private")
+    stop_btn.click(stop, [watch], [check_md], api_name="stop")
+    timer.tick(poll, [watch, sig], [progress, loss_plot, eval_plot, load_plot, entropy_plot, log, inspect_btn, stop_btn, sig],
+               api_visibility="private", show_progress="hidden")
+    watch.change(poll, [watch, gr.State(None)],
+                 [progress, loss_plot, eval_plot, load_plot, entropy_plot, log, inspect_btn, stop_btn, sig],
+                 api_name="run_status", show_progress="hidden")
+    save_btn.click(save_config, fields, [saved_file], api_name="save_config")
+    load_file.upload(load_config, [load_file], [*fields, check_md], api_name="load_config")
+    copy_btn.click(copy_from_run, [copy_run], [*fields, check_md], api_name="copy_from_run")
+    source.change(source_visibility, [source], [g_builtin, g_upload, g_folder, g_hub], api_visibility="private")
+    gr.on([builtin_tasks.change, builtin_ood.change], specs_from_builtin, [builtin_tasks, builtin_ood],
+          [comp["train_specs"], comp["eval_specs"]], api_name="builtin_specs")
+    gr.on([upload.upload, upload_fmt.change], specs_from_upload, [upload, upload_fmt],
+          [comp["train_specs"], comp["eval_specs"], preview_md], api_name="upload_data")
+    gr.on([folder_file.change, folder_fmt.change], specs_from_folder, [folder_file, folder_fmt],
+          [comp["train_specs"], comp["eval_specs"]], api_name="folder_specs")
+    folder_refresh.click(lambda: gr.update(choices=ds.list_data_files(ctx.data_dir)), None, [folder_file],
+                         api_name="list_data_files")
+    hub_name.submit(specs_from_hub, [hub_name], [comp["train_specs"], comp["eval_specs"]], api_name="hub_specs")
+    hub_name.blur(specs_from_hub, [hub_name], [comp["train_specs"], comp["eval_specs"]], api_visibility="private")
+    preview_btn.click(preview, [comp["train_specs"], preview_n], [preview_df, preview_md], api_name="preview_data")
+
+    return SimpleNamespace(fields=fields, watch=watch, copy_run=copy_run, on_load=on_load, check_config=check_config,
+                           refresh_choices=refresh_choices,
+                           check_outputs=check_outputs, inspect_btn=inspect_btn, check_md=check_md,
+                           method_visibility=method_visibility, method_comps=[*method_comps.values(), comp["lr"]],
+                           method=comp["method"], copy_from_run=copy_from_run)
+
+
+def _label(key: str) -> str:
+    return {"train_specs": "training data", "eval_specs": "evaluation data", "n_experts": "experts N",
+            "prompt_len": "prompt length T", "rank": "rank R", "lr": "learning rate"}.get(key, key.replace("_", " "))
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:60] or "run"
+
