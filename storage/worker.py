@@ -130,6 +130,8 @@ class StorageCallback(TrainerCallback):
         pts += [(f"expert_load/{i}", v) for i, v in enumerate(m.expert_load)]
         self._buffer += [(k, m.step, float(v), ts) for k, v in pts]
         self._step = self.last_step = m.step
+        load = " load " + "/".join(f"{x:.2f}" for x in m.expert_load) if m.expert_load else ""
+        log.info("step %d/%d loss %.4f lr %.2e %.0f tok/s%s", m.step, m.total_steps, m.loss, m.lr, m.tokens_per_s, load)
         if len(self._buffer) >= self.max_buffer or time.monotonic() - self._last_flush >= self.flush_interval_s:
             self.flush()
 
@@ -141,11 +143,15 @@ class StorageCallback(TrainerCallback):
             for k, v in scores.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
                     self._buffer.append((f"eval/{dataset}/{k}", report.step, float(v), ts))
+        macro = report.scores.get("macro", {})
+        log.info("evaluation at step %d: %s", report.step,
+                 ", ".join(f"{k} {v:.3f}" for k, v in macro.items() if k != "n") or "no scores")
         self.flush()
         self.storage.log_evaluation(self.run_id, report.step, report.scores, report.records, loss=report.loss)
 
     def on_checkpoint(self, step: int, path: Path) -> None:
         self.flush()
+        log.info("checkpoint at step %d: %s", step, path)
         self.storage.add_artifact(self.run_id, "checkpoint", path, step)
 
     def on_train_end(self, status: str, step: int, adapter_dir: Path | None) -> None:

@@ -1,0 +1,814 @@
+"""The paper's comparison on real data: PT, DPT, SMoP, PT-MoE and LoRA under one trainer, one budget.
+
+    python bench/quality.py [--quick] [--model smollm2-135m] [--device auto] [--db URL]
+                            [--out docs/results.md] [--only METHOD,...] [--threads N]
+
+Training mixes SQuAD v2.0 answerable questions, GSM8K (final number) and the built-in tasks, capped so
+the three parts are about the same size; evaluation uses held-out questions of each (in-domain: the
+SQuAD passages of the test split, GSM8K's test file, the built-in test splits) and the built-in
+out-of-domain variants (``builtin:all-ood``). Every method gets the same steps, batch, sequence
+lengths, data order and seed; its real trainable-parameter count on the model used is reported.
+
+The full plan adds the four routing variants of PT-MoE (selective x probationary) and small sweeps of
+N, T and R; ``--quick`` runs only the five methods at a tiny budget. Every run is trained in this
+process and recorded in the project database through ``storage`` (experiment ``paper-comparison``,
+or ``paper-comparison-quick``) with the job worker's recording callback and heartbeat, so the
+studio's Runs view shows them. Resumable: a run whose FINISHED record, final adapter and
+``result.json`` (in the run's output directory) exist with the same configuration is not trained
+again. ``docs/results.md`` and its plots (``docs/results/*.png``) are regenerated from the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data"
+EXPERIMENT = "paper-comparison"
+RESULT_NAME = "result.json"
+METHODS = ("pt", "dpt", "smop", "ptmoe", "lora")
+LABELS = {"pt": "PT", "dpt": "DPT", "smop": "SMoP", "ptmoe": "PT-MoE", "lora": "LoRA"}
+# The paper's headline numbers (LLaMA-3.2-1B-Instruct, docs PTMOE_METHOD.md): QA F1 all, GSM8K acc, params.
+PAPER = {"lora": (56.13, 41.77, "106k"), "pt": (56.77, 34.11, "81k"), "dpt": (55.77, 26.08, "81k"),
+         "smop": (56.25, 27.97, "86k"), "ptmoe": (58.26, 35.63, "80k")}
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What every run shares: optimisation, sequence lengths, data sizes, evaluation sizes."""
+
+    steps: int
+    batch_size: int
+    n_eval: int  # examples per evaluation data set (10 sets)
+    max_source_tokens: int = 192
+    max_answer_tokens: int = 16
+    max_new_tokens: int = 16
+    eval_batch_size: int = 16
+    train_cap: int = 400  # SQuAD and GSM8K each; the built-in tasks give train_cap / 4 per task
+    seed: int = 0
+
+    @property
+    def warmup(self) -> int:
+        return max(1, self.steps // 10)
+
+
+QUICK = Budget(steps=8, batch_size=4, n_eval=4)
+FULL = Budget(steps=50, batch_size=4, n_eval=16)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    name: str  # run name in the database, unique within the experiment
+    label: str  # as the tables and plots show it
+    group: str  # methods | routing | N | T | R
+    method: dict[str, Any] = field(default_factory=dict)  # MethodConfig overrides
+
+
+def build_plan(quick: bool, only: list[str] | None = None) -> list[RunSpec]:
+    """The five methods (PT-MoE T=40 N=2 R=36; SMoP T=20 per expert, the paper's 86k on the 1B shape;
+    PT and DPT T=40, DPT R=36; LoRA r=1 on q_proj, v_proj), then, unless quick, the ablations."""
+    base = {
+        "pt": {"method": "pt", "prompt_len": 40},
+        "dpt": {"method": "dpt", "prompt_len": 40, "rank": 36},
+        "smop": {"method": "smop", "prompt_len": 20, "n_experts": 2},
+        "ptmoe": {"method": "ptmoe", "prompt_len": 40, "n_experts": 2, "rank": 36},
+        "lora": {"method": "lora", "lora_r": 1, "lora_targets": ["q_proj", "v_proj"]},
+    }
+    chosen = [m for m in METHODS if not only or m in only]
+    plan = [RunSpec(m, LABELS[m], "methods", base[m]) for m in chosen]
+    if quick or (only and "ptmoe" not in only):
+        return plan
+    pm = base["ptmoe"]
+    for top_k, prob, label in ((1, False, "selective, non-probationary"), (2, True, "soft mix, probationary"),
+                               (2, False, "soft mix, non-probationary")):
+        name = f"ptmoe-{'sel' if top_k == 1 else 'soft'}-{'prob' if prob else 'noprob'}"
+        plan.append(RunSpec(name, f"PT-MoE {label}", "routing", {**pm, "top_k": top_k, "probationary": prob}))
+    for n in (1, 4):
+        plan.append(RunSpec(f"ptmoe-n{n}", f"PT-MoE N={n}", "N", {**pm, "n_experts": n}))
+    for t in (20, 80):
+        plan.append(RunSpec(f"ptmoe-t{t}", f"PT-MoE T={t}", "T", {**pm, "prompt_len": t, "rank": min(36, t)}))
+    for r in (8, 16):
+        plan.append(RunSpec(f"ptmoe-r{r}", f"PT-MoE R={r}", "R", {**pm, "rank": r}))
+    return plan
+
+
+def data_specs(data_dir: Path, b: Budget) -> tuple[list[str], list[str]]:
+    """(training specs, evaluation specs). SQuAD's single file is split by passage (80/10/10), so
+    its test questions come from passages never trained on; GSM8K's test file is used whole."""
+    squad = f"squad:{data_dir / 'squad' / 'squad-v2-sample.json'}"
+    train = [f"{squad}@{b.train_cap}", f"gsm8k:{data_dir / 'gsm8k' / 'train.jsonl'}@{b.train_cap}",
+             f"builtin:all?n={b.train_cap // 4}&n_eval={max(b.n_eval, 20)}"]
+    evals = [f"{squad}?split=test", f"gsm8k:{data_dir / 'gsm8k' / 'test.jsonl'}?split=all",
+             f"builtin:all?n={b.train_cap // 4}&n_eval={max(b.n_eval, 20)}",
+             f"builtin:all-ood?n={b.train_cap // 4}&n_eval={max(b.n_eval, 20)}"]
+    return train, evals
+
+
+def make_config(spec: RunSpec, b: Budget, model: str, device: str, data_dir: Path, out_root: Path):
+    from ptmoe_core.config import RunConfig
+
+    train, evals = data_specs(data_dir, b)
+    cfg = RunConfig.from_dict({
+        "name": spec.name,
+        "output_dir": str(out_root / spec.name),
+        "model": {"name": model, "device": device},
+        "method": spec.method,
+        "data": {"train": train, "eval": evals, "max_eval_examples": b.n_eval, "seed": b.seed,
+                 "max_source_tokens": b.max_source_tokens, "max_answer_tokens": b.max_answer_tokens},
+        "train": {"steps": b.steps, "batch_size": b.batch_size, "warmup_steps": b.warmup, "seed": b.seed,
+                  "max_new_tokens": b.max_new_tokens, "eval_batch_size": b.eval_batch_size},
+    })
+    return cfg.validate()
+
+
+def config_key(cfg) -> str:
+    """A hash of everything that changes a run's outcome (not its name or directory)."""
+    d = cfg.to_dict()
+    d["train"]["lr"] = cfg.train.resolved_lr(cfg.method.method)  # a changed engine default is a new run
+    d.pop("output_dir", None)
+    d.pop("name", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# Running (in process, recorded through storage)
+
+
+def find_cached(storage, experiment: str, spec: RunSpec, key: str) -> dict[str, Any] | None:
+    """The result of a FINISHED run of this experiment with the same name and configuration whose
+    adapter and result.json still exist."""
+    from storage.models import RunStatus
+
+    for run in storage.list_runs(experiment=experiment, search=spec.name, status=RunStatus.FINISHED):
+        if run.name != spec.name or not run.output_dir:
+            continue
+        p = Path(run.output_dir) / RESULT_NAME
+        if not p.is_file() or not run.adapter_path or not Path(run.adapter_path).is_dir():
+            continue
+        try:
+            res = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if res.get("config_key") == key and res.get("run_id") == run.id:
+            return res
+    return None
+
+
+def retire_interrupted(storage, experiment: str, name: str, stale_s: float = 60.0) -> None:
+    """A RUNNING record of this name whose heartbeat stopped (the script was killed) is marked FAILED."""
+    from storage.errors import StorageError
+    from storage.models import RunStatus
+
+    now = time.time()
+    for run in storage.list_runs(experiment=experiment, search=name, status=RunStatus.RUNNING):
+        if run.name == name and now - (run.heartbeat_at or 0) > stale_s:
+            try:
+                storage.transition(run.id, RunStatus.FAILED, expect=RunStatus.RUNNING, reason="stale",
+                                   error_message="interrupted; bench/quality.py trains it again as a new run")
+            except StorageError:
+                pass
+
+
+def train_recorded(storage, experiment: str, cfg, base, data) -> tuple[int, Any]:
+    """Queue the run (so it has a record and its own directory), claim it at once, and train it here
+    with the worker's recording callback, heartbeat and cancel flag."""
+    from ptmoe_core.config import RunConfig
+    from ptmoe_core.trainer import train
+    from storage.errors import InvalidTransition
+    from storage.models import RunStatus
+    from storage.worker import Heartbeat, StopSignal, StorageCallback
+
+    run_id = storage.submit(cfg, experiment=experiment)
+    try:
+        run = storage.transition(run_id, RunStatus.RUNNING, expect=RunStatus.QUEUED, device=str(base.device))
+    except InvalidTransition as e:
+        raise SystemExit(
+            f"run {run_id} ({cfg.name}) was taken by another job supervisor (is the studio running on this "
+            f"database?): {e}. Stop it or pass another --db, then run this script again.") from e
+    stop = StopSignal(storage, run_id)
+    beat = Heartbeat(storage, run_id, 5.0, stop)
+    beat.start()
+    callback = StorageCallback(storage, run_id)
+    try:
+        result = train(RunConfig.from_dict(run.config), [callback], stop, resume=False, base=base, data=data)
+        callback.flush()
+    except BaseException as e:
+        storage.transition(run_id, RunStatus.FAILED, expect=RunStatus.RUNNING, reason="error",
+                           error_message=f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        beat.close()
+    storage.update_progress(run_id, step=result.step, trainable_params=result.trainable_params)
+    if result.status != "finished":
+        storage.transition(run_id, RunStatus.KILLED, expect=RunStatus.RUNNING, reason="cancelled",
+                           error_message="cancelled by request")
+        raise SystemExit(f"run {run_id} ({cfg.name}) was cancelled")
+    if result.adapter_dir is not None:
+        storage.set_adapter(run_id, result.adapter_dir)
+    storage.transition(run_id, RunStatus.FINISHED, expect=RunStatus.RUNNING, reason="finished", exit_code=0)
+    return run_id, result
+
+
+def summarize_result(spec: RunSpec, cfg, run_id: int, result, formula_params: int, key: str) -> dict[str, Any]:
+    """What the report needs from one run, JSON-ready."""
+    ev = result.evaluation
+    records = ev.records if ev is not None else []
+    scores = ev.scores if ev is not None else {}
+    train_s = result.history[-1].elapsed_s if result.history else 0.0
+    load: dict[str, list[float]] = {}
+    entropy: dict[str, float] = {}
+    n = cfg.method.n_experts if cfg.method.is_routed else 0
+    if n:
+        for ds in dict.fromkeys(r["dataset"] for r in records):
+            rs = [r for r in records if r["dataset"] == ds and r.get("expert") is not None]
+            if rs:
+                load[ds] = [sum(r["expert"] == e for r in rs) / len(rs) for e in range(n)]
+                entropy[ds] = sum(float(r["entropy"] or 0.0) for r in rs) / len(rs)
+    return {
+        "name": spec.name,
+        "label": spec.label,
+        "group": spec.group,
+        "run_id": run_id,
+        "config_key": key,
+        "config": cfg.to_dict(),
+        "method": dataclasses.asdict(cfg.method),
+        "trainable_params": int(result.trainable_params),
+        "lr": cfg.train.resolved_lr(cfg.method.method),
+        "formula_params": int(formula_params),
+        "scores": scores,
+        "eval_loss": ev.loss if ev is not None else None,
+        "train_s": train_s,
+        "eval_s": max(0.0, result.elapsed_s - train_s),
+        "final_loss": result.final_loss,
+        "history": [{"step": h.step, "loss": h.loss, "router_entropy": h.router_entropy,
+                     "expert_load": list(h.expert_load), "tokens_per_s": h.tokens_per_s} for h in result.history],
+        "expert_load": load,
+        "router_entropy_eval": entropy,
+        "records": [{"dataset": r["dataset"], "id": r["id"], "ood": r["ood"], "answer_type": r["answer_type"],
+                     "f1": r["f1"], "em": r["em"], "correct": bool(r["correct"]), "expert": r.get("expert"),
+                     "prediction": r["prediction"][:200], "gold": r["gold"][:3]} for r in records],
+        "adapter_dir": str(result.adapter_dir) if result.adapter_dir else None,
+        "finished_at": time.time(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Derived numbers
+
+
+def set_kinds(result: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """{data set: (answer type, ood)} from the evaluated records."""
+    out: dict[str, tuple[str, bool]] = {}
+    for r in result["records"]:
+        out.setdefault(r["dataset"], (r["answer_type"], bool(r["ood"])))
+    return out
+
+
+def summary(result: dict[str, Any]) -> dict[str, float]:
+    """QA F1/EM over span sets (in-domain, out-of-domain, all), math accuracy over number sets, and
+    the engine's in-domain / out-of-domain macro averages (F1 on QA/text sets, accuracy on math)."""
+    sc = result["scores"]
+    kinds = set_kinds(result)
+
+    def mean(keys: list[str], metric: str) -> float:
+        vals = [sc[k][metric] for k in keys if k in sc]
+        return sum(vals) / len(vals) if vals else float("nan")
+
+    qa = [k for k, (t, _) in kinds.items() if t == "span"]
+    qa_in = [k for k in qa if not kinds[k][1]]
+    qa_ood = [k for k in qa if kinds[k][1]]
+    math_sets = [k for k, (t, _) in kinds.items() if t == "number"]
+    return {
+        "qa_f1_in": mean(qa_in, "f1"), "qa_f1_ood": mean(qa_ood, "f1"), "qa_f1": mean(qa, "f1"),
+        "qa_em": mean(qa, "em"), "math_acc": mean(math_sets, "accuracy"),
+        "gsm8k": sc.get("gsm8k", {}).get("accuracy", float("nan")),
+        "in_domain": sc.get("in_domain", {}).get("f1", float("nan")),
+        "out_of_domain": sc.get("out_of_domain", {}).get("f1", float("nan")),
+    }
+
+
+def paired_bootstrap(a: dict[str, Any], b: dict[str, Any], answer_type: str = "span", n: int = 2000,
+                     seed: int = 0) -> tuple[float, float, float] | None:
+    """Mean F1 difference a − b over the same QA examples, with a 95% paired-bootstrap interval."""
+    fa = {(r["dataset"], r["id"]): r["f1"] for r in a["records"] if r["answer_type"] == answer_type}
+    fb = {(r["dataset"], r["id"]): r["f1"] for r in b["records"] if r["answer_type"] == answer_type}
+    keys = sorted(set(fa) & set(fb))
+    if not keys:
+        return None
+    d = [fa[k] - fb[k] for k in keys]
+    rng = random.Random(seed)
+    means = sorted(sum(d[rng.randrange(len(d))] for _ in d) / len(d) for _ in range(n))
+    return sum(d) / len(d), means[int(0.025 * n)], means[int(0.975 * n) - 1]
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+
+
+def pct(x: float | None) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+
+
+def fmt_s(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def fmt_params(n: int) -> str:
+    return f"{n:,}"
+
+
+def dataset_order(results: list[dict[str, Any]]) -> list[str]:
+    kinds: dict[str, tuple[str, bool]] = {}
+    for r in results:
+        kinds.update(set_kinds(r))
+    rank = {"span": 0, "number": 1, "text": 2}
+    return sorted(kinds, key=lambda k: (kinds[k][1], k.startswith("builtin"), rank.get(kinds[k][0], 3), k))
+
+
+def main_table(results: list[dict[str, Any]]) -> list[str]:
+    """Method, parameters, QA EM/F1 per data set, math accuracy per set, averages, times."""
+    sets = dataset_order(results)
+    kinds: dict[str, tuple[str, bool]] = {}
+    for r in results:
+        kinds.update(set_kinds(r))
+    head = ["method", "trainable params"]
+    for s in sets:
+        t, ood = kinds[s]
+        head.append(f"{s} {'EM / F1' if t != 'number' else 'acc'}")
+    head += ["QA F1 in / out", "math acc", "in-domain avg", "out-of-domain avg", "eval loss", "train time", "eval time"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        sm = summary(r)
+        row = [r["label"], fmt_params(r["trainable_params"])]
+        for s in sets:
+            sc = r["scores"].get(s)
+            if sc is None:
+                row.append("n/a")
+            elif kinds[s][0] == "number":
+                row.append(pct(sc["accuracy"]))
+            else:
+                row.append(f"{pct(sc['em'])} / {pct(sc['f1'])}")
+        row += [f"{pct(sm['qa_f1_in'])} / {pct(sm['qa_f1_ood'])}", pct(sm["math_acc"]), pct(sm["in_domain"]),
+                pct(sm["out_of_domain"]), "n/a" if r["eval_loss"] is None else f"{r['eval_loss']:.3f}",
+                fmt_s(r["train_s"]), fmt_s(r["eval_s"])]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def routing_lines(results: list[dict[str, Any]]) -> list[str]:
+    """Per routed run: expert load per data set, mean router entropy, and whether it collapsed."""
+    out = ["| run | N | router entropy at the end of training (ln N) | expert load per data set (eval) | collapsed? |",
+           "|---|---|---|---|---|"]
+    for r in results:
+        n = r["method"]["n_experts"] if r["method"]["method"] in ("ptmoe", "smop") else 0
+        if n < 2 or not r["expert_load"]:
+            continue
+        ents = [h["router_entropy"] for h in r["history"] if h.get("router_entropy") is not None]
+        tail = ents[-max(1, len(ents) // 5):]
+        ent = sum(tail) / len(tail) if tail else float("nan")
+        loads = "; ".join(f"{ds}: " + "/".join(f"{v:.2f}" for v in load) for ds, load in r["expert_load"].items())
+        top = [max(range(n), key=lambda e, ld=load: ld[e]) for load in r["expert_load"].values()]
+        used = sorted(set(top))
+        overall = [sum(load[e] for load in r["expert_load"].values()) / len(r["expert_load"]) for e in range(n)]
+        if max(overall) >= 0.95 and ent >= 0.9 * math.log(n):
+            verdict = (f"all inputs to expert {overall.index(max(overall))}, but with near-uniform probabilities: "
+                       "the router has not learned to tell inputs apart")
+        elif max(overall) >= 0.95:
+            verdict = f"yes: {max(overall):.0%} of all evaluated inputs go to expert {overall.index(max(overall))}"
+        elif len(used) == 1:
+            verdict = f"partly: every data set's majority expert is {used[0]}"
+        else:
+            verdict = f"no: majority experts differ across data sets ({', '.join(map(str, used))})"
+        out.append(f"| {r['label']} | {n} | {ent:.3f} ({math.log(n):.3f}) | {loads} | {verdict} |")
+    return out
+
+
+def holds(a: float, b: float, op: str) -> str:
+    """'yes' / 'no' for a >= b (op "ge") or a <= b (op "le"); a tie says so."""
+    if a == b:
+        return "tie (equal)"
+    return "yes" if (a > b) == (op == "ge") else "no"
+
+
+def comparison_lines(results: list[dict[str, Any]]) -> tuple[list[str], bool | None]:
+    """The paper's shape, each claim checked on the measured numbers; returns (lines, PT-MoE ahead)."""
+    by = {r["name"]: r for r in results}
+    lines: list[str] = []
+    if not all(m in by for m in ("pt", "ptmoe")):
+        return ["PT and PT-MoE were not both run, so the paper's claims cannot be checked here."], None
+    sm = {k: summary(v) for k, v in by.items()}
+    pt, pm = sm["pt"], sm["ptmoe"]
+    lines.append("| claim (paper, LLaMA-3.2-1B) | paper | measured here | holds here? |")
+    lines.append("|---|---|---|---|")
+    ahead = pm["qa_f1"] >= pt["qa_f1"]
+    lines.append(f"| PT-MoE ≥ PT on QA F1 | 58.26 vs 56.77 | {pct(pm['qa_f1'])} vs {pct(pt['qa_f1'])} | "
+                 f"{holds(pm['qa_f1'], pt['qa_f1'], 'ge')} |")
+    if "lora" in by:
+        fewer = by["ptmoe"]["trainable_params"] < by["lora"]["trainable_params"]
+        lines.append(f"| PT-MoE has fewer trainable parameters than LoRA | 80k vs 106k | "
+                     f"{fmt_params(by['ptmoe']['trainable_params'])} vs {fmt_params(by['lora']['trainable_params'])} | "
+                     f"{'yes' if fewer else 'no'} |")
+        lines.append(f"| PT-MoE ≥ LoRA on QA F1 | 58.26 vs 56.13 | {pct(pm['qa_f1'])} vs {pct(sm['lora']['qa_f1'])} | "
+                     f"{holds(pm['qa_f1'], sm['lora']['qa_f1'], 'ge')} |")
+    for m, paper in (("dpt", "55.77 vs 56.77"), ("smop", "56.25 vs 56.77")):
+        if m in sm:
+            lines.append(f"| {LABELS[m]} ≤ PT on QA F1 | {paper} | {pct(sm[m]['qa_f1'])} vs {pct(pt['qa_f1'])} | "
+                         f"{holds(sm[m]['qa_f1'], pt['qa_f1'], 'le')} |")
+    lines.append(f"| PT-MoE ≥ PT on GSM8K accuracy | 35.63 vs 34.11 | {pct(pm['gsm8k'])} vs {pct(pt['gsm8k'])} | "
+                 f"{holds(pm['gsm8k'], pt['gsm8k'], 'ge')} |")
+    lines.append(f"| PT-MoE ≥ PT out of domain (QA F1) | 55.54 vs 54.02 | {pct(pm['qa_f1_ood'])} vs "
+                 f"{pct(pt['qa_f1_ood'])} | {holds(pm['qa_f1_ood'], pt['qa_f1_ood'], 'ge')} |")
+    lines.append("")
+    order = sorted((m for m in METHODS if m in sm), key=lambda m: -sm[m]["qa_f1"])
+    lines.append("Ranking on QA F1 (all QA sets), measured: " + " > ".join(
+        f"{LABELS[m]} {pct(sm[m]['qa_f1'])}" for m in order) + ". The paper's: PT-MoE 58.26 > PT 56.77 > SMoP 56.25 "
+        "> LoRA 56.13 > DPT 55.77.")
+    boot = paired_bootstrap(by["ptmoe"], by["pt"])
+    if boot is not None:
+        d, lo, hi = boot
+        n_qa = sum(1 for r in by["pt"]["records"] if r["answer_type"] == "span")
+        sig = "excludes" if lo > 0 or hi < 0 else "includes"
+        lines.append("")
+        lines.append(f"PT-MoE − PT, QA F1 on the same {n_qa} QA questions: {100 * d:+.1f} points, 95% paired-bootstrap "
+                     f"interval [{100 * lo:+.1f}, {100 * hi:+.1f}] — it {sig} zero.")
+    return lines, ahead
+
+
+def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any], plots: dict[str, Path],
+                 plot_note: str | None) -> None:
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_group.setdefault(r["group"], []).append(r)
+    main = by_group.get("methods", [])
+    ptmoe = [r for r in main if r["name"] == "ptmoe"]
+    b = meta["budget"]
+    L: list[str] = []
+    L.append("# PT-MoE vs. baselines on real data (measured)")
+    L.append("")
+    L.append(f"Generated by `{meta['command']}` on {meta['date']} — machine: {meta['machine']}; model: "
+             f"`{meta['model']}` (hidden size {meta['hidden']}); device: {meta['device']}, {meta['dtype']}, "
+             f"{meta['threads']} torch thread(s); database experiment `{meta['experiment']}` ({meta['db']}). "
+             f"Every number on this page comes from the runs listed here, executed by that command "
+             f"(wall time of this invocation: {fmt_s(meta['wall_s'])}; {meta['trained']} run(s) trained by it and "
+             f"{meta['cached']} reused from an earlier invocation of the same command; the runs' own training + "
+             f"evaluation time adds up to {fmt_s(sum(r['train_s'] + r['eval_s'] for r in results))}). "
+             f"The machine was shared with other jobs (load average {meta['load']} when the command started), "
+             "so times are slower than on an idle machine.")
+    L.append("")
+    if meta["quick"]:
+        L.append("> **This is the `--quick` smoke run**: a tiny budget (a few optimizer steps, a handful of "
+                 "evaluation questions per data set). Its scores say whether the pipeline works end to end, not "
+                 "which method is better; differences between methods here are within noise. Run "
+                 "`python bench/quality.py` (the full plan) for the comparison.")
+        L.append("")
+    L.append("## Setup")
+    L.append("")
+    L.append(f"- Training mix (seed {b['seed']}): SQuAD v2.0 answerable questions (train split of "
+             f"`../shared/data/squad/squad-v2-sample.json`, passages split 80/10/10), GSM8K "
+             f"(`../shared/data/gsm8k/train.jsonl`, target = the final number), and `builtin:all` "
+             f"(qa, arith, units, dates), capped at {b['train_cap']} / {b['train_cap']} / {b['train_cap'] // 4} per task "
+             f"({meta['n_train']} examples; composition {meta['train_mix']}).")
+    L.append(f"- Evaluation, {b['n_eval']} questions per data set (seeded subset), greedy, at most "
+             f"{b['max_new_tokens']} new tokens: in-domain = SQuAD v2.0 test-split passages (never trained on), "
+             f"GSM8K test file, `builtin:all` test split; out-of-domain = `builtin:all-ood` (new templates and "
+             f"vocabulary).")
+    L.append(f"- Same for every run: {b['steps']} optimizer steps × batch {b['batch_size']} "
+             f"({b['steps'] * b['batch_size']} examples seen), warm-up {b['warmup']} steps then linear decay, "
+             f"AdamW, learning rate {meta['lr_prompt']} for the soft-prompt methods and {meta['lr_lora']} for LoRA "
+             f"(the engine's defaults when the runs were trained), at most {b['max_source_tokens']} source and {b['max_answer_tokens']} answer "
+             f"tokens, same data order and seed.")
+    L.append("- Metrics: SQuAD EM / F1 on span answers (and on the text answers of `dates`), exact final-number "
+             "match (accuracy) on math. *In-domain avg* / *out-of-domain avg*: macro average over the data sets of "
+             "each group (F1 on QA/text sets, accuracy on math sets). *QA F1 in / out*: mean F1 over the span "
+             "sets. Eval loss: token-weighted answer loss over all evaluation sets.")
+    L.append("- Trainable parameters are the adapter's real tensors on this model (checked against "
+             "`ptmoe_core.params`); the paper's counts are for H=2048.")
+    L.append("")
+    titles = {"methods": "The five methods", "routing": "PT-MoE routing variants (selective × probationary)",
+              "N": "Sweep: number of experts N", "T": "Sweep: prompt length T", "R": "Sweep: rank R"}
+    for g in ("methods", "routing", "N", "T", "R"):
+        rows = by_group.get(g)
+        if not rows:
+            continue
+        if g != "methods" and ptmoe:  # the reference point (N=2, T=40, R=36, selective + probationary)
+            rows = ptmoe + rows
+        L.append(f"## {titles[g]}")
+        L.append("")
+        L.extend(main_table(rows))
+        L.append("")
+    if plots:
+        L.append("## Plots")
+        L.append("")
+        if plot_note:
+            L.append(f"_{plot_note}_")
+            L.append("")
+        captions = {"learning_curves": "Training loss, the five methods",
+                    "learning_curves_ablations": "Training loss, PT-MoE variants and sweeps",
+                    "router_entropy": "Router entropy during training",
+                    "expert_usage": "Expert usage per domain (evaluation)",
+                    "scores": "Scores per run"}
+        for k, p in plots.items():
+            rel = os.path.relpath(p, out.parent)
+            if p.suffix == ".png":
+                L.append(f"![{captions.get(k, k)}]({rel})")
+            else:
+                L.append(f"- [{captions.get(k, k)}]({rel}) (interactive HTML)")
+            L.append("")
+    L.append("## Routing: is the router used, or has it collapsed?")
+    L.append("")
+    L.extend(routing_lines(results))
+    L.append("")
+    L.append("## Against the paper's shape")
+    L.append("")
+    comp, ahead = comparison_lines(main)
+    L.extend(comp)
+    L.append("")
+    L.append("### Verdict")
+    L.append("")
+    L.extend(verdict_lines(main, results, ahead, meta))
+    L.append("")
+    L.append("## Runs")
+    L.append("")
+    L.append("| run | database id | method config | params (formula) | final training loss |")
+    L.append("|---|---|---|---|---|")
+    for r in results:
+        m = r["method"]
+        desc = (f"r={m['lora_r']} on {','.join(m['lora_targets'])}" if m["method"] == "lora" else
+                f"T={m['prompt_len']}" + (f", R={m['rank']}" if m["method"] in ("ptmoe", "dpt") else "") +
+                (f", N={m['n_experts']}, top_k={m['top_k']}, probationary={m['probationary']}"
+                 if m["method"] in ("ptmoe", "smop") else ""))
+        L.append(f"| {r['name']} | {r['run_id']} | {m['method']}: {desc} | {fmt_params(r['formula_params'])} | "
+                 f"{r['final_loss']:.3f} |")
+    L.append("")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(L) + "\n", encoding="utf-8")
+
+
+def verdict_lines(main: list[dict[str, Any]], results: list[dict[str, Any]], ahead: bool | None,
+                  meta: dict[str, Any]) -> list[str]:
+    by = {r["name"]: r for r in main}
+    b = meta["budget"]
+    out: list[str] = []
+    if ahead is None:
+        return ["Not enough methods were run to judge."]
+    pm_f1, pt_f1 = summary(by["ptmoe"])["qa_f1"], summary(by["pt"])["qa_f1"]
+    if pm_f1 == pt_f1:
+        out.append("**PT-MoE ties with PT on QA F1 here (identical scores), so it does not come out ahead.**")
+    elif ahead:
+        boot = paired_bootstrap(by["ptmoe"], by["pt"])
+        if boot is not None and boot[1] <= 0:
+            out.append("PT-MoE scores above PT on QA F1 in this run, **but the 95% interval of the difference "
+                       "includes zero: this run cannot tell the two apart**, so it does not show PT-MoE ahead.")
+        else:
+            out.append("PT-MoE comes out above PT on QA F1 in this run, and the 95% interval of the difference "
+                       "excludes zero.")
+    else:
+        out.append("**PT-MoE does not come out ahead of PT on QA here.**")
+    n_qa = sum(1 for r in by["pt"]["records"] if r["answer_type"] == "span")
+    out.append("")
+    out.append("What we can see in the measurements:")
+    out.append("")
+    out.append(f"- **Budget**: {b['steps']} steps × batch {b['batch_size']} = {b['steps'] * b['batch_size']} training "
+               f"examples per run, on a {meta['machine']}; the evaluation has {b['n_eval']} questions per data set "
+               f"({n_qa} QA questions in all), so one question moves a set's score by {100 / b['n_eval']:.1f} points — "
+               "far more than the paper's 1–2 point gaps. See the bootstrap interval above.")
+    if by["pt"]["history"] and by["ptmoe"]["history"]:
+        out.append(f"- **Training loss** at the end (last step): PT {by['pt']['final_loss']:.3f}, PT-MoE "
+                   f"{by['ptmoe']['final_loss']:.3f}" + "".join(
+                       f", {r['label']} {r['final_loss']:.3f}" for r in main if r["name"] not in ("pt", "ptmoe")) +
+                   "; eval loss: " + ", ".join(f"{r['label']} {r['eval_loss']:.3f}" for r in main
+                                              if r["eval_loss"] is not None) + ".")
+    pm = by.get("ptmoe")
+    if pm and pm["expert_load"]:
+        overall = [sum(ld[e] for ld in pm["expert_load"].values()) / len(pm["expert_load"])
+                   for e in range(pm["method"]["n_experts"])]
+        ents = [h["router_entropy"] for h in pm["history"] if h.get("router_entropy") is not None]
+        out.append(f"- **Router**: PT-MoE's evaluated inputs go {' / '.join(f'{v:.0%}' for v in overall)} to its "
+                   f"{len(overall)} experts; router entropy went from {ents[0]:.3f} to {ents[-1]:.3f} nats during "
+                   f"training (uniform = {math.log(len(overall)):.3f}). "
+                   + (("Every input goes to one expert but the probabilities stay near uniform: the router has "
+                       "not learned to separate domains in this budget." if ents[-1] >= 0.9 * math.log(len(overall))
+                       else "The router has collapsed onto one expert, so PT-MoE acts as a single decomposed prompt.")
+                      if max(overall) >= 0.95 else
+                      "The router still spreads inputs; see the table above for whether domains separate."))
+    if pm:
+        lora = f" and LoRA {fmt_params(by['lora']['trainable_params'])}" if "lora" in by else ""
+        out.append(f"- **Scale**: `{meta['model']}` has hidden size {meta['hidden']} (the paper: 2048, 1B parameters); "
+                   f"PT-MoE trains {fmt_params(pm['trainable_params'])} parameters here vs PT "
+                   f"{fmt_params(by['pt']['trainable_params'])}{lora}. At H={meta['hidden']} the shared factor B "
+                   "(R·H) dominates PT-MoE's count, so its saving over PT seen at H=2048 need not hold.")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+
+
+def parse_args(argv: list[str] | None):
+    p = argparse.ArgumentParser(prog="python bench/quality.py", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="the five methods at a tiny budget (minutes)")
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--db", default=None, help="database URL or SQLite path (default: $PTMOE_DB, else runs/studio.db)")
+    p.add_argument("--out", default=str(ROOT / "docs" / "results.md"))
+    p.add_argument("--only", default=None, help="comma-separated methods (pt,dpt,smop,ptmoe,lora)")
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    p.add_argument("--experiment", default=None, help=f"default: {EXPERIMENT} (-quick with --quick)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--plots", choices=("png", "html", "none"), default="png")
+    # Budget overrides (tests; the defaults are the plan)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--n-eval", type=int, default=None)
+    p.add_argument("--train-cap", type=int, default=None)
+    p.add_argument("--no-calibrate", action="store_true", help="skip the timing estimate before the runs")
+    return p.parse_args(argv)
+
+
+def calibrate(base, data, b: Budget, cfg) -> tuple[float, float]:
+    """Seconds of one training step (batch b, PT-MoE) and of generating one evaluation answer."""
+    import torch
+
+    from ptmoe_core.adapter import build_adapter
+    from ptmoe_core.data.formatting import FormatConfig, collate, encode_example
+    from ptmoe_core.generate import generate
+
+    train, evals = data
+    fmt = FormatConfig.from_data_config(cfg.data)
+    feats = [encode_example(base.tokenizer, train[i], fmt, True) for i in range(min(len(train), 4 * b.batch_size))]
+    ad = build_adapter(base, cfg.method, init_text="Answer the question.", seed=0).train()
+    opt = torch.optim.AdamW(ad.trainable_parameters(), lr=1e-3)
+    times = []
+    for k in range(2):
+        batch = {kk: v.to(base.device) for kk, v in
+                 collate(feats[k * b.batch_size:(k + 1) * b.batch_size], base.pad_id).items()}
+        t = time.perf_counter()
+        out, _ = ad(batch)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t)
+    ex = [e for ds in evals.values() for e in list(ds)[:2]][: b.eval_batch_size]
+    enc = [encode_example(base.tokenizer, e, fmt, False) for e in ex]
+    t = time.perf_counter()
+    generate(ad, enc, max_new_tokens=b.max_new_tokens, batch_size=b.eval_batch_size)
+    gen = (time.perf_counter() - t) / max(1, len(enc))
+    return min(times), gen
+
+
+def run(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the plan (training what is not cached), write the report; returns {results, meta, out}."""
+    args = parse_args(argv)
+    t_start = time.time()
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from ptmoe_core.config import DEFAULT_LR, DEFAULT_PROMPT_LR
+    from ptmoe_core.data import build_datasets
+    from ptmoe_core.models import load_base_model
+    from ptmoe_core.params import ModelShape, count_params
+    from storage import Storage
+
+    only = [m.strip() for m in args.only.split(",") if m.strip()] if args.only else None
+    if only and any(m not in METHODS for m in only):
+        raise SystemExit(f"--only: unknown method(s) {[m for m in only if m not in METHODS]}; known: {METHODS}")
+    b0 = QUICK if args.quick else FULL
+    b = dataclasses.replace(b0, **{k: v for k, v in (("steps", args.steps), ("batch_size", args.batch),
+                                                        ("n_eval", args.n_eval), ("train_cap", args.train_cap))
+                                      if v is not None})
+    experiment = args.experiment or (EXPERIMENT + ("-quick" if args.quick else ""))
+    data_dir = Path(args.data_dir).resolve()
+    for f in ("squad/squad-v2-sample.json", "gsm8k/train.jsonl", "gsm8k/test.jsonl"):
+        if not (data_dir / f).is_file():
+            raise SystemExit(f"missing {data_dir / f} (pass --data-dir, the folder holding squad/ and gsm8k/)")
+    plan = build_plan(args.quick, only)
+    storage = Storage(args.db)
+    out = Path(args.out).resolve()
+    print(f"[quality] database {storage.label}, experiment {experiment!r}; report {out}", flush=True)
+
+    from ptmoe_core.config import ModelConfig
+
+    base = load_base_model(ModelConfig(name=args.model, device=args.device))
+    shape = ModelShape.from_hf_config(base.model.config)
+    cfgs = [make_config(s, b, args.model, args.device, data_dir, storage.runs_dir / "quality") for s in plan]
+    t = time.time()
+    data = build_datasets(cfgs[0].data)  # identical data config for every run: build once, pass to each
+    train_mix = {}
+    for d in data[0]["domain"]:
+        train_mix[d] = train_mix.get(d, 0) + 1
+    print(f"[quality] data: {len(data[0])} training examples {train_mix}; evaluation sets "
+          f"{ {k: len(v) for k, v in data[1].items()} } ({time.time() - t:.1f}s)", flush=True)
+
+    keys = [config_key(c) for c in cfgs]
+    cached = {s.name: find_cached(storage, experiment, s, k) for s, k in zip(plan, keys, strict=True)}
+    todo = [s for s in plan if cached[s.name] is None]
+    n_eval_total = sum(len(v) for v in data[1].values())
+    print(f"[quality] plan: {len(plan)} runs ({len(plan) - len(todo)} cached), {b.steps} steps x batch "
+          f"{b.batch_size}, {n_eval_total} evaluation questions per run, max {b.max_source_tokens} source tokens",
+          flush=True)
+    if todo and not args.no_calibrate:
+        step_s, gen_s = calibrate(base, data, b, cfgs[plan.index(todo[0])])
+        per_run = b.steps * step_s + n_eval_total * gen_s * 1.3  # + the eval-loss pass
+        print(f"[quality] measured: {step_s:.2f} s per training step, {gen_s:.2f} s per evaluation answer -> "
+              f"about {fmt_s(per_run)} per run, {fmt_s(per_run * len(todo))} for {len(todo)} run(s) "
+              f"(prompt length and method change it somewhat)", flush=True)
+    for s in plan:
+        print(f"  - {s.name:24s} {s.group:8s} {json.dumps(s.method)}" + ("  [cached]" if cached[s.name] else ""),
+              flush=True)
+
+    results = []
+    for s, cfg, key in zip(plan, cfgs, keys, strict=True):
+        res = cached[s.name]
+        if res is None:
+            retire_interrupted(storage, experiment, s.name)
+            t = time.time()
+            print(f"[quality] training {s.name} ...", flush=True)
+            run_id, result = train_recorded(storage, experiment, cfg, base, data)
+            formula = count_params(cfg.method, shape)
+            res = summarize_result(s, cfg, run_id, result, formula, key)
+            info = storage.get_run(run_id)
+            Path(info.output_dir, RESULT_NAME).write_text(json.dumps(res, indent=1))
+            res["_trained_now"] = True
+            sm = summary(res)
+            print(f"[quality] {s.name}: run {run_id}, {res['trainable_params']:,} params, QA F1 {pct(sm['qa_f1'])}, "
+                  f"math {pct(sm['math_acc'])}, in {pct(sm['in_domain'])} / ood {pct(sm['out_of_domain'])}; "
+                  f"train {fmt_s(res['train_s'])}, eval {fmt_s(res['eval_s'])} ({time.time() - t:.0f}s)", flush=True)
+        if res.get("lr") is None:  # results of older versions: the trainer recorded it in the database
+            lr = storage.params(res["run_id"]).get("info.lr")
+            res["lr"] = float(lr) if lr is not None else None
+        results.append(res)
+
+    plots: dict[str, Path] = {}
+    note = None
+    if args.plots != "none":
+        import quality_plots as qp
+
+        main = [r for r in results if r["group"] == "methods"]
+        others = [r for r in results if r["group"] != "methods" or r["name"] == "ptmoe"]
+        figs = {"learning_curves": qp.learning_curves(main, "Training loss, same data order and budget"),
+                "learning_curves_ablations": qp.learning_curves(others, "Training loss, PT-MoE variants and sweeps")
+                if len(others) > 1 else None,
+                "router_entropy": qp.router_entropy([r for r in results if r["method"]["method"] in ("ptmoe", "smop")
+                                                      and r["method"]["n_experts"] > 1]),
+                "expert_usage": qp.expert_usage([r for r in results if r["method"]["n_experts"] > 1
+                                                 and r["method"]["method"] in ("ptmoe", "smop")]),
+                "scores": qp.scores_bars([{**r, "summary": summary(r)} for r in results])}
+        plots, note = qp.export(figs, out.parent / out.stem, args.plots)
+    command = "python bench/quality.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    meta = {
+        "command": command, "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.machine()} {os.cpu_count()}-core CPU" + (
+            f", {torch.cuda.get_device_name(0)}" if base.device.type == "cuda" else ""),
+        "model": args.model, "hidden": shape.hidden, "device": str(base.device),
+        "dtype": str(base.dtype).replace("torch.", ""), "threads": torch.get_num_threads(),
+        "experiment": experiment, "db": storage.label, "quick": args.quick, "budget": {**dataclasses.asdict(b),
+                                                                                      "warmup": b.warmup},
+        "n_train": len(data[0]), "train_mix": ", ".join(f"{k} {v}" for k, v in sorted(train_mix.items())),
+        "lr_prompt": _lrs(results, prompt=True) or DEFAULT_PROMPT_LR,
+        "lr_lora": _lrs(results, prompt=False) or DEFAULT_LR["lora"],
+        "wall_s": time.time() - t_start, "load": load, "trained": sum(1 for r in results if r.get("_trained_now")),
+        "cached": sum(1 for r in results if not r.get("_trained_now")),
+    }
+    write_report(out, results, meta, plots, note)
+    storage.close()
+    print(f"[quality] wrote {out} ({meta['trained']} trained, {meta['cached']} cached, {fmt_s(meta['wall_s'])})",
+          flush=True)
+    return {"results": results, "meta": meta, "out": out, "plots": plots}
+
+
+def _lrs(results: list[dict[str, Any]], prompt: bool) -> str:
+    """The learning rates the runs used (soft-prompt methods, or LoRA), as recorded."""
+    vals = sorted({r["lr"] for r in results if r.get("lr") is not None and (r["method"]["method"] != "lora") == prompt})
+    return ", ".join(f"{v:g}" for v in vals)
+
+
+def main(argv: list[str] | None = None) -> int:
+    run(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
