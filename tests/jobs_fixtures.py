@@ -146,6 +146,9 @@ def run_hang(cfg: RunConfig, cbs: Sequence[TrainerCallback], should_stop: Callab
             cb.on_step(_metrics(step, cfg.train.steps))
     for cb in cbs:
         getattr(cb, "flush", lambda: None)()
+    # Freeze only after the heartbeat thread has beaten at least once (a job that never beat gets
+    # the longer start grace instead); on a loaded machine that thread may lag behind the steps.
+    time.sleep(1.5)
     (Path(cfg.output_dir) / "hung").write_text("stopping\n")
     os.kill(os.getpid(), signal.SIGSTOP)
     return FakeResult("finished", 5, None, 123)
