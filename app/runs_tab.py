@@ -17,7 +17,7 @@ from ptmoe_core.config import METHODS
 from . import plots, queries, views
 from .data_sources import inside
 from .state import AppContext
-from .ui import friendly
+from .ui import friendly, require_run_id
 
 STATUSES = ["QUEUED", "RUNNING", "FINISHED", "FAILED", "KILLED"]
 ANY = "any"
@@ -145,17 +145,13 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
     @friendly
     def rename_run(run: Any, name: str):
-        rid = queries.parse_run_id(run)
-        if rid is None:
-            raise gr.Error("Select a run first.")
+        rid = require_run_id(run)
         r = st.rename_run(rid, name)
         return f"Renamed run #{rid} to **{views.esc(r.name)}**.", _details(rid)
 
     @friendly
     def ask_delete(run: Any):
-        rid = queries.parse_run_id(run)
-        if rid is None:
-            raise gr.Error("Select a run first.")
+        rid = require_run_id(run)
         r = st.get_run(rid)
         if r.status == "RUNNING":
             raise gr.Error(f"Run #{rid} is running: stop it first (Train tab), then delete it.")
@@ -165,9 +161,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
     @friendly
     def delete_run(run: Any, status: str, method: str, model: str, search: str, current: list[Any] | None):
-        rid = queries.parse_run_id(run)
-        if rid is None:
-            raise gr.Error("Select a run first.")
+        rid = require_run_id(run)
         removed = st.delete_run(rid, delete_files=True)
         msg = f"Deleted run #{rid}" + (f" and {len(removed)} path(s) on disk." if removed else ".")
         rows, ch_upd, cmp_upd = list_runs(status, method, model, search, [c for c in current or [] if c != rid])
@@ -176,9 +170,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
     @friendly
     def download_adapter(run: Any):
-        rid = queries.parse_run_id(run)
-        if rid is None:
-            raise gr.Error("Select a run first.")
+        rid = require_run_id(run)
         r = st.get_run(rid)
         if not r.adapter_path or not Path(r.adapter_path).is_dir():
             raise gr.Error(f"Run #{rid} has no adapter yet (status {r.status}).")

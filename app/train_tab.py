@@ -19,7 +19,7 @@ from ptmoe_core.config import DEVICES, SCHEDULES, RunConfig
 from . import data_sources as ds
 from . import forms, plots, queries, views
 from .state import AppContext
-from .ui import friendly, message
+from .ui import friendly, message, require_run_id
 from .ui import log as logger
 
 LOG_LINES = 60
@@ -266,9 +266,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
     @friendly
     def stop(run: Any):
-        rid = queries.parse_run_id(run)
-        if rid is None:
-            raise gr.Error("No run selected.")
+        rid = require_run_id(run, "No run selected.")
         info = ctx.queue.cancel(rid) if ctx.queue is not None else st.request_cancel(rid)
         if info.is_final:
             return f"Run #{rid} is {info.status}."
@@ -363,9 +361,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
     @friendly
     def copy_from_run(run: Any):
-        rid = queries.parse_run_id(run)
-        if rid is None:
-            raise gr.Error("Pick a run to copy from.")
+        rid = require_run_id(run, "Pick a run to copy from.")
         r = st.get_run(rid)
         values = forms.values_from_config(r.config)
         values["name"] = f"{r.name}-copy"

@@ -42,3 +42,13 @@ def friendly(fn: F) -> F:
             raise gr.Error(message(e), duration=12) from e
 
     return wrapper  # type: ignore[return-value]
+
+
+def require_run_id(value: Any, missing: str = "Select a run first.") -> int:
+    """The run id a widget holds, or a ``gr.Error`` telling the user to pick one."""
+    from .queries import parse_run_id
+
+    rid = parse_run_id(value)
+    if rid is None:
+        raise gr.Error(missing)
+    return rid

@@ -113,7 +113,8 @@ def _greedy(adapter: Adapter, batch, max_new_tokens: int, eos: torch.Tensor, for
             embeds = torch.cat([pi.inputs_embeds, embed(generated)], 1)
             out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids_from_mask(mask), use_cache=False)
     rows = []
+    stop = set(eos.tolist())
     for row in generated.tolist():
-        cut = next((k for k, t in enumerate(row) if t in set(eos.tolist())), len(row))
+        cut = next((k for k, t in enumerate(row) if t in stop), len(row))
         rows.append(row[:cut])  # stop at the first end-of-turn token
     return rows, pi.routing

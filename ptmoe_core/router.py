@@ -41,16 +41,24 @@ class RoutingInfo:
         return -(p * p.log()).sum(-1)
 
     def expert_load(self) -> Tensor:  # N: fraction of the batch routed to each expert
-        n = self.probs.shape[1]
-        return torch.bincount(self.chosen, minlength=n).float() / max(1, self.chosen.numel())
+        return expert_fractions(self.chosen, self.probs.shape[1])
+
+    @classmethod
+    def cat(cls, parts: list[RoutingInfo]) -> RoutingInfo:
+        """One RoutingInfo for several micro-batches (gradient accumulation)."""
+        return cls(*(torch.cat([getattr(r, f) for r in parts]) for f in ("probs", "weights", "chosen", "router_input")))
+
+
+def expert_fractions(chosen: Tensor, n: int) -> Tensor:
+    """N: the fraction of ``chosen`` (b) equal to each expert index."""
+    return torch.bincount(chosen, minlength=n).float() / max(1, chosen.numel())
 
 
 def balance_loss(probs: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     """Switch Transformer's auxiliary loss N · Σ_i f_i · P̄_i (f_i: fraction routed to expert i,
     P̄_i: mean probability of i). Equals 1 when balanced; grows as the router collapses."""
     n = probs.shape[1]
-    f = torch.bincount(chosen, minlength=n).to(probs.dtype) / chosen.numel()
-    return n * (f * probs.mean(0)).sum()
+    return n * (expert_fractions(chosen, n).to(probs.dtype) * probs.mean(0)).sum()
 
 
 def masked_mean(X: Tensor, mask: Tensor) -> Tensor:

@@ -9,7 +9,6 @@ exactly as the uninterrupted run would.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 import warnings
@@ -28,7 +27,7 @@ from .callbacks import EvalReport, StepMetrics, TrainerCallback
 from .config import RunConfig
 from .errors import ConfigError, DataError, PTMoEError
 from .models import BaseModel, load_base_model
-from .router import balance_loss
+from .router import RoutingInfo, balance_loss
 
 CHECKPOINTS = "checkpoints"
 FINAL_ADAPTER = "adapter"
@@ -71,6 +70,8 @@ def train(
     features = [encode_example(base.tokenizer, ex, fmt, with_answer=True) for ex in train_examples]
     if not features:
         raise DataError(f"no training examples in {cfg.data.train}")
+    # Teacher-forced eval loss needs the eval sets with answers; encode them once, not per evaluation.
+    eval_feats = [encode_example(base.tokenizer, ex, fmt, with_answer=True) for ds in eval_sets.values() for ex in ds]
     init_text = cfg.method.init_text or cfg.data.instruction or _default_instruction(fmt, train_examples)
     adapter = build_adapter(base, cfg.method, init_text=init_text, seed=cfg.train.seed)
 
@@ -139,17 +140,15 @@ def train(
             elapsed_s=time.time() - t0,
         )
         if routings:
-            probs = torch.cat([r.probs for r in routings]).detach()
-            chosen = torch.cat([r.chosen for r in routings])
-            p = probs.clamp_min(1e-12)
-            m.router_entropy = float(-(p * p.log()).sum(-1).mean())
-            m.expert_load = (torch.bincount(chosen, minlength=probs.shape[1]).float() / chosen.numel()).tolist()
+            r = RoutingInfo.cat(routings)
+            m.router_entropy = float(r.entropy.detach().mean())
+            m.expert_load = r.expert_load().tolist()
         history.append(m)
         for cb in callbacks:
             cb.on_step(m)
         done = step + 1
         if tc.eval_every and done % tc.eval_every == 0 and done < tc.steps and eval_sets:
-            last_eval = run_evaluation(adapter, eval_sets, fmt, tc, done, callbacks)
+            last_eval = run_evaluation(adapter, eval_sets, eval_feats, fmt, tc, done, callbacks)
             adapter.train()
         stop = should_stop()
         if (tc.save_every and done % tc.save_every == 0 and done < tc.steps) or stop:
@@ -162,7 +161,7 @@ def train(
     adapter_dir = None
     if status == "finished":
         if eval_sets:
-            last_eval = run_evaluation(adapter, eval_sets, fmt, tc, step, callbacks)
+            last_eval = run_evaluation(adapter, eval_sets, eval_feats, fmt, tc, step, callbacks)
         save_checkpoint(out, adapter, opt, cfg, step, callbacks)
         adapter_dir = out / FINAL_ADAPTER
         _publish(out / CHECKPOINTS / _ckpt_name(step), adapter_dir)
@@ -209,12 +208,7 @@ def _build_data(cfg: RunConfig):
 
 def _default_instruction(fmt, examples) -> str | None:
     """The task instruction (the paper's init text) of the first example's answer type."""
-    try:
-        first = examples[0]
-    except (IndexError, KeyError):
-        return None
-    getter = getattr(fmt, "instruction_for", None)
-    return getter(first) if getter else fmt.instruction
+    return fmt.instruction_for(examples[0]) if len(examples) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,14 +234,14 @@ def mean_loss(adapter: Adapter, features: list[dict], batch_size: int = 16) -> f
     return total / max(count, 1)
 
 
-def run_evaluation(adapter: Adapter, eval_sets, fmt, tc, step: int, callbacks) -> EvalReport:
-    from .data.formatting import encode_example
+def run_evaluation(adapter: Adapter, eval_sets, eval_feats: list[dict], fmt, tc, step: int, callbacks) -> EvalReport:
+    """Generation scores on ``eval_sets`` and the teacher-forced loss on ``eval_feats`` (the same
+    examples, encoded with their answers)."""
     from .evaluate import evaluate
 
     res = evaluate(adapter, eval_sets, max_new_tokens=tc.max_new_tokens, batch_size=tc.eval_batch_size,
                    format_cfg=fmt)
-    feats = [encode_example(adapter.base.tokenizer, ex, fmt, with_answer=True) for ds in eval_sets.values() for ex in ds]
-    loss = mean_loss(adapter, feats, tc.eval_batch_size) if feats else None
+    loss = mean_loss(adapter, eval_feats, tc.eval_batch_size) if eval_feats else None
     report = EvalReport(step=step, scores=res.scores(), records=res.records, loss=loss)
     for cb in callbacks:
         cb.on_evaluate(report)
@@ -357,7 +351,3 @@ def _config_diffs(old: dict, new: dict, prefix: tuple = ()) -> list[str]:
             out.append(f"{'.'.join(path)}: {a!r} -> {b!r}")
     return out
 
-
-def estimate_seconds(step: int, total: int, elapsed: float) -> float:
-    """Time left at the current pace (for progress displays)."""
-    return math.inf if step <= 0 else elapsed / step * (total - step)
