@@ -9,8 +9,9 @@ SQuAD passages of the test split, GSM8K's test file, the built-in test splits) a
 out-of-domain variants (``builtin:all-ood``). Every method gets the same steps, batch, sequence
 lengths, data order and seed; its real trainable-parameter count on the model used is reported.
 
-The full plan adds the four routing variants of PT-MoE (selective x probationary) and small sweeps of
-N, T and R; ``--quick`` runs only the five methods at a tiny budget. Every run is trained in this
+The full plan adds the four routing variants of PT-MoE (selective x probationary), PT-MoE with the
+studio's optional balance loss (not in the paper; its control is the plain PT-MoE run), and small
+sweeps of N, T and R; ``--quick`` runs only the five methods at a tiny budget. Every run is trained in this
 process and recorded in the project database through ``storage`` (experiment ``paper-comparison``,
 or ``paper-comparison-quick``) with the job worker's recording callback and heartbeat, so the
 studio's Runs view shows them. Resumable: a run whose FINISHED record, final adapter and
@@ -80,7 +81,7 @@ FULL = Budget(steps=50, batch_size=4, n_eval=16)
 class RunSpec:
     name: str  # run name in the database, unique within the experiment
     label: str  # as the tables and plots show it
-    group: str  # methods | routing | N | T | R
+    group: str  # methods | routing | balance | N | T | R
     method: dict[str, Any] = field(default_factory=dict)  # MethodConfig overrides
 
 
@@ -103,6 +104,9 @@ def build_plan(quick: bool, only: list[str] | None = None) -> list[RunSpec]:
                                (2, False, "soft mix, non-probationary")):
         name = f"ptmoe-{'sel' if top_k == 1 else 'soft'}-{'prob' if prob else 'noprob'}"
         plan.append(RunSpec(name, f"PT-MoE {label}", "routing", {**pm, "top_k": top_k, "probationary": prob}))
+    # Not in the paper: the Switch-style balance loss the studio offers against router collapse; this
+    # run is its control (same everything, balance_loss 0.1 instead of 0).
+    plan.append(RunSpec("ptmoe-balance", "PT-MoE + balance loss 0.1", "balance", {**pm, "balance_loss": 0.1}))
     for n in (1, 4):
         plan.append(RunSpec(f"ptmoe-n{n}", f"PT-MoE N={n}", "N", {**pm, "n_experts": n}))
     for t in (20, 80):
@@ -505,8 +509,9 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
              "`ptmoe_core.params`); the paper's counts are for H=2048.")
     L.append("")
     titles = {"methods": "The five methods", "routing": "PT-MoE routing variants (selective × probationary)",
+              "balance": "PT-MoE with the studio's optional balance loss (not in the paper)",
               "N": "Sweep: number of experts N", "T": "Sweep: prompt length T", "R": "Sweep: rank R"}
-    for g in ("methods", "routing", "N", "T", "R"):
+    for g in ("methods", "routing", "balance", "N", "T", "R"):
         rows = by_group.get(g)
         if not rows:
             continue
@@ -556,7 +561,8 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
         desc = (f"r={m['lora_r']} on {','.join(m['lora_targets'])}" if m["method"] == "lora" else
                 f"T={m['prompt_len']}" + (f", R={m['rank']}" if m["method"] in ("ptmoe", "dpt") else "") +
                 (f", N={m['n_experts']}, top_k={m['top_k']}, probationary={m['probationary']}"
-                 if m["method"] in ("ptmoe", "smop") else ""))
+                 if m["method"] in ("ptmoe", "smop") else "") +
+                (f", balance_loss={m['balance_loss']}" if m.get("balance_loss") else ""))
         L.append(f"| {r['name']} | {r['run_id']} | {m['method']}: {desc} | {fmt_params(r['formula_params'])} | "
                  f"{r['final_loss']:.3f} |")
     L.append("")
@@ -650,8 +656,9 @@ def calibrate(base, data, b: Budget, cfg) -> tuple[float, float]:
     import torch
 
     from ptmoe_core.adapter import build_adapter
-    from ptmoe_core.data.formatting import FormatConfig, collate, encode_example
+    from ptmoe_core.data.formatting import FormatConfig, encode_example
     from ptmoe_core.generate import generate
+    from ptmoe_core.trainer import batch_loss
 
     train, evals = data
     fmt = FormatConfig.from_data_config(cfg.data)
@@ -660,11 +667,9 @@ def calibrate(base, data, b: Budget, cfg) -> tuple[float, float]:
     opt = torch.optim.AdamW(ad.trainable_parameters(), lr=1e-3)
     times = []
     for k in range(2):
-        batch = {kk: v.to(base.device) for kk, v in
-                 collate(feats[k * b.batch_size:(k + 1) * b.batch_size], base.pad_id).items()}
         t = time.perf_counter()
-        out, _ = ad(batch)
-        out.loss.backward()
+        loss, _ = batch_loss(ad, feats[k * b.batch_size:(k + 1) * b.batch_size])  # as the trainer batches
+        loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t)

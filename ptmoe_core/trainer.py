@@ -58,7 +58,7 @@ def train(
     data: tuple[Any, dict[str, Any]] | None = None,
 ) -> TrainResult:
     """Train ``cfg``; ``data`` = (train examples, {name: eval examples}) overrides ``cfg.data`` specs."""
-    from .data.formatting import FormatConfig, collate, encode_example  # data layer is optional for imports
+    from .data.formatting import FormatConfig, encode_example  # data layer is optional for imports
 
     cfg.validate()
     t0 = time.time()
@@ -105,7 +105,6 @@ def train(
 
     history: list[StepMetrics] = []
     status, step, last_eval = "finished", start, None
-    pad = base.pad_id
     adapter.train()
     for step in range(start, tc.steps):
         ts = time.time()
@@ -113,17 +112,17 @@ def train(
         total_loss, n_tokens, routings = 0.0, 0, []
         for micro in range(tc.grad_accum):
             idx = batch_indices(len(features), tc.seed, step, micro, tc.batch_size, tc.grad_accum)
-            batch = {k: v.to(base.device) for k, v in collate([features[i] for i in idx], pad).items()}
-            output, routing = adapter(batch)
-            loss = output.loss
+            lm_loss, routing = batch_loss(adapter, [features[i] for i in idx])
+            loss = lm_loss
             if routing is not None and cfg.method.balance_loss > 0:
                 loss = loss + cfg.method.balance_loss * balance_loss(routing.probs, routing.chosen)
             loss = loss / tc.grad_accum
             if not torch.isfinite(loss):
                 raise PTMoEError(f"loss became {loss.item()} at step {step + 1}; lower train.lr (now {lr})")
             loss.backward()
-            total_loss += output.loss.item() / tc.grad_accum  # report the LM loss, not the auxiliary term
-            n_tokens += int(batch["attention_mask"].sum()) + (adapter.cfg.prompt_len if adapter.prompt else 0) * len(idx)
+            total_loss += lm_loss.item() / tc.grad_accum  # report the LM loss, not the auxiliary term
+            n_tokens += sum(len(features[i]["input_ids"]) for i in idx) + (
+                adapter.cfg.prompt_len if adapter.prompt else 0) * len(idx)
             if routing is not None:
                 routings.append(routing)
         grad_norm = torch.nn.utils.clip_grad_norm_(adapter.trainable_parameters(), tc.max_grad_norm)
@@ -200,6 +199,27 @@ def batch_indices(n: int, seed: int, step: int, micro: int, batch_size: int, gra
     return out
 
 
+def batch_loss(adapter: Adapter, feats: Sequence[dict]) -> tuple[torch.Tensor, RoutingInfo | None]:
+    """The batch's token-mean LM loss and its routing, computed on sub-batches of similar length
+    (``padding_groups``) so a batch mixing long passages and short questions is not padded to the
+    longest. Each sub-batch's loss is summed over its tokens and divided by the whole batch's count
+    (transformers' ``num_items_in_batch``), so the loss and its gradient equal the unsplit batch's."""
+    from .data.formatting import IGNORE_INDEX, collate, padding_groups
+
+    base = adapter.base
+    # Tokens the shifted LM loss scores. Position 0 is never an answer token (the chat template comes
+    # first), so the count is the same with or without a soft prompt in front.
+    n_items = sum(sum(1 for t in f["labels"][1:] if t != IGNORE_INDEX) for f in feats)
+    total, routings = None, []
+    for group in padding_groups([len(f["input_ids"]) for f in feats]):
+        batch = {k: v.to(base.device) for k, v in collate([feats[i] for i in group], base.pad_id).items()}
+        out, routing = adapter(batch, num_items_in_batch=max(n_items, 1))
+        total = out.loss if total is None else total + out.loss
+        if routing is not None:
+            routings.append(routing)
+    return total, (RoutingInfo.cat(routings) if routings else None)
+
+
 def _build_data(cfg: RunConfig):
     from .data import build_datasets
 
@@ -224,6 +244,7 @@ def mean_loss(adapter: Adapter, features: list[dict], batch_size: int = 16) -> f
     adapter.eval()
     total, count = 0.0, 0
     base = adapter.base
+    features = sorted(features, key=lambda f: len(f["input_ids"]))  # similar lengths: less padding
     for i in range(0, len(features), batch_size):
         batch = {k: v.to(base.device) for k, v in collate(features[i : i + batch_size], base.pad_id).items()}
         out, _ = adapter(batch)

@@ -78,3 +78,15 @@ def test_quick_writes_a_complete_table(tmp_path):
         assert all(st.evaluations(r.id) for r in runs)
     again = q.run([*args[:-3], "--plots", "none", "--no-calibrate"])
     assert again["meta"]["trained"] == 0 and again["meta"]["cached"] == 2
+
+
+def test_full_plan_holds_the_ablations_and_the_balance_loss_control():
+    q = _load_bench()
+    plan = q.build_plan(quick=False)
+    assert len({s.name for s in plan}) == len(plan) == 15
+    groups = [s.group for s in plan]
+    assert groups.count("methods") == 5 and groups.count("routing") == 3 and groups.count("balance") == 1
+    by = {s.name: s.method for s in plan}
+    assert {k: v for k, v in by["ptmoe-balance"].items() if k != "balance_loss"} == by["ptmoe"]
+    assert by["ptmoe-balance"]["balance_loss"] > 0 and "balance_loss" not in by["ptmoe"]
+    assert [s.name for s in q.build_plan(quick=True)] == list(q.METHODS)

@@ -139,3 +139,44 @@ def test_batch_indices_are_a_pure_function_of_the_step():
     assert batch_indices(n, 0, 5, 0, 2, 1) == batch_indices(n, 0, 5, 0, 2, 1)
     other_seed = [i for s in range(7) for i in batch_indices(n, 1, s, 0, 2, 1)]
     assert seen != other_seed
+
+
+@pytest.mark.parametrize("method", ["ptmoe", "lora"])
+def test_length_split_batch_equals_the_padded_batch(tiny_base, method):
+    """batch_loss runs a mixed-length batch as sub-batches; loss and gradients must equal one padded batch."""
+    from ptmoe_core.adapter import build_adapter
+    from ptmoe_core.data.formatting import FormatConfig, collate, encode_example, padding_groups
+    from ptmoe_core.trainer import batch_loss
+
+    exs = examples(4)
+    exs[1]["context"] = " ".join(["The garden has many old trees and a pond."] * 6)  # one long row
+    fmt = FormatConfig(max_source_tokens=128, max_answer_tokens=4)
+    feats = [encode_example(tiny_base.tokenizer, e, fmt, with_answer=True) for e in exs]
+    assert len(padding_groups([len(f["input_ids"]) for f in feats])) > 1, "the test needs a split batch"
+    ad = build_adapter(tiny_base, MethodConfig(method=method, prompt_len=4, rank=3, n_experts=2, noise_std=0.0,
+                                               lora_dropout=0.0), seed=0).train()
+
+    def grads(loss):
+        for p in ad.trainable_parameters():
+            p.grad = None
+        loss.backward()
+        return [p.grad.clone() for p in ad.trainable_parameters()]
+
+    split, routing = batch_loss(ad, feats)
+    g_split = grads(split)
+    full, full_routing = ad(collate(feats, tiny_base.pad_id))
+    g_full = grads(full.loss)
+    assert torch.allclose(split, full.loss, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_split, g_full, strict=True))
+    if method == "ptmoe":
+        assert routing.probs.shape == full_routing.probs.shape
+
+
+def test_padding_groups_minimise_padded_tokens():
+    from ptmoe_core.data.formatting import padding_groups
+
+    assert padding_groups([50, 50, 50, 50]) == [[0, 1, 2, 3]]  # equal lengths: one forward
+    groups = padding_groups([40, 230, 45, 60])
+    assert sorted(i for g in groups for i in g) == [0, 1, 2, 3]
+    assert [1] in groups, "the long row runs alone rather than padding three short ones to 230"
+    assert padding_groups([]) == []

@@ -215,3 +215,24 @@ def collate(features: Sequence[Mapping[str, Sequence[int]]], pad_id: int, paddin
             rows.append(pad + seq if padding_side == "left" else seq + pad)
         out[key] = torch.tensor(rows, dtype=torch.long)
     return out
+
+
+def padding_groups(lengths: Sequence[int], overhead: int = 32) -> list[list[int]]:
+    """Split one batch into sub-batches of similar length: positions into ``lengths``, grouped so that
+    padded tokens (rows × longest row) plus ``overhead`` per sub-batch (the cost of one more forward
+    call, in tokens) is smallest. A mixed batch (one long reading passage, three short sums) then
+    costs about its real tokens instead of four long rows. Exact: sorted order + dynamic programming."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    n = len(order)
+    best = [0.0] + [float("inf")] * n  # best[j]: cost of the j shortest rows
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(j):  # rows i..j-1 form the last group; the longest is row j-1
+            cost = best[i] + (j - i) * lengths[order[j - 1]] + overhead
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    groups, j = [], n
+    while j > 0:
+        groups.append(order[cut[j]:j])
+        j = cut[j]
+    return groups[::-1]
