@@ -56,13 +56,15 @@ def build(ctx: AppContext) -> SimpleNamespace:
                     builtin_ood = gr.Checkbox(value=False, label="Also evaluate on the out-of-domain variants")
                 with gr.Group(visible=False) as g_upload:
                     upload = gr.File(label=f"Upload a data file (≤ {settings.max_upload_mb} MB)",
-                                     file_types=ds.FILE_TYPES, file_count="single", type="filepath")
+                                     file_types=ds.FILE_TYPES, file_count="single", type="filepath",
+                                     elem_id="pt-upload")
                     upload_fmt = gr.Dropdown(ds.FILE_FORMATS, value=ds.FILE_FORMATS[0][1], label="Format",
                                              info=ds.FORMAT_HELP)
                 with gr.Group(visible=False) as g_folder:
                     with gr.Row():
                         folder_file = gr.Dropdown(ds.list_data_files(ctx.data_dir), value=None, allow_custom_value=True,
-                                                  label=f"File in the data folder ({ctx.data_dir})", scale=4)
+                                                  label=f"File in the data folder ({ctx.data_dir})", scale=4,
+                                                  elem_id="pt-folder-file")
                         folder_refresh = gr.Button("↻", scale=0, min_width=50)
                     folder_fmt = gr.Dropdown(ds.FILE_FORMATS, value=ds.FILE_FORMATS[0][1], label="Format",
                                              info=ds.FORMAT_HELP)
@@ -426,15 +428,21 @@ def build(ctx: AppContext) -> SimpleNamespace:
     save_btn.click(save_config, fields, [saved_file], api_name="save_config")
     load_file.upload(load_config, [load_file], [*fields, check_md], api_name="load_config")
     copy_btn.click(copy_from_run, [copy_run], [*fields, check_md], api_name="copy_from_run")
-    source.change(source_visibility, [source], [g_builtin, g_upload, g_folder, g_hub], api_visibility="private")
+    def folder_choices():
+        return gr.update(choices=ds.list_data_files(ctx.data_dir))
+
+    # The folder list is read when the folder source is opened and after each upload, so a file
+    # copied in meanwhile (or just uploaded) is there without pressing ↻.
+    source.change(source_visibility, [source], [g_builtin, g_upload, g_folder, g_hub], api_visibility="private").then(
+        folder_choices, None, [folder_file], api_visibility="private", show_progress="hidden")
     gr.on([builtin_tasks.change, builtin_ood.change], specs_from_builtin, [builtin_tasks, builtin_ood],
           [comp["train_specs"], comp["eval_specs"]], api_name="builtin_specs")
     gr.on([upload.upload, upload_fmt.change], specs_from_upload, [upload, upload_fmt],
-          [comp["train_specs"], comp["eval_specs"], preview_md], api_name="upload_data")
+          [comp["train_specs"], comp["eval_specs"], preview_md], api_name="upload_data").then(
+        folder_choices, None, [folder_file], api_visibility="private", show_progress="hidden")
     gr.on([folder_file.change, folder_fmt.change], specs_from_folder, [folder_file, folder_fmt],
           [comp["train_specs"], comp["eval_specs"]], api_name="folder_specs")
-    folder_refresh.click(lambda: gr.update(choices=ds.list_data_files(ctx.data_dir)), None, [folder_file],
-                         api_name="list_data_files")
+    folder_refresh.click(folder_choices, None, [folder_file], api_name="list_data_files")
     hub_name.submit(specs_from_hub, [hub_name], [comp["train_specs"], comp["eval_specs"]], api_name="hub_specs")
     hub_name.blur(specs_from_hub, [hub_name], [comp["train_specs"], comp["eval_specs"]], api_visibility="private")
     preview_btn.click(preview, [comp["train_specs"], preview_n], [preview_df, preview_md], api_name="preview_data")

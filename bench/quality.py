@@ -379,6 +379,12 @@ def main_table(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def overall_load(result: dict[str, Any]) -> list[float]:
+    """Share of each expert over the evaluated data sets (each set weighs the same)."""
+    loads = list(result["expert_load"].values())
+    return [sum(ld[e] for ld in loads) / len(loads) for e in range(result["method"]["n_experts"])]
+
+
 def routing_lines(results: list[dict[str, Any]]) -> list[str]:
     """Per routed run: expert load per data set, mean router entropy, and whether it collapsed."""
     out = ["| run | N | router entropy at the end of training (ln N) | expert load per data set (eval) | collapsed? |",
@@ -393,8 +399,13 @@ def routing_lines(results: list[dict[str, Any]]) -> list[str]:
         loads = "; ".join(f"{ds}: " + "/".join(f"{v:.2f}" for v in load) for ds, load in r["expert_load"].items())
         top = [max(range(n), key=lambda e, ld=load: ld[e]) for load in r["expert_load"].values()]
         used = sorted(set(top))
-        overall = [sum(load[e] for load in r["expert_load"].values()) / len(r["expert_load"]) for e in range(n)]
-        if max(overall) >= 0.95 and ent >= 0.9 * math.log(n):
+        overall = overall_load(r)
+        m = r["method"]
+        if not m.get("probationary", True) and not m.get("straight_through", False):
+            verdict = ("not trained: with non-probationary weights the router's probabilities never reach the "
+                       "loss, so it gets no gradient and these choices are those of its random initialisation "
+                       "(`method.straight_through` gives it one)")
+        elif max(overall) >= 0.95 and ent >= 0.9 * math.log(n):
             verdict = (f"all inputs to expert {overall.index(max(overall))}, but with near-uniform probabilities: "
                        "the router has not learned to tell inputs apart")
         elif max(overall) >= 0.95:
@@ -475,9 +486,8 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
              f"Every number on this page comes from the runs listed here, executed by that command "
              f"(wall time of this invocation: {fmt_s(meta['wall_s'])}; {meta['trained']} run(s) trained by it and "
              f"{meta['cached']} reused from an earlier invocation of the same command; the runs' own training + "
-             f"evaluation time adds up to {fmt_s(sum(r['train_s'] + r['eval_s'] for r in results))}). "
-             f"The machine was shared with other jobs (load average {meta['load']} when the command started), "
-             "so times are slower than on an idle machine.")
+             f"evaluation time adds up to {fmt_s(sum(r['train_s'] + r['eval_s'] for r in results))}"
+             f"{training_span(results)}). {load_note(results)}")
     L.append("")
     if meta["quick"]:
         L.append("> **This is the `--quick` smoke run**: a tiny budget (a few optimizer steps, a handful of "
@@ -570,6 +580,38 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
     out.write_text("\n".join(L) + "\n", encoding="utf-8")
 
 
+def training_span(results: list[dict[str, Any]]) -> str:
+    """'; trained between 08:52 and 10:11 (79 min)' from the runs' own timestamps."""
+    stamps = [(r["finished_at"] - r["train_s"] - r["eval_s"], r["finished_at"]) for r in results if r.get("finished_at")]
+    if not stamps:
+        return ""
+    t0, t1 = min(a for a, _ in stamps), max(b for _, b in stamps)
+    day = dt.datetime.fromtimestamp
+    return f"; trained between {day(t0):%Y-%m-%d %H:%M} and {day(t1):%H:%M} ({fmt_s(t1 - t0)} of wall time)"
+
+
+def load_note(results: list[dict[str, Any]]) -> str:
+    """What the 1-minute load average was before the runs started, where it was recorded."""
+    loads = [r["load_before"] for r in results if r.get("load_before")]
+    if not loads:
+        return "The machine's load while these runs trained was not recorded."
+    busy = [x for x in loads if _busy(x)]
+    first = sorted(float(x.split("/")[0]) for x in loads)
+    span = f"{first[0]:.1f}–{first[-1]:.1f}" if len(first) > 1 else f"{first[0]:.1f}"
+    if busy:
+        return (f"Other work was running on the machine before {len(busy)} of {len(loads)} run(s) (1-minute load "
+                f"average {span} before each run), so times are slower than on an idle machine.")
+    return f"Nothing else was running before the runs started (1-minute load average {span})."
+
+
+def _busy(load: str) -> bool:
+    """Whether the 1-minute load average (first of "a / b / c") shows other work on the machine."""
+    try:
+        return float(load.split("/")[0]) > 0.5 * (os.cpu_count() or 1)
+    except ValueError:
+        return True  # unknown: do not claim an idle machine
+
+
 def verdict_lines(main: list[dict[str, Any]], results: list[dict[str, Any]], ahead: bool | None,
                   meta: dict[str, Any]) -> list[str]:
     by = {r["name"]: r for r in main}
@@ -591,13 +633,25 @@ def verdict_lines(main: list[dict[str, Any]], results: list[dict[str, Any]], ahe
     else:
         out.append("**PT-MoE does not come out ahead of PT on QA here.**")
     n_qa = sum(1 for r in by["pt"]["records"] if r["answer_type"] == "span")
+    better = [r["label"] for r in main if r["name"] != "ptmoe" and summary(r)["qa_f1"] > pm_f1]
+    if better:
+        out.append(f"It is not the best method here: {' and '.join(better)} "
+                   f"score{'' if len(better) > 1 else 's'} higher on QA F1.")
     out.append("")
     out.append("What we can see in the measurements:")
     out.append("")
     out.append(f"- **Budget**: {b['steps']} steps × batch {b['batch_size']} = {b['steps'] * b['batch_size']} training "
                f"examples per run, on a {meta['machine']}; the evaluation has {b['n_eval']} questions per data set "
                f"({n_qa} QA questions in all), so one question moves a set's score by {100 / b['n_eval']:.1f} points — "
-               "far more than the paper's 1–2 point gaps. See the bootstrap interval above.")
+               "far more than the paper's 1–2 point gaps. See the bootstrap interval above. Each run is one seed, and "
+               f"{len(results)} runs are compared on the same questions, so a single interval that excludes zero is "
+               "weak evidence on its own.")
+    gsm = [summary(r)["gsm8k"] for r in main]
+    if gsm and max(gsm) <= 1 / max(1, b["n_eval"]):
+        out.append(f"- **GSM8K is at the floor** for every method (at most one of {b['n_eval']} right): answering a "
+                   f"multi-step word problem with the final number in {b['max_new_tokens']} tokens, without "
+                   f"working, after {b['steps'] * b['batch_size']} training examples is beyond this 135M model, so "
+                   "the math column cannot rank the methods.")
     if by["pt"]["history"] and by["ptmoe"]["history"]:
         out.append(f"- **Training loss** at the end (last step): PT {by['pt']['final_loss']:.3f}, PT-MoE "
                    f"{by['ptmoe']['final_loss']:.3f}" + "".join(
@@ -606,8 +660,7 @@ def verdict_lines(main: list[dict[str, Any]], results: list[dict[str, Any]], ahe
                                               if r["eval_loss"] is not None) + ".")
     pm = by.get("ptmoe")
     if pm and pm["expert_load"]:
-        overall = [sum(ld[e] for ld in pm["expert_load"].values()) / len(pm["expert_load"])
-                   for e in range(pm["method"]["n_experts"])]
+        overall = overall_load(pm)
         ents = [h["router_entropy"] for h in pm["history"] if h.get("router_entropy") is not None]
         out.append(f"- **Router**: PT-MoE's evaluated inputs go {' / '.join(f'{v:.0%}' for v in overall)} to its "
                    f"{len(overall)} experts; router entropy went from {ents[0]:.3f} to {ents[-1]:.3f} nats during "
@@ -617,6 +670,18 @@ def verdict_lines(main: list[dict[str, Any]], results: list[dict[str, Any]], ahe
                        else "The router has collapsed onto one expert, so PT-MoE acts as a single decomposed prompt.")
                       if max(overall) >= 0.95 else
                       "The router still spreads inputs; see the table above for whether domains separate."))
+    bal = next((r for r in results if r["name"] == "ptmoe-balance"), None)
+    if pm and bal and bal["expert_load"]:
+        share = overall_load(bal)
+        top = {ds: max(range(len(ld)), key=ld.__getitem__) for ds, ld in bal["expert_load"].items()}
+        majority = (f"e{next(iter(top.values()))} for every data set" if len(set(top.values())) == 1 else
+                    ", ".join(f"{ds} → e{e}" for ds, e in top.items()))
+        out.append(f"- **Balance loss** (the studio's option, not the paper's method): the same PT-MoE with "
+                   f"`balance_loss` {bal['method']['balance_loss']} sends its evaluated inputs "
+                   f"{' / '.join(f'{v:.0%}' for v in share)} to its experts (without it: "
+                   f"{' / '.join(f'{v:.0%}' for v in overall_load(pm))}); majority expert per data set: {majority}. "
+                   f"QA F1 {pct(summary(bal)['qa_f1'])} with it vs {pct(summary(pm)['qa_f1'])} without; math "
+                   f"{pct(summary(bal)['math_acc'])} vs {pct(summary(pm)['math_acc'])}.")
     if pm:
         lora = f" and LoRA {fmt_params(by['lora']['trainable_params'])}" if "lora" in by else ""
         out.append(f"- **Scale**: `{meta['model']}` has hidden size {meta['hidden']} (the paper: 2048, 1B parameters); "
@@ -685,7 +750,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the plan (training what is not cached), write the report; returns {results, meta, out}."""
     args = parse_args(argv)
     t_start = time.time()
-    load = " / ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    load = _loadavg()
     import torch
 
     if args.threads:
@@ -749,11 +814,13 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         res = cached[s.name]
         if res is None:
             retire_interrupted(storage, experiment, s.name)
+            load_before = _loadavg()
             t = time.time()
             print(f"[quality] training {s.name} ...", flush=True)
             run_id, result = train_recorded(storage, experiment, cfg, base, data)
             formula = count_params(cfg.method, shape)
             res = summarize_result(s, cfg, run_id, result, formula, key)
+            res["load_before"] = load_before
             info = storage.get_run(run_id)
             Path(info.output_dir, RESULT_NAME).write_text(json.dumps(res, indent=1))
             res["_trained_now"] = True
@@ -802,6 +869,10 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"[quality] wrote {out} ({meta['trained']} trained, {meta['cached']} cached, {fmt_s(meta['wall_s'])})",
           flush=True)
     return {"results": results, "meta": meta, "out": out, "plots": plots}
+
+
+def _loadavg() -> str:
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
 
 
 def _lrs(results: list[dict[str, Any]], prompt: bool) -> str:

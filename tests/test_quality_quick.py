@@ -90,3 +90,56 @@ def test_full_plan_holds_the_ablations_and_the_balance_loss_control():
     assert {k: v for k, v in by["ptmoe-balance"].items() if k != "balance_loss"} == by["ptmoe"]
     assert by["ptmoe-balance"]["balance_loss"] > 0 and "balance_loss" not in by["ptmoe"]
     assert [s.name for s in q.build_plan(quick=True)] == list(q.METHODS)
+
+
+def _fake_result(q, spec, rng):
+    """A result dict shaped as summarize_result writes it, with random scores (for the report only)."""
+    import dataclasses
+
+    from ptmoe_core.config import MethodConfig
+
+    method = dataclasses.asdict(MethodConfig(**spec.method))
+    n = method["n_experts"] if method["method"] in ("ptmoe", "smop") else 1
+    sets = {"squad-v2": ("span", False), "gsm8k": ("number", False), "builtin-qa-ood": ("span", True)}
+    records = [{"dataset": ds, "id": str(i), "ood": ood, "answer_type": t, "f1": rng.random(), "em": rng.random() > .5,
+                "correct": rng.random() > .5, "expert": rng.randrange(n) if n > 1 else None}
+               for ds, (t, ood) in sets.items() for i in range(4)]
+    scores = {ds: {"em": rng.random(), "f1": rng.random(), "accuracy": rng.random()} for ds in sets}
+    scores |= {"in_domain": {"f1": rng.random()}, "out_of_domain": {"f1": rng.random()}}
+    hist = [{"step": k, "loss": 3 - k / 10, "router_entropy": 0.69 - k / 100 if n > 1 else None,
+             "expert_load": [1 / n] * n if n > 1 else [], "tokens_per_s": 300.0} for k in range(1, 6)]
+    load = {ds: [sum(r["expert"] == e for r in records if r["dataset"] == ds) / 4 for e in range(n)]
+            for ds in sets} if n > 1 else {}
+    return {"name": spec.name, "label": spec.label, "group": spec.group, "run_id": rng.randrange(1, 99),
+            "method": method, "trainable_params": 1000, "formula_params": 1000, "lr": 1e-2, "scores": scores,
+            "eval_loss": 1.5, "train_s": 100.0, "eval_s": 50.0, "final_loss": 2.5, "history": hist,
+            "expert_load": load, "records": records, "finished_at": 1.7e9 + rng.random() * 1000,
+            "load_before": "0.1 / 0.2 / 0.3"}
+
+
+def test_full_report_has_every_section(tmp_path):
+    """write_report on the full plan's shape (the full run takes over an hour, so its report code is
+    checked here on results of that shape)."""
+    import random
+
+    q = _load_bench()
+    rng = random.Random(0)
+    results = [_fake_result(q, s, rng) for s in q.build_plan(quick=False)]
+    meta = {"command": "python bench/quality.py", "date": "2026-01-01 00:00", "machine": "x86_64 2-core CPU",
+            "model": "smollm2-135m", "hidden": 576, "device": "cpu", "dtype": "float32", "threads": 2,
+            "experiment": "paper-comparison", "db": "studio.db", "quick": False,
+            "budget": {**q.dataclasses.asdict(q.FULL), "warmup": q.FULL.warmup}, "n_train": 1200,
+            "train_mix": "gsm8k 400", "lr_prompt": "0.01", "lr_lora": "0.002", "wall_s": 4000.0,
+            "load": "0.1 / 0.2 / 0.3", "trained": 15, "cached": 0}
+    out = tmp_path / "results.md"
+    q.write_report(out, results, meta, {}, None)
+    text = out.read_text()
+    for title in ("## The five methods", "## PT-MoE routing variants", "## PT-MoE with the studio's optional balance",
+                  "## Sweep: number of experts N", "## Sweep: prompt length T", "## Sweep: rank R",
+                  "## Routing: is the router used", "## Against the paper's shape", "### Verdict", "## Runs"):
+        assert title in text, title
+    assert "**Balance loss**" in text and "balance_loss=0.1" in text
+    assert "Nothing else was running before the runs started" in text and "trained between" in text
+    assert "no gradient" in text  # the non-probationary variants' routers are not trained
+    runs = text.split("## Runs")[1]
+    assert all(f"| {s.name} |" in runs for s in q.build_plan(quick=False))

@@ -135,3 +135,25 @@ def test_train_watch_inspect_runs(browser, srv, shots):
     page.screenshot(path=str(shots / "04-runs.png"), full_page=True)
     assert not errors, errors
     ctx.close()
+
+
+def test_an_upload_is_listed_in_the_data_folder_at_once(browser, srv, shots, tmp_path):
+    """Upload a JSONL file: the training spec points at the saved copy, and the data-folder list
+    offers it without pressing refresh."""
+    f = tmp_path / "my-colours.jsonl"
+    f.write_text("".join(f'{{"question": "What colour is thing {i}?", "context": "Thing {i} is blue.", '
+                         f'"answer": "blue"}}\n' for i in range(3)))
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.goto(srv.url)
+    page.get_by_role("button", name="Launch").wait_for()
+    page.locator("#pt-data-source").get_by_label("Upload a file").check()
+    page.locator("#pt-upload input[type=file]").set_input_files(str(f))
+    page.wait_for_function("() => document.querySelector('#pt-train-specs textarea').value.includes('my-colours')",
+                           timeout=20_000)
+    spec = page.locator("#pt-train-specs textarea").input_value()
+    assert spec.startswith("jsonl:uploads/my-colours-"), spec
+    page.locator("#pt-data-source").get_by_label("File from the data folder").check()
+    page.locator("#pt-folder-file input").click()
+    page.get_by_role("option", name=re.compile("my-colours")).wait_for(timeout=10_000)
+    page.screenshot(path=str(shots / "05-upload-listed.png"), full_page=True)
+    page.close()
