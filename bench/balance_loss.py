@@ -9,7 +9,7 @@ ignores the domain) and the mean router confidence.
 
     python bench/balance_loss.py [--steps 60] [--batch 8] [--seeds 0,1] [--coefs 0,0.1] [--threads N]
 
-Not part of CI: about four minutes per run on a 2-core CPU.
+Not part of CI: about eight minutes per run on a 2-core CPU (four runs by default).
 """
 
 from __future__ import annotations
