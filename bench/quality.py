@@ -379,6 +379,11 @@ def main_table(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def majority_experts(result: dict[str, Any]) -> dict[str, int]:
+    """{evaluated data set: the expert most of its inputs went to}."""
+    return {ds: max(range(len(ld)), key=ld.__getitem__) for ds, ld in result["expert_load"].items()}
+
+
 def overall_load(result: dict[str, Any]) -> list[float]:
     """Share of each expert over the evaluated data sets (each set weighs the same)."""
     loads = list(result["expert_load"].values())
@@ -397,8 +402,7 @@ def routing_lines(results: list[dict[str, Any]]) -> list[str]:
         tail = ents[-max(1, len(ents) // 5):]
         ent = sum(tail) / len(tail) if tail else float("nan")
         loads = "; ".join(f"{ds}: " + "/".join(f"{v:.2f}" for v in load) for ds, load in r["expert_load"].items())
-        top = [max(range(n), key=lambda e, ld=load: ld[e]) for load in r["expert_load"].values()]
-        used = sorted(set(top))
+        used = sorted(set(majority_experts(r).values()))
         overall = overall_load(r)
         m = r["method"]
         if not m.get("probationary", True) and not m.get("straight_through", False):
@@ -581,7 +585,7 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
 
 
 def training_span(results: list[dict[str, Any]]) -> str:
-    """'; trained between 08:52 and 10:11 (79 min)' from the runs' own timestamps."""
+    """'; trained between <date> 08:53 and 10:11 (77.7 min of wall time)' from the runs' own timestamps."""
     stamps = [(r["finished_at"] - r["train_s"] - r["eval_s"], r["finished_at"]) for r in results if r.get("finished_at")]
     if not stamps:
         return ""
@@ -673,7 +677,7 @@ def verdict_lines(main: list[dict[str, Any]], results: list[dict[str, Any]], ahe
     bal = next((r for r in results if r["name"] == "ptmoe-balance"), None)
     if pm and bal and bal["expert_load"]:
         share = overall_load(bal)
-        top = {ds: max(range(len(ld)), key=ld.__getitem__) for ds, ld in bal["expert_load"].items()}
+        top = majority_experts(bal)
         majority = (f"e{next(iter(top.values()))} for every data set" if len(set(top.values())) == 1 else
                     ", ".join(f"{ds} → e{e}" for ds, e in top.items()))
         out.append(f"- **Balance loss** (the studio's option, not the paper's method): the same PT-MoE with "
@@ -750,7 +754,6 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the plan (training what is not cached), write the report; returns {results, meta, out}."""
     args = parse_args(argv)
     t_start = time.time()
-    load = _loadavg()
     import torch
 
     if args.threads:
@@ -861,7 +864,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         "n_train": len(data[0]), "train_mix": ", ".join(f"{k} {v}" for k, v in sorted(train_mix.items())),
         "lr_prompt": _lrs(results, prompt=True) or DEFAULT_PROMPT_LR,
         "lr_lora": _lrs(results, prompt=False) or DEFAULT_LR["lora"],
-        "wall_s": time.time() - t_start, "load": load, "trained": sum(1 for r in results if r.get("_trained_now")),
+        "wall_s": time.time() - t_start, "trained": sum(1 for r in results if r.get("_trained_now")),
         "cached": sum(1 for r in results if not r.get("_trained_now")),
     }
     write_report(out, results, meta, plots, note)
