@@ -43,13 +43,23 @@ def routing_stats(records: list[dict]) -> dict:
             "confidence": sum(conf) / len(conf) if conf else float("nan")}
 
 
+def _numbers(kind):
+    """An argparse type: a comma-separated list of ``kind`` values, with a usage error otherwise."""
+    def parse(text: str):
+        try:
+            return [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {kind.__name__}s") from None
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python bench/balance_loss.py", description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--seeds", default="0,1")
-    p.add_argument("--coefs", default="0,0.1")
+    p.add_argument("--seeds", default=[0, 1], type=_numbers(int), help="comma-separated, e.g. 0,1,2")
+    p.add_argument("--coefs", default=[0.0, 0.1], type=_numbers(float), help="comma-separated, e.g. 0,0.1")
     p.add_argument("--n-eval", type=int, default=24, help="evaluation questions per domain")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)
@@ -63,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    coefs = [float(c) for c in args.coefs.split(",")]
+    seeds, coefs = args.seeds, args.coefs
 
     def config(coef: float, seed: int, out: Path) -> RunConfig:
         return RunConfig.from_dict({
