@@ -128,8 +128,12 @@ class Adapter:
         return ModelShape.from_hf_config(self.base.model.config)
 
 
-def build_adapter(base: BaseModel, cfg: MethodConfig, init_text: str | None = None, seed: int = 0) -> Adapter:
-    """A fresh adapter for ``base`` (deterministic for a seed)."""
+def build_adapter(
+    base: BaseModel, cfg: MethodConfig, init_text: str | None = None, seed: int = 0,
+    init_pool: list[int] | None = None,
+) -> Adapter:
+    """A fresh adapter for ``base`` (deterministic for a seed); ``init_pool``: token ids of the
+    training inputs, for ``init="inputs"``."""
     cfg.validate()
     meta = {"init_text": init_text, "seed": seed}
     if cfg.method == "lora":
@@ -146,8 +150,8 @@ def build_adapter(base: BaseModel, cfg: MethodConfig, init_text: str | None = No
             # A copy keeps the shared base model pristine for other adapters in the same process.
             lm = get_peft_model(copy.deepcopy(base.model), lcfg)
         return Adapter(base, cfg, None, lm, meta)
-    token_ids = None
-    if cfg.init == "text":
+    token_ids = init_pool if cfg.init == "inputs" else None
+    if cfg.init in ("text", "text_vocab"):
         text = cfg.init_text or init_text
         if text:
             token_ids = base.tokenizer(text, add_special_tokens=False)["input_ids"] or None
@@ -215,7 +219,7 @@ def load_adapter(
     d = Path(directory)
     cfg = read_adapter_config(d)
     try:
-        mcfg = MethodConfig(**cfg["method"])
+        mcfg = MethodConfig.from_dict(cfg["method"])
         mcfg.validate()
     except (TypeError, ConfigError) as e:
         raise AdapterError(f"{d / CONFIG_NAME}: invalid method settings: {e}") from e

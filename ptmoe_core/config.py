@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .presets import DEFAULT_PRESET, LEGACY_PRESET, PRESETS, preset_values
 
 METHODS = ("ptmoe", "pt", "dpt", "smop", "lora")
 PROMPT_METHODS = ("ptmoe", "pt", "dpt", "smop")
 ROUTED_METHODS = ("ptmoe", "smop")
-PROMPT_INITS = ("text", "vocab", "random")
+# text: the instruction repeated to T (rank ≈ its length); text_vocab: the instruction once, then a
+# vocabulary sample (full rank); inputs: tokens drawn from the training inputs (full rank).
+PROMPT_INITS = ("text", "text_vocab", "inputs", "vocab", "random")
+NOISE_TYPES = ("multiplicative", "additive")
 SCHEDULES = ("linear", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -49,18 +53,27 @@ class MethodConfig:
     """The adapter: which method and its hyperparameters (names as in the PT-MoE paper)."""
 
     method: str = "ptmoe"
+    # The base that from_dict lays explicit keys over (ptmoe_core/presets.py); the field values
+    # below are the default preset's for PT-MoE.
+    preset: str = DEFAULT_PRESET
     prompt_len: int = 40  # T
     n_experts: int = 2  # N (ptmoe, smop)
     rank: int = 36  # R (ptmoe, dpt), R <= T
     top_k: int = 1  # 1 = selective; N = soft mix of all experts
     probationary: bool = True  # scale the chosen prompt by its router probability
     straight_through: bool = False  # forward weight exactly 1, gradient through p
-    noise_std: float = 0.01  # sigma of the multiplicative router-logit noise, training only
-    init: str = "text"  # text | vocab | random
+    noise_std: float = 0.01  # sigma of the router-logit noise, training only
+    noise_type: str = "multiplicative"  # l·(1+σε) (PT-MoE) or l+σε (SMoP-style exploration)
+    init: str = "text_vocab"  # see PROMPT_INITS
     init_text: str | None = None  # default: the task instruction, else a vocabulary sample
     expert_perturb: float = 0.01  # relative std of per-expert noise on A_i so experts can diverge
     router_bias: bool = True  # counted in the paper's N*H + N router parameters
     balance_loss: float = 0.0  # Switch-style load-balancing loss weight; 0 = the paper's method
+    # Router aids (not in the paper; all off in the `paper` preset):
+    router_lr_mult: float = 10.0  # the router's learning rate = this × the prompt's
+    router_norm: bool = True  # standardise the router input with the training inputs' mean/std
+    bias_balance: float = 0.0  # step of a per-expert selection bias nudged toward equal load
+    mi_loss: float = 0.0  # weight of −I(input; expert) = −(H(mean p) − mean H(p)) in the loss
     lora_r: int = 1
     lora_alpha: float = 2.0
     lora_dropout: float = 0.0
@@ -74,8 +87,28 @@ class MethodConfig:
     def is_routed(self) -> bool:
         return self.method in ROUTED_METHODS
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], prefix: str = "method.") -> MethodConfig:
+        """``d``'s keys laid over its preset's values for its method. Without a preset key: the
+        default preset, except for a complete config stored before presets existed, whose
+        missing router aids then stay off (the paper's values), so it trains and routes as before."""
+        if not isinstance(d, dict):
+            raise ConfigError(prefix.rstrip("."), f"expected a mapping, got {d!r}")
+        legacy = "preset" not in d and _PRE_PRESET_KEYS <= d.keys()
+        preset = d.get("preset", LEGACY_PRESET if legacy else DEFAULT_PRESET)
+        _choice(prefix + "preset", preset, PRESETS)
+        method = d.get("method", cls.method)
+        base = preset_values(preset, method) if method in METHODS else {}
+        return _build(cls, {**base, **d, "preset": preset}, prefix)
+
+    @classmethod
+    def for_preset(cls, method: str = "ptmoe", preset: str = DEFAULT_PRESET, **overrides: Any) -> MethodConfig:
+        """A config of ``method`` with ``preset``'s values, then ``overrides``."""
+        return cls.from_dict({"method": method, "preset": preset, **overrides})
+
     def validate(self) -> None:
         _choice("method.method", self.method, METHODS)
+        _choice("method.preset", self.preset, PRESETS)
         _choice("method.init", self.init, PROMPT_INITS)
         if self.method == "lora":
             _at_least("method.lora_r", self.lora_r, 1)
@@ -107,8 +140,23 @@ class MethodConfig:
                 raise ConfigError("method.noise_std", f"must be >= 0, got {self.noise_std}")
             if not 0 <= self.balance_loss <= 10:
                 raise ConfigError("method.balance_loss", f"must be in [0, 10], got {self.balance_loss}")
+            _choice("method.noise_type", self.noise_type, NOISE_TYPES)
+            if not 0 < self.router_lr_mult <= 1000:
+                raise ConfigError("method.router_lr_mult", f"must be in (0, 1000], got {self.router_lr_mult}")
+            if not 0 <= self.bias_balance <= 1:
+                raise ConfigError("method.bias_balance", f"must be in [0, 1], got {self.bias_balance}")
+            if not 0 <= self.mi_loss <= 10:
+                raise ConfigError("method.mi_loss", f"must be in [0, 10], got {self.mi_loss}")
         if self.expert_perturb < 0:
             raise ConfigError("method.expert_perturb", f"must be >= 0, got {self.expert_perturb}")
+
+
+# Every key a stored method config had before presets (asdict of the old MethodConfig).
+_PRE_PRESET_KEYS = frozenset({
+    "method", "prompt_len", "n_experts", "rank", "top_k", "probationary", "straight_through", "noise_std",
+    "init", "init_text", "expert_perturb", "router_bias", "balance_loss", "lora_r", "lora_alpha",
+    "lora_dropout", "lora_targets",
+})
 
 
 @dataclass
@@ -245,14 +293,16 @@ def _build(cls: type, d: dict[str, Any], prefix: str) -> Any:
     for name, value in d.items():
         f = known[name]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        if dataclasses.is_dataclass(default):
+        if isinstance(default, MethodConfig):
+            kwargs[name] = MethodConfig.from_dict(value, f"{prefix}{name}.")
+        elif dataclasses.is_dataclass(default):
             if not isinstance(value, dict):
                 raise ConfigError(prefix + name, f"expected a mapping, got {value!r}")
             kwargs[name] = _build(type(default), value, f"{prefix}{name}.")
         else:
             if default is None and value is not None:
                 # Optional fields: coerce to the type named in the annotation ("float | None").
-                default = {"float": 0.0, "int": 0, "str": ""}.get(str(f.type).split("|")[0].strip())
+                default = {"float": 0.0, "int": 0, "str": "", "bool": False}.get(str(f.type).split("|")[0].strip())
             kwargs[name] = _coerce(prefix + name, value, default)
     return cls(**kwargs)
 

@@ -38,16 +38,30 @@ class PromptedInputs:
 def init_embeddings(
     embed: nn.Embedding, T: int, method: str, token_ids: list[int] | None, generator: torch.Generator
 ) -> Tensor:
-    """E ∈ R^{T×H}: embeddings of the init text's tokens (repeated/truncated to T), a vocabulary
-    sample, or Gaussian noise at the embedding table's scale."""
+    """E ∈ R^{T×H} from ``token_ids`` (the init text's tokens, or for "inputs" a pool of the
+    training inputs' tokens):
+      text        the text repeated/truncated to T: rank ≈ the text's length (the paper's choice)
+      text_vocab  the text once, then a vocabulary sample: rank T, so all R SVD directions start live
+      inputs      T tokens drawn from the pool (distinct where it allows): rank T
+      vocab       a vocabulary sample;  random: Gaussian noise at the embedding table's scale."""
     W = embed.weight.detach().float()  # V×H
     if method == "random":
         return torch.randn(T, W.shape[1], generator=generator) * W.std()
+    vocab = min(VOCAB_SAMPLE_TOP, W.shape[0])
     if method == "text" and token_ids:
         ids = torch.tensor(token_ids, dtype=torch.long)
         ids = ids.repeat((T + len(ids) - 1) // len(ids))[:T]
-    else:  # "vocab", or "text" with no text to use
-        ids = torch.randint(0, min(VOCAB_SAMPLE_TOP, W.shape[0]), (T,), generator=generator)
+    elif method == "text_vocab" and token_ids:
+        head = torch.tensor(token_ids[:T], dtype=torch.long)
+        ids = torch.cat([head, torch.randint(0, vocab, (T - len(head),), generator=generator)])
+    elif method == "inputs" and token_ids:
+        pool = torch.tensor(sorted(set(token_ids)), dtype=torch.long)
+        if len(pool) >= T:
+            ids = pool[torch.randperm(len(pool), generator=generator)[:T]]
+        else:
+            ids = pool[torch.randint(0, len(pool), (T,), generator=generator)]
+    else:  # "vocab", or a text/inputs init with nothing to use
+        ids = torch.randint(0, vocab, (T,), generator=generator)
     return W[ids.to(W.device)].cpu().clone()
 
 
@@ -95,7 +109,7 @@ class SoftPromptMethod(nn.Module):
         force_expert: int | None = None,
     ) -> PromptedInputs:
         X = self.embed(input_ids)  # b×L×H, frozen
-        x = masked_mean(X, router_mask if router_mask is not None else attention_mask)  # b×H
+        x = masked_mean(X, router_mask if router_mask is not None else attention_mask)  # b×H, the router input
         P, routing = self.prompt(x, force_expert)  # b×T×H
         b = input_ids.shape[0]
         ones = attention_mask.new_ones(b, self.T)
@@ -176,7 +190,10 @@ def _make_router(H: int, cfg: MethodConfig, generator: torch.Generator) -> Route
         probationary=cfg.probationary,
         straight_through=cfg.straight_through,
         noise_std=cfg.noise_std,
+        noise_type=cfg.noise_type,
         bias=cfg.router_bias,
+        norm=cfg.router_norm,
+        bias_balance=cfg.bias_balance,
         generator=generator,
     )
 

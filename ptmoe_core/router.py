@@ -6,6 +6,14 @@
     p = softmax(l)
     w = p ⊙ top-k mask                     # selective + probationary (the paper's default)
 
+Router aids (not in the paper, each off in the ``paper`` preset; docs/routing.md measures them):
+- ``norm``: x ← (x − μ) / σ with μ, σ of the training inputs (buffers, saved with the adapter).
+  Mean embeddings of different inputs differ little next to their shared mean, so without it the
+  logits barely depend on the input and p stays near 1/N.
+- ``noise_type="additive"``: l + σε instead of l·(1 + σε) (SMoP-style exploration).
+- ``bias_balance``: a per-expert bias added to the logits for the top-k *selection* only, nudged
+  after each step toward equal load (loss-free balancing); the weights still use p.
+
 Switches (all four of the paper's routing ablations are reachable):
 - ``top_k``: 1 is selective; N mixes every expert (non-selective).
 - ``probationary``: scale each chosen expert by its own probability; off gives equal weights
@@ -54,6 +62,14 @@ def expert_fractions(chosen: Tensor, n: int) -> Tensor:
     return torch.bincount(chosen, minlength=n).float() / max(1, chosen.numel())
 
 
+def mutual_information(probs: Tensor) -> Tensor:
+    """I(input; expert) over a batch, in nats: H(mean p) − mean H(p). High when each input is
+    routed confidently and the batch as a whole uses every expert."""
+    p = probs.clamp_min(1e-12)  # b×N
+    pbar = p.mean(0)  # N
+    return -(pbar * pbar.log()).sum() + (p * p.log()).sum(-1).mean()
+
+
 def balance_loss(probs: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     """Switch Transformer's auxiliary loss N · Σ_i f_i · P̄_i (f_i: fraction routed to expert i,
     P̄_i: mean probability of i). Equals 1 when balanced; grows as the router collapses."""
@@ -79,22 +95,48 @@ class Router(nn.Module):
         probationary: bool = True,
         straight_through: bool = False,
         noise_std: float = 0.01,
+        noise_type: str = "multiplicative",
         bias: bool = True,
+        norm: bool = False,
+        bias_balance: float = 0.0,
         generator: torch.Generator | None = None,
     ):
         super().__init__()
         self.n_experts, self.top_k = n_experts, top_k
-        self.probationary, self.straight_through, self.noise_std = probationary, straight_through, noise_std
+        self.probationary, self.straight_through = probationary, straight_through
+        self.noise_std, self.noise_type = noise_std, noise_type
+        self.norm, self.bias_balance = norm, bias_balance
         self.linear = nn.Linear(hidden, n_experts, bias=bias)
         # Orthogonal rows, zero bias: SMoP's choice; experts start equally likely on average.
         nn.init.orthogonal_(self.linear.weight, generator=generator)
         if bias:
             nn.init.zeros_(self.linear.bias)
+        # Buffers exist only when their aid is on, so adapters without it keep their tensor set.
+        if norm:
+            self.register_buffer("input_mean", torch.zeros(hidden))  # H
+            self.register_buffer("input_std", torch.ones(hidden))  # H
+        if bias_balance > 0:
+            self.register_buffer("selection_bias", torch.zeros(n_experts))  # N
+
+    @torch.no_grad()
+    def set_input_stats(self, mean: Tensor, std: Tensor) -> None:
+        """μ, σ (H each) of the training inputs' router inputs, for ``norm``."""
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std.clamp_min(1e-6 * float(std.max().clamp_min(1e-12))))
+
+    @torch.no_grad()
+    def update_selection_bias(self, load: Tensor) -> None:
+        """Loss-free balancing: raise the bias of experts below the mean load, lower the others'."""
+        self.selection_bias.add_(self.bias_balance * torch.sign(load.mean() - load.to(self.selection_bias)))
 
     def forward(self, x: Tensor, force_expert: int | None = None) -> RoutingInfo:
-        logits = self.linear(x.to(self.linear.weight.dtype)).float()  # b×N, fp32 for a stable softmax
+        z = x.to(self.linear.weight.dtype)  # b×H
+        if self.norm:
+            z = (z - self.input_mean.to(z.dtype)) / self.input_std.to(z.dtype)
+        logits = self.linear(z).float()  # b×N, fp32 for a stable softmax
         if self.training and self.noise_std > 0:
-            logits = logits * (1 + self.noise_std * torch.randn_like(logits))
+            eps = self.noise_std * torch.randn_like(logits)
+            logits = logits + eps if self.noise_type == "additive" else logits * (1 + eps)
         p = logits.softmax(-1)  # b×N
         if force_expert is not None:
             if not 0 <= force_expert < self.n_experts:
@@ -102,7 +144,8 @@ class Router(nn.Module):
             chosen = torch.full((x.shape[0],), force_expert, dtype=torch.long, device=x.device)
             mask = nn.functional.one_hot(chosen, self.n_experts).to(p.dtype)
         else:
-            top = p.topk(self.top_k, dim=-1).indices  # b×k
+            select = logits + self.selection_bias if self.bias_balance > 0 else logits  # b×N
+            top = select.topk(self.top_k, dim=-1).indices  # b×k
             chosen = top[:, 0]
             mask = torch.zeros_like(p).scatter(1, top, 1.0)
         hard = mask / mask.sum(-1, keepdim=True)  # equal weights over the chosen experts

@@ -27,7 +27,7 @@ from .callbacks import EvalReport, StepMetrics, TrainerCallback
 from .config import RunConfig
 from .errors import ConfigError, DataError, PTMoEError
 from .models import BaseModel, load_base_model
-from .router import RoutingInfo, balance_loss
+from .router import RoutingInfo, balance_loss, masked_mean, mutual_information
 
 CHECKPOINTS = "checkpoints"
 FINAL_ADAPTER = "adapter"
@@ -73,11 +73,15 @@ def train(
     # Teacher-forced eval loss needs the eval sets with answers; encode them once, not per evaluation.
     eval_feats = [encode_example(base.tokenizer, ex, fmt, with_answer=True) for ds in eval_sets.values() for ex in ds]
     init_text = cfg.method.init_text or cfg.data.instruction or _default_instruction(fmt, train_examples)
-    adapter = build_adapter(base, cfg.method, init_text=init_text, seed=cfg.train.seed)
+    adapter = build_adapter(base, cfg.method, init_text=init_text, seed=cfg.train.seed,
+                            init_pool=_router_tokens(features) if cfg.method.init == "inputs" else None)
+    router = getattr(adapter.prompt, "router", None)
+    if router is not None and router.norm:
+        router.set_input_stats(*router_input_stats(adapter, features))
 
     tc = cfg.train
     lr = tc.resolved_lr(cfg.method.method)
-    opt = torch.optim.AdamW(adapter.trainable_parameters(), lr=lr, weight_decay=tc.weight_decay)
+    opt = torch.optim.AdamW(param_groups(adapter, lr), lr=lr, weight_decay=tc.weight_decay)
     sched = get_scheduler(tc.schedule if tc.schedule != "constant" else "constant_with_warmup", opt,
                           num_warmup_steps=tc.warmup_steps, num_training_steps=tc.steps)
     start = 0
@@ -116,6 +120,8 @@ def train(
             loss = lm_loss
             if routing is not None and cfg.method.balance_loss > 0:
                 loss = loss + cfg.method.balance_loss * balance_loss(routing.probs, routing.chosen)
+            if routing is not None and cfg.method.mi_loss > 0:
+                loss = loss - cfg.method.mi_loss * mutual_information(routing.probs)
             loss = loss / tc.grad_accum
             if not torch.isfinite(loss):
                 raise PTMoEError(f"loss became {loss.item()} at step {step + 1}; lower train.lr (now {lr})")
@@ -129,6 +135,8 @@ def train(
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
+        if routings and router is not None and router.bias_balance > 0:
+            router.update_selection_bias(RoutingInfo.cat(routings).expert_load())
         m = StepMetrics(
             step=step + 1,
             total_steps=tc.steps,
@@ -218,6 +226,46 @@ def batch_loss(adapter: Adapter, feats: Sequence[dict]) -> tuple[torch.Tensor, R
         if routing is not None:
             routings.append(routing)
     return total, (RoutingInfo.cat(routings) if routings else None)
+
+
+def param_groups(adapter: Adapter, lr: float) -> list[dict]:
+    """The router's tensors in a group of their own at ``router_lr_mult`` × the prompt's lr: the
+    prompt's gradient is spread over T×R values, the router's decision rests on N×H."""
+    named = adapter.named_trainable()
+    mult = adapter.cfg.router_lr_mult if adapter.is_routed else 1.0
+    routed = [p for n, p in named if n.startswith("router.")]
+    rest = [p for n, p in named if not n.startswith("router.")]
+    if mult == 1.0 or not routed:
+        return [{"params": rest + routed}]
+    return [{"params": rest}, {"params": routed, "lr": lr * mult}]
+
+
+MAX_STATS_EXAMPLES = 4096  # enough for a stable mean/std of H=576..4096 dims, bounded cost
+
+
+@torch.no_grad()
+def router_input_stats(adapter: Adapter, features: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """μ, σ (H each) of the router inputs (masked mean embeddings) of the training examples."""
+    from .data.formatting import collate
+
+    embed, dev = adapter.base.embed, adapter.base.device
+    rows = []
+    for i in range(0, min(len(features), MAX_STATS_EXAMPLES), 64):
+        batch = collate(list(features[i : i + 64]), adapter.base.pad_id)
+        X = embed(batch["input_ids"].to(dev)).float()  # b×L×H
+        rows.append(masked_mean(X, batch["router_mask"].to(dev)))  # b×H
+    x = torch.cat(rows)  # n×H
+    return x.mean(0), (x.std(0) if len(x) > 1 else torch.ones_like(x[0]))
+
+
+def _router_tokens(features: Sequence[dict], limit: int = 200_000) -> list[int]:
+    """Token ids the router reads (question/context) of the training examples, for ``init="inputs"``."""
+    out: list[int] = []
+    for f in features:
+        out += [t for t, m in zip(f["input_ids"], f["router_mask"], strict=True) if m]
+        if len(out) >= limit:
+            break
+    return out
 
 
 def _build_data(cfg: RunConfig):
