@@ -21,7 +21,8 @@ from .config import MethodConfig, ModelConfig
 from .errors import AdapterError, ConfigError
 from .models import BaseModel, load_base_model
 from .params import ModelShape, count_params
-from .prompts import PromptedInputs, SoftPromptMethod, build_prompt_method
+from .prompts import IGNORE_INDEX, PromptedInputs, SoftPromptMethod, build_prompt_method
+from .router import RoutingInfo
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "adapter_config.json"
@@ -39,6 +40,7 @@ class Adapter:
 
     def __init__(self, base: BaseModel, cfg: MethodConfig, prompt: SoftPromptMethod | None, lm: nn.Module, meta: dict):
         self.base, self.cfg, self.prompt, self.lm, self.meta = base, cfg, prompt, lm, meta
+        self._split_head: bool | None = None  # does decoder + head reproduce lm's logits? (checked once)
 
     # --- parameters -------------------------------------------------------------------------
     def named_trainable(self) -> list[tuple[str, nn.Parameter]]:
@@ -90,6 +92,63 @@ class Adapter:
             **kwargs,
         )
         return out, pi.routing
+
+    def label_loss(
+        self, batch: dict[str, Tensor], num_items_in_batch: int | Tensor | None = None
+    ) -> tuple[Tensor, RoutingInfo | None]:
+        """The LM loss of a labelled batch, as transformers' ``ForCausalLMLoss`` computes it (the
+        cross-entropy of each labelled next token, summed / ``num_items_in_batch``, or the mean when
+        that is None), and the routing. The LM head runs only where the loss reads it: on the final
+        hidden states whose next token is labelled (about a tenth of a training batch), not on every
+        position. Loss and gradients equal the full-logits path; a model whose logits are more than
+        ``head(decoder(x))`` (e.g. soft-capped) takes that path instead."""
+        pi = self.embed_inputs(batch)
+        if pi.labels is None:
+            raise ValueError("label_loss needs a batch with labels")
+        position_ids = position_ids_from_mask(pi.attention_mask)
+        parts = self._decoder_and_head()
+        if parts is None:
+            out = self.lm(inputs_embeds=pi.inputs_embeds, attention_mask=pi.attention_mask, position_ids=position_ids,
+                          labels=pi.labels, num_items_in_batch=num_items_in_batch)
+            return out.loss, pi.routing
+        decoder, head = parts
+        hidden = decoder(inputs_embeds=pi.inputs_embeds, attention_mask=pi.attention_mask, position_ids=position_ids,
+                         use_cache=False).last_hidden_state  # b×S×H
+        target = pi.labels[:, 1:]  # b×(S-1): the state at position t predicts the token at t+1
+        keep = target != IGNORE_INDEX
+        logits = head(hidden[:, :-1][keep]).float()  # k×V, fp32 as transformers upcasts for the loss
+        if num_items_in_batch is None:
+            loss = nn.functional.cross_entropy(logits, target[keep])
+        else:
+            loss = nn.functional.cross_entropy(logits, target[keep], reduction="sum") / num_items_in_batch
+        return loss, pi.routing
+
+    def _decoder_and_head(self) -> tuple[nn.Module, nn.Module] | None:
+        """(decoder, LM head) of the model when the head applied to the decoder's last hidden state
+        gives exactly the model's logits; None otherwise (the full-logits path is used)."""
+        model = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm  # under PEFT's wrapper
+        get_decoder, get_head = getattr(model, "get_decoder", None), getattr(model, "get_output_embeddings", None)
+        if get_decoder is None or get_head is None:
+            return None
+        decoder, head = get_decoder(), get_head()
+        if decoder is None or head is None or decoder is model:
+            return None
+        if self._split_head is None:
+            self._split_head = self._head_reproduces_logits(decoder, head)
+        return (decoder, head) if self._split_head else None
+
+    @torch.no_grad()
+    def _head_reproduces_logits(self, decoder: nn.Module, head: nn.Module) -> bool:
+        """Some models scale or soft-cap their logits after the head; probe once on a few tokens."""
+        was_training = self.lm.training
+        self.lm.eval()  # no dropout, so both passes compute the same thing
+        try:
+            ids = torch.arange(4, device=self.base.device)[None]  # 1×4
+            full = self.lm(input_ids=ids, use_cache=False).logits
+            split = head(decoder(input_ids=ids, use_cache=False).last_hidden_state)
+            return bool(full.shape == split.shape and torch.allclose(full.float(), split.float(), rtol=1e-4, atol=1e-5))
+        finally:
+            self.lm.train(was_training)
 
     def to(self, device: torch.device) -> Adapter:
         if self.prompt is not None:

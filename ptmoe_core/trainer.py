@@ -211,7 +211,8 @@ def batch_loss(adapter: Adapter, feats: Sequence[dict]) -> tuple[torch.Tensor, R
     """The batch's token-mean LM loss and its routing, computed on sub-batches of similar length
     (``padding_groups``) so a batch mixing long passages and short questions is not padded to the
     longest. Each sub-batch's loss is summed over its tokens and divided by the whole batch's count
-    (transformers' ``num_items_in_batch``), so the loss and its gradient equal the unsplit batch's."""
+    (transformers' ``num_items_in_batch``), so the loss and its gradient equal the unsplit batch's.
+    The LM head runs on the labelled positions only (``Adapter.label_loss``)."""
     from .data.formatting import IGNORE_INDEX, collate, padding_groups
 
     base = adapter.base
@@ -221,8 +222,8 @@ def batch_loss(adapter: Adapter, feats: Sequence[dict]) -> tuple[torch.Tensor, R
     total, routings = None, []
     for group in padding_groups([len(f["input_ids"]) for f in feats]):
         batch = {k: v.to(base.device) for k, v in collate([feats[i] for i in group], base.pad_id).items()}
-        out, routing = adapter(batch, num_items_in_batch=max(n_items, 1))
-        total = out.loss if total is None else total + out.loss
+        loss, routing = adapter.label_loss(batch, num_items_in_batch=max(n_items, 1))
+        total = loss if total is None else total + loss
         if routing is not None:
             routings.append(routing)
     return total, (RoutingInfo.cat(routings) if routings else None)
@@ -295,10 +296,9 @@ def mean_loss(adapter: Adapter, features: list[dict], batch_size: int = 16) -> f
     features = sorted(features, key=lambda f: len(f["input_ids"]))  # similar lengths: less padding
     for i in range(0, len(features), batch_size):
         batch = {k: v.to(base.device) for k, v in collate(features[i : i + batch_size], base.pad_id).items()}
-        out, _ = adapter(batch)
-        n = int((batch["labels"][:, 1:] != -100).sum())  # HF shifts labels by one
-        total += out.loss.item() * n
-        count += n
+        loss_sum, _ = adapter.label_loss(batch, num_items_in_batch=1)  # summed over the labelled tokens
+        total += loss_sum.item()
+        count += int((batch["labels"][:, 1:] != -100).sum())  # HF shifts labels by one
     adapter.train(was_training)
     return total / max(count, 1)
 
