@@ -21,7 +21,8 @@ PROMPT_METHODS = ("ptmoe", "pt", "dpt", "smop")
 ROUTED_METHODS = ("ptmoe", "smop")
 # text: the instruction repeated to T (rank ≈ its length); text_vocab: the instruction once, then a
 # vocabulary sample (full rank); inputs: tokens drawn from the training inputs (full rank).
-PROMPT_INITS = ("text", "text_vocab", "inputs", "vocab", "random")
+# uniform: every prompt factor uniform in (-0.5, 0.5), no SVD (DPT's own init; Lester et al.'s random).
+PROMPT_INITS = ("text", "text_vocab", "inputs", "vocab", "random", "uniform")
 NOISE_TYPES = ("multiplicative", "additive")
 SCHEDULES = ("linear", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -61,9 +62,12 @@ class MethodConfig:
     rank: int = 36  # R (ptmoe, dpt), R <= T
     top_k: int = 1  # 1 = selective; N = soft mix of all experts
     probationary: bool = True  # scale the chosen prompt by its router probability
-    straight_through: bool = False  # forward weight exactly 1, gradient through p
+    # Forward weight exactly 1 (1/k), gradient through p. None: on exactly when probationary is
+    # off, since non-probationary weights alone give the router no gradient (it would stay as
+    # initialised); false with probationary off is allowed and leaves the router untrained.
+    straight_through: bool | None = None
     noise_std: float = 0.01  # sigma of the router-logit noise, training only
-    noise_type: str = "multiplicative"  # l·(1+σε) (PT-MoE) or l+σε (SMoP-style exploration)
+    noise_type: str = "multiplicative"  # l·(1+σε), scale detached (PT-MoE, SMoP) or l+σε
     init: str = "text_vocab"  # see PROMPT_INITS
     init_text: str | None = None  # default: the task instruction, else a vocabulary sample
     expert_perturb: float = 0.01  # relative std of per-expert noise on A_i so experts can diverge
@@ -78,6 +82,10 @@ class MethodConfig:
     lora_alpha: float = 2.0
     lora_dropout: float = 0.0
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+    def __post_init__(self) -> None:
+        if self.straight_through is None:
+            self.straight_through = not self.probationary
 
     @property
     def is_prompt(self) -> bool:
