@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .metrics import NUMBER_MATCHES
 from .presets import DEFAULT_PRESET, LEGACY_PRESET, PRESETS, preset_values
 
 METHODS = ("ptmoe", "pt", "dpt", "smop", "lora")
@@ -179,6 +180,9 @@ class DataConfig:
     max_answer_tokens: int = 32
     instruction: str | None = None  # None: each source's own default instruction
     seed: int = 0
+    # How a number answer is matched (metrics.NUMBER_MATCHES): lenient = the final number's value;
+    # flexible / strict = lm-evaluation-harness's GSM8K flexible-extract / strict-match.
+    number_match: str = "lenient"
 
     def validate(self) -> None:
         if not self.train:
@@ -186,6 +190,7 @@ class DataConfig:
         for i, s in enumerate([*self.train, *self.eval]):
             if not isinstance(s, str) or ":" not in s:
                 raise ConfigError("data", f"spec #{i + 1} {s!r} is not of the form PREFIX:ARG (e.g. gsm8k:PATH)")
+        _choice("data.number_match", self.number_match, NUMBER_MATCHES)
         _at_least("data.max_source_tokens", self.max_source_tokens, 16)
         _at_least("data.max_answer_tokens", self.max_answer_tokens, 1)
         _at_least("data.max_eval_examples", self.max_eval_examples, 1)

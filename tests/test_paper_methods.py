@@ -120,3 +120,30 @@ def test_router_mask_is_required_with_labels(tiny_base):
     pi = a.embed_inputs({"input_ids": ids, "attention_mask": mask})
     assert pi.routing.probs.shape == (2, 2)
 
+
+def test_number_match_mode_reaches_the_scores(tiny_base, monkeypatch):
+    """data.number_match travels through FormatConfig into every scored record."""
+    from types import SimpleNamespace
+
+    import ptmoe_core.generate
+    from ptmoe_core.config import DataConfig
+    from ptmoe_core.data.formatting import FormatConfig
+    from ptmoe_core.errors import ConfigError
+    from ptmoe_core.evaluate import evaluate
+
+    assert FormatConfig.from_data_config(DataConfig(number_match="strict")).number_match == "strict"
+    with pytest.raises(ConfigError, match="data.number_match"):
+        DataConfig(number_match="fuzzy").validate()
+    answers = ["72.0", "72", "#### 72"]
+
+    def fake_generate(adapter, encoded, **kw):  # fixed answers, so the modes must disagree
+        return [SimpleNamespace(text=t, expert=None, probs=None, confidence=None, entropy=None, latency_s=0.0)
+                for t in answers[: len(encoded)]]
+
+    monkeypatch.setattr(ptmoe_core.generate, "generate", fake_generate)
+    a = build_adapter(tiny_base, MethodConfig(method="pt", prompt_len=2), seed=0)
+    rows = [{"id": str(i), "domain": "m", "question": "What is 71 plus 1?", "context": "", "answers": ["72"],
+             "answer_type": "number", "split": "test", "ood": False} for i in range(3)]
+    got = {mode: [r["correct"] for r in evaluate(a, rows, format_cfg=FormatConfig(number_match=mode)).records]
+           for mode in ("lenient", "flexible", "strict")}
+    assert got == {"lenient": [True, True, True], "flexible": [False, True, True], "strict": [False, False, True]}
