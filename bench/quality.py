@@ -9,9 +9,13 @@ SQuAD passages of the test split, GSM8K's test file, the built-in test splits) a
 out-of-domain variants (``builtin:all-ood``). Every method gets the same steps, batch, sequence
 lengths, data order and seed; its real trainable-parameter count on the model used is reported.
 
-The full plan adds the four routing variants of PT-MoE (selective x probationary), PT-MoE with the
-studio's optional balance loss (not in the paper; its control is the plain PT-MoE run), and small
-sweeps of N, T and R; ``--quick`` runs only the five methods at a tiny budget. Every run is trained in this
+The five methods run as the paper's comparison configures them (``ptmoe_core.presets``: the
+``paper`` preset, i.e. PT-MoE as the paper describes it and each baseline with its authors' own
+router noise, balance loss and initialisation, at the paper's shapes ``PAPER_SHAPES``). The full
+plan adds PT-MoE in the ``studio`` preset, the four routing variants of PT-MoE (selective x
+probationary; the non-probationary ones route with straight-through, so their routers train), PT-MoE
+with the optional balance loss (its control is the plain PT-MoE run), and small sweeps of N, T and
+R; ``--quick`` runs only the five methods at a tiny budget. Every run is trained in this
 process and recorded in the project database through ``storage`` (experiment ``paper-comparison``,
 or ``paper-comparison-quick``) with the job worker's recording callback and heartbeat, so the
 studio's Runs view shows them. Resumable: a run whose FINISHED record, final adapter and
@@ -44,6 +48,11 @@ DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data"
 EXPERIMENT = "paper-comparison"
 RESULT_NAME = "result.json"
 METHODS = ("pt", "dpt", "smop", "ptmoe", "lora")
+# How the answers are scored (docs: the page says so): SQuAD v2.0's unanswerable questions are dropped
+# (the QA columns are answerable-only, the official script's HasAns); number answers are matched as
+# lm-evaluation-harness's GSM8K "flexible-extract" filter does (ptmoe_core.metrics).
+SQUAD_UNANSWERABLE = "drop"
+NUMBER_MATCH = "flexible"
 LABELS = {"pt": "PT", "dpt": "DPT", "smop": "SMoP", "ptmoe": "PT-MoE", "lora": "LoRA"}
 # The paper's headline numbers (LLaMA-3.2-1B-Instruct, docs PTMOE_METHOD.md): QA F1 all, GSM8K acc, params.
 PAPER = {"lora": (56.13, 41.77, "106k"), "pt": (56.77, 34.11, "81k"), "dpt": (55.77, 26.08, "81k"),
@@ -86,26 +95,27 @@ class RunSpec:
 
 
 def build_plan(quick: bool, only: list[str] | None = None) -> list[RunSpec]:
-    """The five methods (PT-MoE T=40 N=2 R=36; SMoP T=20 per expert, the paper's 86k on the 1B shape;
-    PT and DPT T=40, DPT R=36; LoRA r=1 on q_proj, v_proj), then, unless quick, the ablations."""
-    base = {
-        "pt": {"method": "pt", "prompt_len": 40},
-        "dpt": {"method": "dpt", "prompt_len": 40, "rank": 36},
-        "smop": {"method": "smop", "prompt_len": 20, "n_experts": 2},
-        "ptmoe": {"method": "ptmoe", "prompt_len": 40, "n_experts": 2, "rank": 36},
-        "lora": {"method": "lora", "lora_r": 1, "lora_targets": ["q_proj", "v_proj"]},
-    }
+    """The five methods as the paper's comparison configures them (``presets.paper_method``: PT-MoE
+    T=40 N=2 R=36; SMoP T=20 per expert, the paper's 86k on the 1B shape; PT T=40; DPT T=40 R=39,
+    the paper's 81k; LoRA r=1 on q_proj, v_proj), then, unless quick, the ablations."""
+    from ptmoe_core.presets import paper_method
+
+    base = {m: paper_method(m) for m in METHODS}
     chosen = [m for m in METHODS if not only or m in only]
     plan = [RunSpec(m, LABELS[m], "methods", base[m]) for m in chosen]
     if quick or (only and "ptmoe" not in only):
         return plan
     pm = base["ptmoe"]
+    plan.append(RunSpec("ptmoe-studio", "PT-MoE, studio preset", "studio", {**pm, "preset": "studio"}))
+    # Non-probationary weights alone give the router no gradient; the paper routes with a
+    # straight-through estimator, so these rows do too (forward weight 1 or 1/k, gradient through p).
     for top_k, prob, label in ((1, False, "selective, non-probationary"), (2, True, "soft mix, probationary"),
                                (2, False, "soft mix, non-probationary")):
         name = f"ptmoe-{'sel' if top_k == 1 else 'soft'}-{'prob' if prob else 'noprob'}"
-        plan.append(RunSpec(name, f"PT-MoE {label}", "routing", {**pm, "top_k": top_k, "probationary": prob}))
-    # Not in the paper: the Switch-style balance loss the studio offers against router collapse; this
-    # run is its control (same everything, balance_loss 0.1 instead of 0).
+        plan.append(RunSpec(name, f"PT-MoE {label}", "routing",
+                            {**pm, "top_k": top_k, "probationary": prob, "straight_through": not prob}))
+    # Not in the paper's PT-MoE: the Switch-style balance loss (SMoP's, at weight 0.01) against router
+    # collapse; this run is its control (same everything, balance_loss 0.1 instead of 0).
     plan.append(RunSpec("ptmoe-balance", "PT-MoE + balance loss 0.1", "balance", {**pm, "balance_loss": 0.1}))
     for n in (1, 4):
         plan.append(RunSpec(f"ptmoe-n{n}", f"PT-MoE N={n}", "N", {**pm, "n_experts": n}))
@@ -119,10 +129,10 @@ def build_plan(quick: bool, only: list[str] | None = None) -> list[RunSpec]:
 def data_specs(data_dir: Path, b: Budget) -> tuple[list[str], list[str]]:
     """(training specs, evaluation specs). SQuAD's single file is split by passage (80/10/10), so
     its test questions come from passages never trained on; GSM8K's test file is used whole."""
-    squad = f"squad:{data_dir / 'squad' / 'squad-v2-sample.json'}"
+    squad = f"squad:{data_dir / 'squad' / 'squad-v2-sample.json'}?unanswerable={SQUAD_UNANSWERABLE}"
     train = [f"{squad}@{b.train_cap}", f"gsm8k:{data_dir / 'gsm8k' / 'train.jsonl'}@{b.train_cap}",
              f"builtin:all?n={b.train_cap // 4}&n_eval={max(b.n_eval, 20)}"]
-    evals = [f"{squad}?split=test", f"gsm8k:{data_dir / 'gsm8k' / 'test.jsonl'}?split=all",
+    evals = [f"{squad}&split=test", f"gsm8k:{data_dir / 'gsm8k' / 'test.jsonl'}?split=all",
              f"builtin:all?n={b.train_cap // 4}&n_eval={max(b.n_eval, 20)}",
              f"builtin:all-ood?n={b.train_cap // 4}&n_eval={max(b.n_eval, 20)}"]
     return train, evals
@@ -138,7 +148,8 @@ def make_config(spec: RunSpec, b: Budget, model: str, device: str, data_dir: Pat
         "model": {"name": model, "device": device},
         "method": spec.method,
         "data": {"train": train, "eval": evals, "max_eval_examples": b.n_eval, "seed": b.seed,
-                 "max_source_tokens": b.max_source_tokens, "max_answer_tokens": b.max_answer_tokens},
+                 "max_source_tokens": b.max_source_tokens, "max_answer_tokens": b.max_answer_tokens,
+                 "number_match": NUMBER_MATCH},
         "train": {"steps": b.steps, "batch_size": b.batch_size, "warmup_steps": b.warmup, "seed": b.seed,
                   "max_new_tokens": b.max_new_tokens, "eval_batch_size": b.eval_batch_size},
     })
@@ -313,16 +324,24 @@ def summary(result: dict[str, Any]) -> dict[str, float]:
 
 def paired_bootstrap(a: dict[str, Any], b: dict[str, Any], answer_type: str = "span", n: int = 2000,
                      seed: int = 0) -> tuple[float, float, float] | None:
-    """Mean F1 difference a − b over the same QA examples, with a 95% paired-bootstrap interval."""
+    """The difference a − b of the statistic the table reports, with a 95% paired-bootstrap interval:
+    F1 averaged within each data set of ``answer_type``, then over the sets (macro). Each replicate
+    resamples the questions within each set (stratified), so every set keeps its size and weight."""
     fa = {(r["dataset"], r["id"]): r["f1"] for r in a["records"] if r["answer_type"] == answer_type}
     fb = {(r["dataset"], r["id"]): r["f1"] for r in b["records"] if r["answer_type"] == answer_type}
-    keys = sorted(set(fa) & set(fb))
-    if not keys:
+    per_set: dict[str, list[float]] = {}
+    for k in sorted(set(fa) & set(fb)):
+        per_set.setdefault(k[0], []).append(fa[k] - fb[k])
+    if not per_set:
         return None
-    d = [fa[k] - fb[k] for k in keys]
+    sets = list(per_set.values())
+
+    def macro(draw) -> float:
+        return sum(sum(draw(d)) / len(d) for d in sets) / len(sets)
+
     rng = random.Random(seed)
-    means = sorted(sum(d[rng.randrange(len(d))] for _ in d) / len(d) for _ in range(n))
-    return sum(d) / len(d), means[int(0.025 * n)], means[int(0.975 * n) - 1]
+    reps = sorted(macro(lambda d: (d[rng.randrange(len(d))] for _ in d)) for _ in range(n))
+    return macro(lambda d: d), reps[int(0.025 * n)], reps[int(0.975 * n) - 1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,6 +428,10 @@ def routing_lines(results: list[dict[str, Any]]) -> list[str]:
             verdict = ("not trained: with non-probationary weights the router's probabilities never reach the "
                        "loss, so it gets no gradient and these choices are those of its random initialisation "
                        "(`method.straight_through` gives it one)")
+        elif not m.get("probationary", True) and m.get("top_k", 1) >= n:
+            verdict = (f"n/a: every input gets the equal mix 1/{n} of all experts whatever the router says (the "
+                       "paper's non-selective, non-probationary row); its router trains through straight-through "
+                       "but cannot change the answers")
         elif max(overall) >= 0.95 and ent >= 0.9 * math.log(n):
             verdict = (f"all inputs to expert {overall.index(max(overall))}, but with near-uniform probabilities: "
                        "the router has not learned to tell inputs apart")
@@ -465,11 +488,13 @@ def comparison_lines(results: list[dict[str, Any]]) -> tuple[list[str], bool | N
     boot = paired_bootstrap(by["ptmoe"], by["pt"])
     if boot is not None:
         d, lo, hi = boot
-        n_qa = sum(1 for r in by["pt"]["records"] if r["answer_type"] == "span")
+        qa = [r for r in by["pt"]["records"] if r["answer_type"] == "span"]
+        n_sets = len({r["dataset"] for r in qa})
         sig = "excludes" if lo > 0 or hi < 0 else "includes"
         lines.append("")
-        lines.append(f"PT-MoE − PT, QA F1 on the same {n_qa} QA questions: {100 * d:+.1f} points, 95% paired-bootstrap "
-                     f"interval [{100 * lo:+.1f}, {100 * hi:+.1f}] — it {sig} zero.")
+        lines.append(f"PT-MoE − PT, QA F1 as the table averages it (per set, then over the {n_sets} QA sets) on the "
+                     f"same {len(qa)} QA questions: {100 * d:+.1f} points, 95% paired-bootstrap interval "
+                     f"[{100 * lo:+.1f}, {100 * hi:+.1f}] (questions resampled within each set) — it {sig} zero.")
     return lines, ahead
 
 
@@ -501,6 +526,7 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
         L.append("")
     L.append("## Setup")
     L.append("")
+    L.append("- " + methods_line(main))
     L.append(f"- Training mix (seed {b['seed']}): SQuAD v2.0 answerable questions (train split of "
              f"`../shared/data/squad/squad-v2-sample.json`, passages split 80/10/10), GSM8K "
              f"(`../shared/data/gsm8k/train.jsonl`, target = the final number), and `builtin:all` "
@@ -515,17 +541,22 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
              f"AdamW, learning rate {meta['lr_prompt']} for the soft-prompt methods and {meta['lr_lora']} for LoRA "
              f"(the engine's defaults when the runs were trained), at most {b['max_source_tokens']} source and {b['max_answer_tokens']} answer "
              f"tokens, same data order and seed.")
-    L.append("- Metrics: SQuAD EM / F1 on span answers (and on the text answers of `dates`), exact final-number "
-             "match (accuracy) on math. *In-domain avg* / *out-of-domain avg*: macro average over the data sets of "
-             "each group (F1 on QA/text sets, accuracy on math sets). *QA F1 in / out*: mean F1 over the span "
-             "sets. Eval loss: token-weighted answer loss over all evaluation sets.")
+    L.append("- Metrics: SQuAD EM / F1 (official v2.0 script) on span answers (and on the text answers of `dates`); "
+             + SQUAD_NOTES[meta["squad_unanswerable"]] + " Math: " + NUMBER_NOTES[meta["number_match"]] +
+             " *In-domain avg* / *out-of-domain avg*: macro average over the data sets of each group (F1 on QA/text "
+             "sets, accuracy on math sets). *QA F1 in / out*: mean F1 over the span sets. Eval loss: token-weighted "
+             "answer loss over all evaluation sets.")
     L.append("- Trainable parameters are the adapter's real tensors on this model (checked against "
-             "`ptmoe_core.params`); the paper's counts are for H=2048.")
+             "`ptmoe_core.params`); the paper's counts are for H=2048, where these configurations have "
+             + ", ".join(f"{r['label']} {fmt_params(paper_shape_params(r))}" for r in main)
+             + " (`python -m ptmoe_core params --method all`; the paper's table: PT-MoE 80k, PT 81k, DPT 81k, "
+             "SMoP 86k, LoRA 106k).")
     L.append("")
-    titles = {"methods": "The five methods", "routing": "PT-MoE routing variants (selective × probationary)",
-              "balance": "PT-MoE with the studio's optional balance loss (not in the paper)",
+    titles = {"methods": "The five methods", "studio": "PT-MoE in the studio preset (measured best here; not the paper's)",
+              "routing": "PT-MoE routing variants (selective × probationary; non-probationary with straight-through)",
+              "balance": "PT-MoE with the optional balance loss (SMoP's Switch-style loss; not in the paper's PT-MoE)",
               "N": "Sweep: number of experts N", "T": "Sweep: prompt length T", "R": "Sweep: rank R"}
-    for g in ("methods", "routing", "balance", "N", "T", "R"):
+    for g in ("methods", "studio", "routing", "balance", "N", "T", "R"):
         rows = by_group.get(g)
         if not rows:
             continue
@@ -572,16 +603,65 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
     L.append("|---|---|---|---|---|")
     for r in results:
         m = r["method"]
+        routed = m["method"] in ("ptmoe", "smop")
         desc = (f"r={m['lora_r']} on {','.join(m['lora_targets'])}" if m["method"] == "lora" else
-                f"T={m['prompt_len']}" + (f", R={m['rank']}" if m["method"] in ("ptmoe", "dpt") else "") +
-                (f", N={m['n_experts']}, top_k={m['top_k']}, probationary={m['probationary']}"
-                 if m["method"] in ("ptmoe", "smop") else "") +
+                f"{m.get('preset', 'paper')}, T={m['prompt_len']}" +
+                (f", R={m['rank']}" if m["method"] in ("ptmoe", "dpt") else "") + f", init={m['init']}" +
+                (f", N={m['n_experts']}, top_k={m['top_k']}, probationary={m['probationary']}, "
+                 f"noise={m.get('noise_type', 'multiplicative')} σ={m['noise_std']:g}" if routed else "") +
+                (", straight_through" if routed and m.get("straight_through") else "") +
                 (f", balance_loss={m['balance_loss']}" if m.get("balance_loss") else ""))
         L.append(f"| {r['name']} | {r['run_id']} | {m['method']}: {desc} | {fmt_params(r['formula_params'])} | "
                  f"{r['final_loss']:.3f} |")
     L.append("")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(L) + "\n", encoding="utf-8")
+
+
+SQUAD_NOTES = {
+    "drop": "the SQuAD v2.0 column is **answerable-only**: unanswerable questions are dropped (the official "
+            "script's HasAns subset), so it is not the script's overall v2.0 score.",
+    "keep": "SQuAD v2.0's unanswerable questions are kept and scored as the official v2.0 script does (an empty "
+            "answer, or \"unanswerable\", is right; golds that normalise to empty are dropped).",
+}
+NUMBER_NOTES = {
+    "flexible": "accuracy with lm-evaluation-harness's GSM8K `flexible-extract` filter (the last number-like string "
+                "must equal the gold after removing `,` `$` and a final `.`; \"72.0\", \"$18.00\" or \".5\" do not "
+                "count), on GSM8K and the built-in number sets alike.",
+    "strict": "accuracy with lm-evaluation-harness's GSM8K `strict-match` filter (the first \"#### N\" must equal the "
+              "gold exactly).",
+    "lenient": "the final number of the answer equals the gold as a value (\"72.0\" and \"$1,000.\" count; more "
+               "lenient than lm-evaluation-harness).",
+}
+
+
+def methods_line(main: list[dict[str, Any]]) -> str:
+    """How each of the five methods was configured, from the runs' resolved configs."""
+    parts = []
+    for r in main:
+        m = r["method"]
+        if m["method"] == "lora":
+            parts.append(f"{r['label']}: r={m['lora_r']} on {', '.join(m['lora_targets'])}")
+            continue
+        bits = [f"`{m.get('preset', 'paper')}` preset", f"init {m['init']}"]
+        if m["method"] in ("ptmoe", "smop"):
+            bits.append(f"{m['noise_type']} router noise σ={m['noise_std']:g}")
+            bits.append(f"balance loss {m['balance_loss']:g}" if m["balance_loss"] else "no balance loss")
+            if not m.get("router_bias", True):
+                bits.append("no router bias")
+        parts.append(f"{r['label']}: " + ", ".join(bits))
+    return ("Methods, as the paper's comparison configures them (`ptmoe_core/presets.py`: the `paper` preset is "
+            "PT-MoE as the paper describes it and each baseline with its authors' own router noise, balance loss "
+            "and initialisation — SMoP's from github.com/jyjohnchoi/SMoP, DPT's uniform factors from "
+            "github.com/XYaoooo/DPT; shapes `PAPER_SHAPES`): " + "; ".join(parts) + ".")
+
+
+def paper_shape_params(result: dict[str, Any]) -> int:
+    """The run's configuration counted at the paper's model shape (LLaMA-3.2-1B)."""
+    from ptmoe_core.config import MethodConfig
+    from ptmoe_core.params import LLAMA_32_1B, count_params
+
+    return count_params(MethodConfig(**result["method"]), LLAMA_32_1B)
 
 
 def training_span(results: list[dict[str, Any]]) -> str:
@@ -680,7 +760,7 @@ def verdict_lines(main: list[dict[str, Any]], results: list[dict[str, Any]], ahe
         top = majority_experts(bal)
         majority = (f"e{next(iter(top.values()))} for every data set" if len(set(top.values())) == 1 else
                     ", ".join(f"{ds} → e{e}" for ds, e in top.items()))
-        out.append(f"- **Balance loss** (the studio's option, not the paper's method): the same PT-MoE with "
+        out.append(f"- **Balance loss** (SMoP's Switch-style loss, not in the paper's PT-MoE): the same PT-MoE with "
                    f"`balance_loss` {bal['method']['balance_loss']} sends its evaluated inputs "
                    f"{' / '.join(f'{v:.0%}' for v in share)} to its experts (without it: "
                    f"{' / '.join(f'{v:.0%}' for v in overall_load(pm))}); majority expert per data set: {majority}. "
@@ -859,6 +939,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             f", {torch.cuda.get_device_name(0)}" if base.device.type == "cuda" else ""),
         "model": args.model, "hidden": shape.hidden, "device": str(base.device),
         "dtype": str(base.dtype).replace("torch.", ""), "threads": torch.get_num_threads(),
+        "number_match": cfgs[0].data.number_match, "squad_unanswerable": SQUAD_UNANSWERABLE,
         "experiment": experiment, "db": storage.label, "quick": args.quick, "budget": {**dataclasses.asdict(b),
                                                                                       "warmup": b.warmup},
         "n_train": len(data[0]), "train_mix": ", ".join(f"{k} {v}" for k, v in sorted(train_mix.items())),

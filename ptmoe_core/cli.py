@@ -16,6 +16,7 @@ from .callbacks import EvalReport, StepMetrics, TrainerCallback
 from .config import METHODS, MethodConfig, RunConfig
 from .errors import ConfigError, PTMoEError
 from .params import LLAMA_32_1B, ModelShape, count_params
+from .presets import paper_method
 
 
 class TqdmProgress(TrainerCallback):
@@ -122,12 +123,19 @@ def cmd_generate(args) -> int:
 
 
 def cmd_params(args) -> int:
+    """Each method as the paper's comparison configures it (``presets.paper_method``: SMoP at T=20,
+    DPT at R=39, ...), with the shape flags given laid over it."""
     shape = _shape_from_args(args)
-    base = dict(prompt_len=args.prompt_len, n_experts=args.experts, rank=args.rank, lora_r=args.lora_r,
-                router_bias=not args.no_router_bias)
+    given = {k: v for k, v in (("prompt_len", args.prompt_len), ("n_experts", args.experts), ("rank", args.rank),
+                               ("lora_r", args.lora_r)) if v is not None}
+    if args.no_router_bias:
+        given["router_bias"] = False
     methods = METHODS if args.method == "all" else [args.method]
     for m in methods:
-        cfg = MethodConfig(method=m, **base)
+        paper, over = paper_method(m), dict(given)
+        if "rank" in paper and args.rank is None and args.prompt_len is not None:
+            over["rank"] = min(paper["rank"], args.prompt_len)  # the paper's rank, at most the given T
+        cfg = MethodConfig.from_dict({**paper, **over})
         cfg.validate()
         n = count_params(cfg, shape)
         print(f"{m}\t{n}" if len(methods) > 1 else n)
@@ -182,13 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="one JSON object per line")
     g.set_defaults(func=cmd_generate)
 
-    c = sub.add_parser("params", help="trainable-parameter count of a method")
+    c = sub.add_parser("params", help="trainable-parameter count of a method, as the paper's comparison "
+                                      "configures it unless a shape flag says otherwise")
     c.add_argument("--method", default="ptmoe", choices=[*METHODS, "all"])
     c.add_argument("--hidden", type=int, help="H (default 2048, the paper's Llama-3.2-1B)")
-    c.add_argument("--prompt-len", type=int, default=40, help="T")
-    c.add_argument("--experts", type=int, default=2, help="N")
-    c.add_argument("--rank", type=int, default=36, help="R")
-    c.add_argument("--lora-r", type=int, default=1)
+    c.add_argument("--prompt-len", type=int, help="T (default: the paper's: 40, SMoP 20 per expert)")
+    c.add_argument("--experts", type=int, help="N (default: the paper's 2)")
+    c.add_argument("--rank", type=int, help="R (default: the paper's: PT-MoE 36, DPT 39; at most T)")
+    c.add_argument("--lora-r", type=int, help="LoRA rank (default: the paper's 1)")
     c.add_argument("--layers", type=int, help="LoRA: number of layers (default 16)")
     c.add_argument("--heads", type=int, help="LoRA: attention heads (default 32)")
     c.add_argument("--kv-heads", type=int, help="LoRA: key/value heads (default 8)")

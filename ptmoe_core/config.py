@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .metrics import NUMBER_MATCHES
 from .presets import DEFAULT_PRESET, LEGACY_PRESET, PRESETS, preset_values
 
 METHODS = ("ptmoe", "pt", "dpt", "smop", "lora")
@@ -21,7 +22,8 @@ PROMPT_METHODS = ("ptmoe", "pt", "dpt", "smop")
 ROUTED_METHODS = ("ptmoe", "smop")
 # text: the instruction repeated to T (rank ≈ its length); text_vocab: the instruction once, then a
 # vocabulary sample (full rank); inputs: tokens drawn from the training inputs (full rank).
-PROMPT_INITS = ("text", "text_vocab", "inputs", "vocab", "random")
+# uniform: every prompt factor uniform in (-0.5, 0.5), no SVD (DPT's own init; Lester et al.'s random).
+PROMPT_INITS = ("text", "text_vocab", "inputs", "vocab", "random", "uniform")
 NOISE_TYPES = ("multiplicative", "additive")
 SCHEDULES = ("linear", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -61,9 +63,12 @@ class MethodConfig:
     rank: int = 36  # R (ptmoe, dpt), R <= T
     top_k: int = 1  # 1 = selective; N = soft mix of all experts
     probationary: bool = True  # scale the chosen prompt by its router probability
-    straight_through: bool = False  # forward weight exactly 1, gradient through p
+    # Forward weight exactly 1 (1/k), gradient through p. None: on exactly when probationary is
+    # off, since non-probationary weights alone give the router no gradient (it would stay as
+    # initialised); false with probationary off is allowed and leaves the router untrained.
+    straight_through: bool | None = None
     noise_std: float = 0.01  # sigma of the router-logit noise, training only
-    noise_type: str = "multiplicative"  # l·(1+σε) (PT-MoE) or l+σε (SMoP-style exploration)
+    noise_type: str = "multiplicative"  # l·(1+σε), scale detached (PT-MoE, SMoP) or l+σε
     init: str = "text_vocab"  # see PROMPT_INITS
     init_text: str | None = None  # default: the task instruction, else a vocabulary sample
     expert_perturb: float = 0.01  # relative std of per-expert noise on A_i so experts can diverge
@@ -78,6 +83,10 @@ class MethodConfig:
     lora_alpha: float = 2.0
     lora_dropout: float = 0.0
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+    def __post_init__(self) -> None:
+        if self.straight_through is None:
+            self.straight_through = not self.probationary
 
     @property
     def is_prompt(self) -> bool:
@@ -171,6 +180,9 @@ class DataConfig:
     max_answer_tokens: int = 32
     instruction: str | None = None  # None: each source's own default instruction
     seed: int = 0
+    # How a number answer is matched (metrics.NUMBER_MATCHES): lenient = the final number's value;
+    # flexible / strict = lm-evaluation-harness's GSM8K flexible-extract / strict-match.
+    number_match: str = "lenient"
 
     def validate(self) -> None:
         if not self.train:
@@ -178,6 +190,7 @@ class DataConfig:
         for i, s in enumerate([*self.train, *self.eval]):
             if not isinstance(s, str) or ":" not in s:
                 raise ConfigError("data", f"spec #{i + 1} {s!r} is not of the form PREFIX:ARG (e.g. gsm8k:PATH)")
+        _choice("data.number_match", self.number_match, NUMBER_MATCHES)
         _at_least("data.max_source_tokens", self.max_source_tokens, 16)
         _at_least("data.max_answer_tokens", self.max_answer_tokens, 1)
         _at_least("data.max_eval_examples", self.max_eval_examples, 1)

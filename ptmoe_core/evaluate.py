@@ -93,6 +93,7 @@ def evaluate(
     test; named by domain), a ``{name: Dataset or list of example dicts}`` mapping (e.g. from
     ``build_datasets``), a single Dataset / list of examples, or a list mixing specs and Datasets.
     ``max_examples`` caps each set (seeded subset). ``progress(done, total)`` follows generation.
+    ``format_cfg.number_match`` says how number answers are matched.
     """
     from .data.formatting import FormatConfig, encode_example
     from .generate import generate
@@ -105,12 +106,12 @@ def evaluate(
     total = len(encoded)
     gens = generate(adapter, encoded, max_new_tokens=max_new_tokens, batch_size=batch_size,
                     progress=(lambda done: progress(done, total)) if progress else None) if encoded else []
-    records = [_record(name, ex, g) for (name, ex), g in zip(items, gens, strict=True)]
+    records = [_record(name, ex, g, fmt.number_match) for (name, ex), g in zip(items, gens, strict=True)]
     return summarize(records, list(sets), n_experts=adapter.n_experts if adapter.is_routed else 0)
 
 
-def _record(name: str, ex: Mapping[str, Any], g) -> dict[str, Any]:
-    s = score(g.text, ex)
+def _record(name: str, ex: Mapping[str, Any], g, number_mode: str) -> dict[str, Any]:
+    s = score(g.text, ex, number_mode)
     return {
         "dataset": name,
         "id": ex["id"],

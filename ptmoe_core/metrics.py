@@ -1,9 +1,14 @@
 """Answer scoring the way the field does it: SQuAD EM / token F1 and final-number match.
 
-``normalize_answer``, ``exact_match`` and ``f1`` follow the official SQuAD v1.1/v2.0 evaluation
-script, so our numbers are comparable with published ones. Numbers (GSM8K and the built-in
-arithmetic / unit tasks) are scored by the *last* number in the generation, because models
-usually reason first and state the result at the end.
+``normalize_answer``, ``exact_match``, ``f1`` and ``qa_scores`` follow the official SQuAD v2.0
+evaluation script (unanswerable questions included), so our numbers are comparable with published
+ones. Numbers (GSM8K and the built-in arithmetic / unit tasks) are matched in one of
+``NUMBER_MATCHES``:
+
+- ``lenient`` (default): the *last* number of the generation equals the gold's as a value, so
+  "72.0", "$1,000." and "3.50" count (models reason first and state the result at the end);
+- ``flexible`` / ``strict``: lm-evaluation-harness's GSM8K ``flexible-extract`` / ``strict-match``
+  filters and its exact string match, for numbers comparable with the harness's.
 """
 
 from __future__ import annotations
@@ -23,6 +28,16 @@ _PUNCT = set(string.punctuation)
 # the minus of a range ("5-7") and digits glued to words ("v2", "abc12") out.
 _NUMBER = re.compile(r"(?<![\w.,])([-−]?)\$?([-−]?)((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?![\d,]*\d)")
 SCORE_KEYS = ("em", "f1", "accuracy")
+# The gold of a kept SQuAD v2.0 unanswerable question, and so what a model learns to answer there.
+NO_ANSWER = "unanswerable"
+NUMBER_MATCHES = ("lenient", "flexible", "strict")
+
+# lm-evaluation-harness, lm_eval/tasks/gsm8k/gsm8k.yaml (task version 3.0): "strict-match" takes the
+# first "#### N", "flexible-extract" the last number-like run; exact_match then deletes these
+# patterns from prediction and reference and compares the strings, ignoring case.
+_HARNESS_STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")
+_HARNESS_FLEXIBLE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
+_HARNESS_IGNORE = tuple(re.compile(p) for p in (",", r"\$", r"(?s).*#### ", r"\.$"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -54,9 +69,20 @@ def f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def is_no_answer(text: str) -> bool:
+    """Whether ``text`` says "no answer": empty after normalisation, or ``NO_ANSWER``."""
+    norm = normalize_answer(text)
+    return not norm or norm == NO_ANSWER
+
+
 def qa_scores(prediction: str, golds: Sequence[str]) -> tuple[float, float]:
-    """(EM, F1), each the maximum over the gold answers."""
-    golds = list(golds) or [""]
+    """(EM, F1), each the maximum over the gold answers, as the official SQuAD v2.0 script scores
+    them: golds that normalise to empty are dropped, and a question left without any (or whose
+    gold is ``NO_ANSWER``) is unanswerable, where only the empty answer is right. A prediction of
+    ``NO_ANSWER`` (the training target there) is the model's empty answer."""
+    golds = [g for g in golds if not is_no_answer(g)] or [""]
+    if is_no_answer(prediction):
+        prediction = ""
     return max(exact_match(prediction, g) for g in golds), max(f1(prediction, g) for g in golds)
 
 
@@ -92,10 +118,41 @@ def _canonical(value: Decimal) -> str:
     return text
 
 
-def number_match(prediction: str, gold: str) -> bool:
-    """True when the final number of the prediction equals the gold's number (to 1e-6)."""
-    p, g = extract_final_number(prediction), extract_final_number(gold)
-    if p is None or g is None:
+def harness_extract(text: str, mode: str) -> str | None:
+    """The answer lm-evaluation-harness's GSM8K filter takes from ``text`` (None: its "[invalid]"):
+    ``strict`` the first "#### N", ``flexible`` the last number-like run ("5-10" gives "-10")."""
+    if mode == "strict":
+        m = _HARNESS_STRICT.search(text or "")
+        return m.group(1).strip() if m else None
+    found = _HARNESS_FLEXIBLE.findall(text or "")
+    if not found:
+        return None
+    return next(g for g in found[-1] if g).strip()
+
+
+def harness_normalize(text: str) -> str:
+    """The harness's exact_match view of a string: the ignored patterns removed, lower case."""
+    for pattern in _HARNESS_IGNORE:
+        text = pattern.sub("", text)
+    return text.lower()
+
+
+def number_match(prediction: str, gold: str, mode: str = "lenient") -> bool:
+    """Whether ``prediction`` answers the number ``gold`` under ``mode`` (see ``NUMBER_MATCHES``).
+    lenient: the final numbers are equal as values (to 1e-6). flexible / strict: the harness's
+    extraction of the prediction equals the gold's final number as a string after the harness's
+    normalisation, so "72.0", "$18.00" and ".5" miss 72, 18 and 0.5 (GSM8K's golds are integers,
+    so the gold's canonical number is the string the harness compares with)."""
+    g = extract_final_number(gold)
+    if g is None:
+        return False
+    if mode in ("strict", "flexible"):
+        p = harness_extract(prediction, mode)
+        return p is not None and harness_normalize(p) == g
+    if mode != "lenient":
+        raise ValueError(f"number match {mode!r} is not one of {', '.join(NUMBER_MATCHES)}")
+    p = extract_final_number(prediction)
+    if p is None:
         return False
     if p == g:
         return True
@@ -106,15 +163,16 @@ def number_match(prediction: str, gold: str) -> bool:
 # One example, and aggregation
 
 
-def score(prediction: str, example: Mapping[str, Any]) -> dict[str, float | bool]:
+def score(prediction: str, example: Mapping[str, Any], number_mode: str = "lenient") -> dict[str, float | bool]:
     """Scores of one prediction against one example of the data schema.
 
     span / text: ``em`` and ``f1`` (max over golds), ``correct`` = exact match, ``score`` = F1.
-    number: ``correct`` when the final number matches any gold; ``em`` = ``f1`` = ``score`` = correct.
+    number: ``correct`` when the prediction matches any gold under ``number_mode``;
+    ``em`` = ``f1`` = ``score`` = correct.
     """
     golds = [str(g) for g in example.get("answers") or []]
     if example.get("answer_type") == "number":
-        ok = any(number_match(prediction, g) for g in golds)
+        ok = any(number_match(prediction, g, number_mode) for g in golds)
         v = float(ok)
         return {"em": v, "f1": v, "correct": ok, "score": v}
     em, f = qa_scores(prediction, golds)

@@ -43,10 +43,13 @@ def init_embeddings(
       text        the text repeated/truncated to T: rank ≈ the text's length (the paper's choice)
       text_vocab  the text once, then a vocabulary sample: rank T, so all R SVD directions start live
       inputs      T tokens drawn from the pool (distinct where it allows): rank T
-      vocab       a vocabulary sample;  random: Gaussian noise at the embedding table's scale."""
+      vocab       a vocabulary sample;  random: Gaussian noise at the embedding table's scale
+      uniform     uniform in (-0.5, 0.5) (Lester et al.'s random init; DPT's for its factors)."""
     W = embed.weight.detach().float()  # V×H
     if method == "random":
         return torch.randn(T, W.shape[1], generator=generator) * W.std()
+    if method == "uniform":
+        return _uniform((T, W.shape[1]), generator)
     vocab = min(VOCAB_SAMPLE_TOP, W.shape[0])
     if method == "text" and token_ids:
         ids = torch.tensor(token_ids, dtype=torch.long)
@@ -72,6 +75,18 @@ def svd_factors(E: Tensor, R: int) -> tuple[Tensor, Tensor]:
         raise ConfigError("method.rank", f"rank R={R} exceeds min(T, H)={S.numel()} for this model")
     root = S[:R].sqrt()
     return U[:, :R] * root, root[:, None] * Vh[:R]
+
+
+def _uniform(shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+    return torch.rand(shape, generator=generator) - 0.5  # U(-0.5, 0.5)
+
+
+def prompt_factors(E: Tensor, cfg: MethodConfig, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(A T×R, B R×H): the SVD factors of E, or for ``init="uniform"`` both uniform in (-0.5, 0.5)
+    as DPT's public code starts them (github.com/XYaoooo/DPT, modeling_t5.py)."""
+    if cfg.init == "uniform":
+        return _uniform((cfg.prompt_len, cfg.rank), generator), _uniform((cfg.rank, E.shape[1]), generator)
+    return svd_factors(E, cfg.rank)
 
 
 def _perturbed(x: Tensor, n: int, scale: float, generator: torch.Generator) -> Tensor:
@@ -108,7 +123,12 @@ class SoftPromptMethod(nn.Module):
         router_mask: Tensor | None = None,  # b×L, 1 on question/context tokens
         force_expert: int | None = None,
     ) -> PromptedInputs:
+        if router_mask is None and labels is not None:
+            # The attention mask covers the answer tokens: routing on them would leak the answer.
+            raise ValueError("router_mask is required with labels (1 on the question/context tokens only); "
+                             "encode examples with data.formatting.encode_example")
         X = self.embed(input_ids)  # b×L×H, frozen
+        # Without labels (plain inference on a prompt), every attended token is input.
         x = masked_mean(X, router_mask if router_mask is not None else attention_mask)  # b×H, the router input
         P, routing = self.prompt(x, force_expert)  # b×T×H
         b = input_ids.shape[0]
@@ -133,11 +153,11 @@ class PromptTuning(SoftPromptMethod):
 
 
 class DecomposedPrompt(SoftPromptMethod):
-    """DPT (Xiao et al. 2023): one prompt as A·B, SVD-initialised, no router."""
+    """DPT (Xiao et al. 2023): one prompt as A·B, no router; SVD-initialised, or uniform as DPT's code."""
 
     def __init__(self, embed: nn.Embedding, cfg: MethodConfig, E: Tensor, generator: torch.Generator):
         super().__init__(embed, cfg)
-        A, B = svd_factors(E, cfg.rank)
+        A, B = prompt_factors(E, cfg, generator)
         self.A = nn.Parameter(A)  # T×R
         self.B = nn.Parameter(B)  # R×H
 
@@ -170,7 +190,7 @@ class PTMoEPrompt(SoftPromptMethod):
 
     def __init__(self, embed: nn.Embedding, cfg: MethodConfig, E: Tensor, generator: torch.Generator):
         super().__init__(embed, cfg)
-        A, B = svd_factors(E, cfg.rank)  # A T×R, B R×H
+        A, B = prompt_factors(E, cfg, generator)  # A T×R, B R×H
         self.A = nn.Parameter(_perturbed(A, cfg.n_experts, cfg.expert_perturb, generator))  # N×T×R
         self.B = nn.Parameter(B)  # R×H
         self.router = _make_router(E.shape[1], cfg, generator)

@@ -2,7 +2,7 @@
 
     x = masked_mean(X, router_mask)        # b×H, question/context tokens only
     l = x Wᵀ + b                           # b×N
-    l = l · (1 + ε), ε ~ N(0, σ²)          # training only
+    l = l · (1 + ε), ε ~ N(0, σ²)          # training only; ε·l a constant to backward
     p = softmax(l)
     w = p ⊙ top-k mask                     # selective + probationary (the paper's default)
 
@@ -10,7 +10,8 @@ Router aids (not in the paper, each off in the ``paper`` preset; docs/routing.md
 - ``norm``: x ← (x − μ) / σ with μ, σ of the training inputs (buffers, saved with the adapter).
   Mean embeddings of different inputs differ little next to their shared mean, so without it the
   logits barely depend on the input and p stays near 1/N.
-- ``noise_type="additive"``: l + σε instead of l·(1 + σε) (SMoP-style exploration).
+- ``noise_type="additive"``: l + σε instead of l·(1 + σε): exploration that does not shrink with
+  the logits (SMoP's own noise is the multiplicative one, at σ = 1).
 - ``bias_balance``: a per-expert bias added to the logits for the top-k *selection* only, nudged
   after each step toward equal load (loss-free balancing); the weights still use p.
 
@@ -18,7 +19,8 @@ Switches (all four of the paper's routing ablations are reachable):
 - ``top_k``: 1 is selective; N mixes every expert (non-selective).
 - ``probationary``: scale each chosen expert by its own probability; off gives equal weights
   1/k to the chosen experts (exactly 1 for top-1), and then the router receives no gradient
-  unless ``straight_through`` is on.
+  unless ``straight_through`` is on (``MethodConfig`` turns it on with non-probationary routing
+  unless told otherwise).
 - ``straight_through``: forward weights are the non-probationary ones, backward goes through p.
 """
 
@@ -136,7 +138,9 @@ class Router(nn.Module):
         logits = self.linear(z).float()  # b×N, fp32 for a stable softmax
         if self.training and self.noise_std > 0:
             eps = self.noise_std * torch.randn_like(logits)
-            logits = logits + eps if self.noise_type == "additive" else logits * (1 + eps)
+            # Multiplicative: l·(1 + σε) with the scale detached (as SMoP's GaussianNoise), so the
+            # noise perturbs the choice without rescaling, or at σ≈1 flipping, the router's gradient.
+            logits = logits + eps * (1 if self.noise_type == "additive" else logits.detach())
         p = logits.softmax(-1)  # b×N
         if force_expert is not None:
             if not 0 <= force_expert < self.n_experts:

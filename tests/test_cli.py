@@ -20,9 +20,12 @@ def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 def test_params_paper_count():
     r = cli("params", "--method", "ptmoe", "--hidden", "2048", "--prompt-len", "40", "--experts", "2", "--rank", "36")
     assert r.returncode == 0 and r.stdout.strip() == "80706"
-    r = cli("params", "--method", "all")
+    r = cli("params", "--method", "all")  # each method as the paper's comparison configures it
     rows = dict(line.split("\t") for line in r.stdout.strip().splitlines())
-    assert rows["lora"] == "106496" and rows["pt"] == "81920"
+    assert rows == {"ptmoe": "80706", "pt": "81920", "dpt": "81432", "smop": "86016", "lora": "106496"}
+    r = cli("params", "--method", "all", "--prompt-len", "20")  # a given T overrides; ranks at most T
+    rows = dict(line.split("\t") for line in r.stdout.strip().splitlines())
+    assert rows["pt"] == str(20 * 2048) and rows["dpt"] == str(20 * 20 + 20 * 2048) and rows["smop"] == "86016"
 
 
 @pytest.mark.parametrize(

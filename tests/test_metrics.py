@@ -9,6 +9,8 @@ from ptmoe_core.metrics import (
     exact_match,
     extract_final_number,
     f1,
+    harness_extract,
+    harness_normalize,
     macro_average,
     normalize_answer,
     number_match,
@@ -119,3 +121,80 @@ def test_aggregate_and_macro():
     m = macro_average({"a": a, "b": b, "empty": aggregate([])})
     assert m["n"] == 8  # the empty set neither counts nor averages in
     assert m["em"] == pytest.approx(0.25) and m["f1"] == pytest.approx(0.375) and m["accuracy"] == pytest.approx(0.25)
+
+
+# --- SQuAD v2.0 as the official evaluation script scores it -------------------------------------
+
+
+def test_unanswerable_scored_as_the_official_v2_script():
+    unans = {"answers": ["unanswerable"], "answer_type": "span"}  # the gold a kept v2.0 question carries
+    for abstain in ("", "Unanswerable.", "  "):
+        assert score(abstain, unans) == {"em": 1.0, "f1": 1.0, "correct": True, "score": 1.0}
+    assert score("in 1066", unans)["f1"] == 0.0
+    # an answerable question: abstaining is wrong
+    ans = {"answers": ["1066"], "answer_type": "span"}
+    assert score("unanswerable", ans)["f1"] == 0.0 and score("", ans)["f1"] == 0.0
+
+
+def test_golds_normalising_to_empty_are_dropped():
+    # official: gold_answers = [a for a in answers if normalize_answer(a)] or [""]
+    assert qa_scores("Normans", ["the", "Normans"]) == (1.0, 1.0)
+    assert qa_scores("", ["the", "Normans"]) == (0.0, 0.0)  # before: "" vs "the" agreed (both empty)
+    assert qa_scores("", ["The", "a"]) == (1.0, 1.0)  # nothing left: unanswerable
+
+
+# --- lm-evaluation-harness GSM8K matching ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "prediction, gold, lenient, flexible",
+    [
+        ("72", "72", True, True),
+        ("The answer is 72.", "72", True, True),  # "\.$" is ignored
+        ("72.0", "72", True, False),
+        ("$18.00", "18", True, False),
+        ("$18", "18", True, True),
+        ("She earned $1,000 in total", "1000", True, True),
+        (".5", "0.5", True, False),
+        ("5-10", "10", True, False),  # the harness reads "-10"
+        ("5-10", "-10", False, True),
+        ("12 apples, then 15", "15", True, True),
+        ("no number", "3", False, False),
+    ],
+)
+def test_number_match_modes(prediction, gold, lenient, flexible):
+    assert number_match(prediction, gold) is lenient
+    assert number_match(prediction, gold, "flexible") is flexible
+    assert score(prediction, {"answers": [gold], "answer_type": "number"}, "flexible")["correct"] is flexible
+
+
+def test_harness_extraction():
+    assert harness_extract("So 3 + 4 = 7\n#### 7\n#### 9", "strict") == "7"  # the first "#### N"
+    assert harness_extract("The answer is 7", "strict") is None  # "[invalid]"
+    assert harness_extract("5-10", "flexible") == "-10"
+    assert harness_extract("costs $18.00.", "flexible") == "$18.00."
+    assert harness_normalize("$18.00.") == "18.00"
+    assert harness_normalize("Natalia sold 48/2 = 24 clips.\n#### 1,072") == "1072"
+
+
+@pytest.mark.parametrize(
+    "prediction, ok",
+    [("#### 72", True), ("work...\n#### 72", True), ("#### 72.0", False), ("#### $72", False),
+     ("72", False), ("The answer is 72", False), ("#### 7,2", True)],
+)
+def test_strict_mode_needs_the_gsm8k_marker(prediction, ok):
+    assert number_match(prediction, "72", "strict") is ok
+
+
+def test_unknown_number_mode():
+    with pytest.raises(ValueError, match="lenient"):
+        number_match("1", "1", "fuzzy")
+
+
+def test_kept_squad_v2_unanswerable_scored_officially(shared_data):
+    from ptmoe_core.data import load_spec
+
+    rows = load_spec(f"squad:{shared_data / 'squad' / 'squad-v2-sample.json'}?unanswerable=keep", "all")
+    unans = next(r for r in rows if r["answers"] == ["unanswerable"])
+    assert score("", unans)["f1"] == 1.0 and score("unanswerable", unans)["em"] == 1.0
+    assert score(unans["context"][:30], unans)["f1"] == 0.0

@@ -34,7 +34,7 @@ def test_quick_writes_a_complete_table(tmp_path):
     q = _load_bench()
     out = tmp_path / "results.md"
     db = tmp_path / "studio.db"
-    args = ["--quick", "--model", "tiny-random", "--device", "cpu", "--only", "pt,ptmoe", "--db", str(db),
+    args = ["--quick", "--model", "tiny-random", "--device", "cpu", "--only", "pt,dpt,smop,ptmoe", "--db", str(db),
             "--out", str(out), "--steps", "2", "--batch", "2", "--n-eval", "1", "--train-cap", "40", "--plots", "html",
             "--no-calibrate"]
     res = q.run(args)
@@ -51,7 +51,7 @@ def test_quick_writes_a_complete_table(tmp_path):
         if not line.startswith("|"):
             break
         rows.append([c.strip() for c in line.strip("|").split("|")])
-    assert [r[0] for r in rows] == ["PT", "PT-MoE"]
+    assert [r[0] for r in rows] == ["PT", "DPT", "SMoP", "PT-MoE"]
     for r in rows:
         assert len(r) == len(header)
         assert all(c and c != "n/a" for c in r), r
@@ -63,33 +63,76 @@ def test_quick_writes_a_complete_table(tmp_path):
     base = load_base_model(name="tiny-random", device="cpu")
     shape = ModelShape.from_hf_config(base.model.config)
     by = {r["name"]: r for r in res["results"]}
-    for name, row in zip(("pt", "ptmoe"), rows, strict=True):
+    for name, row in zip(("pt", "dpt", "smop", "ptmoe"), rows, strict=True):
         r = by[name]
         cfg = MethodConfig(**{k: v for k, v in r["method"].items()})
         assert r["trainable_params"] == r["formula_params"] == count_params(cfg, shape)
         assert row[1] == f"{r['trainable_params']:,}"
+        assert r["config"]["method"]["preset"] == "paper" and r["config"]["data"]["number_match"] == "flexible"
+    assert by["smop"]["method"]["noise_std"] == 1.0 and by["dpt"]["method"]["init"] == "uniform"
+    assert "**answerable-only**" in text and "`flexible-extract`" in text
     assert "expert_usage" in res["plots"] and res["plots"]["expert_usage"].is_file()
 
     # recorded in the database, and a second invocation reuses the runs instead of training again
     with Storage(str(db)) as st:
         runs = st.list_runs(experiment="paper-comparison-quick")
-        assert sorted(r.name for r in runs) == ["pt", "ptmoe"]
+        assert sorted(r.name for r in runs) == ["dpt", "pt", "ptmoe", "smop"]
         assert all(r.status is RunStatus.FINISHED for r in runs)
         assert all(st.evaluations(r.id) for r in runs)
     again = q.run([*args[:-3], "--plots", "none", "--no-calibrate"])
-    assert again["meta"]["trained"] == 0 and again["meta"]["cached"] == 2
+    assert again["meta"]["trained"] == 0 and again["meta"]["cached"] == 4
 
 
 def test_full_plan_holds_the_ablations_and_the_balance_loss_control():
+    from ptmoe_core.config import MethodConfig
+
     q = _load_bench()
     plan = q.build_plan(quick=False)
-    assert len({s.name for s in plan}) == len(plan) == 15
+    assert len({s.name for s in plan}) == len(plan) == 16
     groups = [s.group for s in plan]
     assert groups.count("methods") == 5 and groups.count("routing") == 3 and groups.count("balance") == 1
+    assert groups.count("studio") == 1
     by = {s.name: s.method for s in plan}
     assert {k: v for k, v in by["ptmoe-balance"].items() if k != "balance_loss"} == by["ptmoe"]
     assert by["ptmoe-balance"]["balance_loss"] > 0 and "balance_loss" not in by["ptmoe"]
     assert [s.name for s in q.build_plan(quick=True)] == list(q.METHODS)
+    # the five methods as the paper configures them; PT-MoE also in the studio preset
+    assert all(by[m]["preset"] == "paper" for m in q.METHODS) and by["ptmoe-studio"]["preset"] == "studio"
+    smop = MethodConfig.from_dict(by["smop"])
+    assert (smop.prompt_len, smop.noise_std, smop.balance_loss, smop.router_bias) == (20, 1.0, 0.01, False)
+    dpt = MethodConfig.from_dict(by["dpt"])
+    assert (dpt.rank, dpt.init) == (39, "uniform")
+    # every routing variant trains its router: non-probationary rows route with straight-through
+    for name in ("ptmoe-sel-noprob", "ptmoe-soft-noprob"):
+        cfg = MethodConfig.from_dict(by[name])
+        assert not cfg.probationary and cfg.straight_through
+    assert not MethodConfig.from_dict(by["ptmoe-soft-prob"]).straight_through
+
+
+def test_bootstrap_resamples_the_tables_statistic():
+    """Unequal set sizes: the interval is around the macro (per-set) difference the table reports,
+    not the pooled per-question one."""
+    import random
+
+    q = _load_bench()
+    rng = random.Random(1)
+
+    def result(shift_big: float, shift_small: float) -> dict:
+        recs = [{"dataset": "big", "id": str(i), "answer_type": "span", "f1": min(1.0, rng.random() * .2 + shift_big)}
+                for i in range(40)]
+        recs += [{"dataset": "small", "id": str(i), "answer_type": "span", "f1": shift_small} for i in range(4)]
+        recs += [{"dataset": "gsm8k", "id": "0", "answer_type": "number", "f1": 1.0}]
+        return {"records": recs}
+
+    a, b = result(0.5, 1.0), result(0.5, 0.0)  # a wins only on the 4-question set
+    d, lo, hi = q.paired_bootstrap(a, b)
+    per_set = {ds: [x["f1"] - y["f1"] for x, y in zip(a["records"], b["records"], strict=True)
+                    if x["dataset"] == ds] for ds in ("big", "small")}
+    macro = sum(sum(v) / len(v) for v in per_set.values()) / 2
+    pooled = sum(sum(v) for v in per_set.values()) / 44
+    assert d == pytest.approx(macro) and abs(d - pooled) > 0.3
+    assert lo <= d <= hi and lo > pooled  # the pooled mean would sit outside the interval
+    assert q.paired_bootstrap({"records": []}, b) is None
 
 
 def _fake_result(q, spec, rng):
@@ -98,7 +141,7 @@ def _fake_result(q, spec, rng):
 
     from ptmoe_core.config import MethodConfig
 
-    method = dataclasses.asdict(MethodConfig(**spec.method))
+    method = dataclasses.asdict(MethodConfig.from_dict(spec.method))
     n = method["n_experts"] if method["method"] in ("ptmoe", "smop") else 1
     sets = {"squad-v2": ("span", False), "gsm8k": ("number", False), "builtin-qa-ood": ("span", True)}
     records = [{"dataset": ds, "id": str(i), "ood": ood, "answer_type": t, "f1": rng.random(), "em": rng.random() > .5,
@@ -127,19 +170,24 @@ def test_full_report_has_every_section(tmp_path):
     results = [_fake_result(q, s, rng) for s in q.build_plan(quick=False)]
     meta = {"command": "python bench/quality.py", "date": "2026-01-01 00:00", "machine": "x86_64 2-core CPU",
             "model": "smollm2-135m", "hidden": 576, "device": "cpu", "dtype": "float32", "threads": 2,
-            "experiment": "paper-comparison", "db": "studio.db", "quick": False,
+            "experiment": "paper-comparison", "db": "studio.db", "quick": False, "number_match": "flexible",
+            "squad_unanswerable": "drop",
             "budget": {**q.dataclasses.asdict(q.FULL), "warmup": q.FULL.warmup}, "n_train": 1200,
             "train_mix": "gsm8k 400", "lr_prompt": "0.01", "lr_lora": "0.002", "wall_s": 4000.0,
             "load": "0.1 / 0.2 / 0.3", "trained": 15, "cached": 0}
     out = tmp_path / "results.md"
     q.write_report(out, results, meta, {}, None)
     text = out.read_text()
-    for title in ("## The five methods", "## PT-MoE routing variants", "## PT-MoE with the studio's optional balance",
+    for title in ("## The five methods", "## PT-MoE routing variants", "## PT-MoE with the optional balance loss",
                   "## Sweep: number of experts N", "## Sweep: prompt length T", "## Sweep: rank R",
                   "## Routing: is the router used", "## Against the paper's shape", "### Verdict", "## Runs"):
         assert title in text, title
     assert "**Balance loss**" in text and "balance_loss=0.1" in text
     assert "Nothing else was running before the runs started" in text and "trained between" in text
-    assert "no gradient" in text  # the non-probationary variants' routers are not trained
+    assert "no gradient" not in text  # every routing variant's router trains (straight-through)
+    assert "equal mix 1/2 of all experts" in text  # soft non-probationary: the router cannot act
+    assert "**answerable-only**" in text and "flexible-extract" in text
+    assert "`paper` preset" in text and "DPT 81,432" in text and "SMoP 86,016" in text
+    assert "## PT-MoE in the studio preset" in text
     runs = text.split("## Runs")[1]
     assert all(f"| {s.name} |" in runs for s in q.build_plan(quick=False))

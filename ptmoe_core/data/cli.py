@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..metrics import NUMBER_MATCHES
+
 
 def register(subparsers) -> None:
     d = subparsers.add_parser("data", help="check data specs: example counts per split and the first rows",
@@ -32,6 +34,9 @@ def register(subparsers) -> None:
     e.add_argument("--max-source-tokens", type=int, default=None,
                    help="default: the adapter's run config, else 256")
     e.add_argument("--instruction", default=None, help="default: the adapter's run config, else per answer type")
+    e.add_argument("--number-match", default=None, choices=NUMBER_MATCHES,
+                   help="number answers: lenient (final value), or lm-evaluation-harness's GSM8K flexible / strict "
+                        "(default: the adapter's run config, else lenient)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", default=None, metavar="records.jsonl", help="write every scored example as JSONL")
     e.set_defaults(func=cmd_evaluate)
@@ -70,6 +75,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         fmt.max_source_tokens = args.max_source_tokens
     if args.instruction is not None:
         fmt.instruction = args.instruction
+    if args.number_match is not None:
+        fmt.number_match = args.number_match
 
     def progress(done: int, total: int) -> None:
         print(f"\r  generated {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)

@@ -44,16 +44,18 @@ _SLOT_NAME = {v: k for k, v in _SLOT.items()}
 
 @dataclass
 class FormatConfig:
-    """Sequence lengths (defaults fit SmolLM2 on a CPU) and an optional fixed instruction."""
+    """Sequence lengths (defaults fit SmolLM2 on a CPU), an optional fixed instruction, and how a
+    number answer is read back (``metrics.NUMBER_MATCHES``)."""
 
     max_source_tokens: int = 256  # everything before the answer, template included
     max_answer_tokens: int = 32
     instruction: str | None = None  # None: the default instruction of each example's answer type
+    number_match: str = "lenient"
 
     @classmethod
     def from_data_config(cls, dc: DataConfig) -> FormatConfig:
         return cls(max_source_tokens=dc.max_source_tokens, max_answer_tokens=dc.max_answer_tokens,
-                   instruction=dc.instruction)
+                   instruction=dc.instruction, number_match=dc.number_match)
 
     def instruction_for(self, example: Mapping[str, Any]) -> str:
         return self.instruction or DEFAULT_INSTRUCTIONS.get(str(example.get("answer_type")), DEFAULT_INSTRUCTIONS["text"])

@@ -9,8 +9,10 @@ Prefixes (ARG is a file, or a directory holding ``train.*`` / ``dev.*`` / ``vali
 
 ==================  ==========================================================================
 ``squad:PATH``      official nested SQuAD JSON, v1.1 or v2.0. v2.0's unanswerable questions are
-                    **dropped by default**; ``?unanswerable=keep`` keeps them with the gold answer
-                    ``"unanswerable"``.
+                    **dropped by default** (scores are then answerable-only: the official
+                    script's HasAns); ``?unanswerable=keep`` keeps them with the gold answer
+                    ``"unanswerable"`` (the training target), scored as the official v2.0
+                    script does: only an empty answer (or "unanswerable") is right.
 ``mrqa:PATH``       MRQA shared-task JSONL (header line + one passage with its ``qas`` per line);
                     ``.jsonl.gz`` is read directly.
 ``gsm8k:PATH``      GSM8K JSONL. The gold answer is the number after ``#### ``; with
@@ -61,7 +63,7 @@ from urllib.parse import parse_qsl
 import datasets
 
 from ..errors import DataError
-from ..metrics import extract_final_number
+from ..metrics import NO_ANSWER, extract_final_number
 from . import builtin, files
 from .schema import SPLIT_ALIASES, SPLITS, canonical_split, make_example, seeded_rng, split_rows, to_dataset
 
@@ -90,7 +92,7 @@ QUESTION_COLUMNS = ("question", "query", "input", "prompt", "problem", "instruct
 CONTEXT_COLUMNS = ("context", "passage", "document", "paragraph", "story", "article")
 ANSWER_COLUMNS = ("answers", "answer", "output", "target", "label", "response", "solution")
 ID_COLUMNS = ("id", "qid", "uid", "example_id", "question_id")
-UNANSWERABLE = "unanswerable"
+UNANSWERABLE = NO_ANSWER
 DEFAULT_VAL, DEFAULT_TEST = 0.1, 0.1
 POS = "_pos"  # transient row position, dropped by to_dataset
 _SUFFIX = re.compile(r"^(?P<body>.*?)(?:@(?P<cap>\d+))?(?:\*(?P<weight>\d+(?:\.\d*)?|\.\d+))?$", re.S)
