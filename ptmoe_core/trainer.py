@@ -26,6 +26,7 @@ from .adapter import Adapter, build_adapter, save_adapter
 from .callbacks import EvalReport, StepMetrics, TrainerCallback
 from .config import RunConfig
 from .errors import ConfigError, DataError, PTMoEError
+from .metrics import routing_counts
 from .models import BaseModel, load_base_model
 from .router import RoutingInfo, balance_loss, masked_mean, mutual_information
 
@@ -113,7 +114,7 @@ def train(
     for step in range(start, tc.steps):
         ts = time.time()
         torch.manual_seed(_step_seed(tc.seed, step))
-        total_loss, n_tokens, routings = 0.0, 0, []
+        total_loss, n_tokens, routings, domains = 0.0, 0, [], []
         for micro in range(tc.grad_accum):
             idx = batch_indices(len(features), tc.seed, step, micro, tc.batch_size, tc.grad_accum)
             lm_loss, routing = batch_loss(adapter, [features[i] for i in idx])
@@ -131,6 +132,7 @@ def train(
                 adapter.cfg.prompt_len if adapter.prompt else 0) * len(idx)
             if routing is not None:
                 routings.append(routing)
+                domains += [features[i].get("domain", "") for i in idx]
         grad_norm = torch.nn.utils.clip_grad_norm_(adapter.trainable_parameters(), tc.max_grad_norm)
         opt.step()
         sched.step()
@@ -150,6 +152,7 @@ def train(
             r = RoutingInfo.cat(routings)
             m.router_entropy = float(r.entropy.detach().mean())
             m.expert_load = r.expert_load().tolist()
+            m.domain_routing = routing_counts(domains, r.chosen.tolist(), r.probs.shape[1])
         history.append(m)
         for cb in callbacks:
             cb.on_step(m)
@@ -208,9 +211,9 @@ def batch_indices(n: int, seed: int, step: int, micro: int, batch_size: int, gra
 
 
 def batch_loss(adapter: Adapter, feats: Sequence[dict]) -> tuple[torch.Tensor, RoutingInfo | None]:
-    """The batch's token-mean LM loss and its routing, computed on sub-batches of similar length
-    (``padding_groups``) so a batch mixing long passages and short questions is not padded to the
-    longest. Each sub-batch's loss is summed over its tokens and divided by the whole batch's count
+    """The batch's token-mean LM loss and its routing (rows in the order of ``feats``), computed on
+    sub-batches of similar length (``padding_groups``) so a batch mixing long passages and short
+    questions is not padded to the longest. Each sub-batch's loss is summed over its tokens and divided by the whole batch's count
     (transformers' ``num_items_in_batch``), so the loss and its gradient equal the unsplit batch's."""
     from .data.formatting import IGNORE_INDEX, collate, padding_groups
 
@@ -219,13 +222,18 @@ def batch_loss(adapter: Adapter, feats: Sequence[dict]) -> tuple[torch.Tensor, R
     # first), so the count is the same with or without a soft prompt in front.
     n_items = sum(sum(1 for t in f["labels"][1:] if t != IGNORE_INDEX) for f in feats)
     total, routings = None, []
-    for group in padding_groups([len(f["input_ids"]) for f in feats]):
+    groups = padding_groups([len(f["input_ids"]) for f in feats])
+    for group in groups:
         batch = {k: v.to(base.device) for k, v in collate([feats[i] for i in group], base.pad_id).items()}
         out, routing = adapter(batch, num_items_in_batch=max(n_items, 1))
         total = out.loss if total is None else total + out.loss
         if routing is not None:
             routings.append(routing)
-    return total, (RoutingInfo.cat(routings) if routings else None)
+    if not routings:
+        return total, None
+    # Rows back in the order of ``feats`` (the groups are sorted by length), so row i is feats[i]'s.
+    order = torch.tensor([i for g in groups for i in g])
+    return total, RoutingInfo.cat(routings).rows(torch.argsort(order))
 
 
 def param_groups(adapter: Adapter, lr: float) -> list[dict]:
