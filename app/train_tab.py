@@ -1,5 +1,6 @@
 """Train tab: set up a run (model, data, method, hyperparameters) with live checks and parameter
-counts, launch it as a job, and watch it: progress, curves, expert load, router entropy, log, Stop.
+counts, launch it as a job, and watch it: progress, curves, expert load, router entropy, routing by
+domain (which expert each domain goes to, and I(domain; expert) as it changes), log, Stop.
 
 What is shown on the right is read from storage on a timer, so a refreshed page or a second tab
 shows the same run; nothing about a run lives in the browser session."""
@@ -187,6 +188,9 @@ def build(ctx: AppContext) -> SimpleNamespace:
             with gr.Row():
                 load_plot = gr.Plot(plots.expert_load_area([], []), show_label=False)
                 entropy_plot = gr.Plot(plots.router_entropy([], []), show_label=False)
+            with gr.Row(elem_id="pt-domain-routing"):
+                domain_plot = gr.Plot(_domain_heatmap(queries.RoutingView()), show_label=False)
+                mi_plot = gr.Plot(_mi_curve(queries.RoutingView()), show_label=False)
             log = gr.Textbox("", label="Log (tail)", lines=10, max_lines=14, interactive=False, autoscroll=True,
                              elem_id="pt-log")
             timer = gr.Timer(settings.poll_s)
@@ -281,17 +285,17 @@ def build(ctx: AppContext) -> SimpleNamespace:
             return _poll(run, last_sig)
         except Exception:
             logger.warning("polling run %s failed", run, exc_info=True)
-            return [gr.skip()] * 9
+            return [gr.skip()] * 11
 
     def _poll(run: Any, last_sig: Any):
         rid = queries.parse_run_id(run)
         hidden = gr.update(visible=False)
         if rid is None:
-            return [views.no_run(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), "", hidden, hidden, None]
+            return [views.no_run(), *[gr.skip()] * 6, "", hidden, hidden, None]
         try:
             r = st.get_run(rid)
         except Exception:  # deleted meanwhile
-            return [views.no_run(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), "", hidden, hidden, None]
+            return [views.no_run(), *[gr.skip()] * 6, "", hidden, hidden, None]
         now = time.time()
         note = ""
         if r.status == "FAILED":
@@ -317,15 +321,18 @@ def build(ctx: AppContext) -> SimpleNamespace:
         show_inspect = gr.update(visible=r.status == "FINISHED" and bool(r.adapter_path))
         show_stop = gr.update(visible=not r.is_final)
         if new_sig == last_sig:
-            return [prog, gr.skip(), gr.skip(), gr.skip(), gr.skip(), log_text, show_inspect, show_stop, last_sig]
+            return [prog, *[gr.skip()] * 6, log_text, show_inspect, show_stop, last_sig]
         c = queries.curves(st, rid)
         n_exp = (r.config.get("method") or {}).get("n_experts") if r.method in ("ptmoe", "smop") else None
+        routing = queries.routing_view(c.routing)
         return [
             prog,
             plots.loss_curve(c.steps, c.loss, c.eval_steps, c.eval_loss),
             plots.eval_curves(c.eval_scores, "F1"),
             plots.expert_load_area(c.load_steps, c.loads),
             plots.router_entropy(c.entropy_steps, c.entropy, n_exp),
+            _domain_heatmap(routing),
+            _mi_curve(routing),
             log_text,
             show_inspect,
             show_stop,
@@ -420,11 +427,10 @@ def build(ctx: AppContext) -> SimpleNamespace:
                      show_progress_on=[check_md]).then(
         lambda: None, None, [sig], api_visibility="private")
     stop_btn.click(stop, [watch], [check_md], api_name="stop")
-    timer.tick(poll, [watch, sig], [progress, loss_plot, eval_plot, load_plot, entropy_plot, log, inspect_btn, stop_btn, sig],
-               api_visibility="private", show_progress="hidden")
-    watch.change(poll, [watch, gr.State(None)],
-                 [progress, loss_plot, eval_plot, load_plot, entropy_plot, log, inspect_btn, stop_btn, sig],
-                 api_name="run_status", show_progress="hidden")
+    monitor = [progress, loss_plot, eval_plot, load_plot, entropy_plot, domain_plot, mi_plot, log, inspect_btn,
+               stop_btn, sig]
+    timer.tick(poll, [watch, sig], monitor, api_visibility="private", show_progress="hidden")
+    watch.change(poll, [watch, gr.State(None)], monitor, api_name="run_status", show_progress="hidden")
     save_btn.click(save_config, fields, [saved_file], api_name="save_config")
     load_file.upload(load_config, [load_file], [*fields, check_md], api_name="load_config")
     copy_btn.click(copy_from_run, [copy_run], [*fields, check_md], api_name="copy_from_run")
@@ -452,6 +458,16 @@ def build(ctx: AppContext) -> SimpleNamespace:
                            check_outputs=check_outputs, inspect_btn=inspect_btn, check_md=check_md,
                            method_visibility=method_visibility, method_comps=[*method_comps.values(), comp["lr"]],
                            method=comp["method"], copy_from_run=copy_from_run)
+
+
+def _domain_heatmap(view: queries.RoutingView):
+    return plots.usage_heatmap(view.last, view.n_experts, f"Routing by domain (last {queries.ROUTING_WINDOW} steps)",
+                               "For routed methods (PT-MoE, SMoP): which expert each domain's training examples "
+                               "go to.", view.subtitle())
+
+
+def _mi_curve(view: queries.RoutingView):
+    return plots.domain_mi_curve(view.steps, view.bits, view.max_bits, queries.ROUTING_WINDOW)
 
 
 def _label(key: str) -> str:

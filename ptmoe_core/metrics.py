@@ -192,8 +192,15 @@ def mutual_information_bits(domains: Sequence[str], experts: Sequence[int | None
 
 def collapsed_expert(experts: Sequence[int | None], share: float = COLLAPSE_SHARE) -> int | None:
     """The expert that got more than ``share`` of the routed inputs, else None."""
-    chosen = [e for e in experts if e is not None]
-    if not chosen:
+    counts = collections.Counter(e for e in experts if e is not None)
+    return collapsed_expert_of_load([counts[e] for e in range(1 + max(counts, default=-1))], share)
+
+
+def collapsed_expert_of_load(load: Sequence[float], share: float = COLLAPSE_SHARE) -> int | None:
+    """The expert whose entry of ``load`` (counts or fractions per expert) is more than ``share`` of
+    the total, else None."""
+    total = sum(load)
+    if not total:
         return None
-    e, c = collections.Counter(chosen).most_common(1)[0]
-    return e if c > share * len(chosen) else None
+    top = max(range(len(load)), key=load.__getitem__)
+    return top if load[top] > share * total else None

@@ -47,10 +47,12 @@ class DomainRouting:
     def domains(self) -> list[str]:
         return sorted({d for c in self.counts for d in c})
 
-    def window(self, last: int) -> dict[str, list[int]]:
-        """Domain -> per-expert counts summed over the last ``last`` recorded steps."""
+    def window(self, last: int, end: int | None = None) -> dict[str, list[int]]:
+        """Domain -> per-expert counts summed over ``last`` recorded steps, those before index ``end``
+        (default: the latest ``last``)."""
+        end = len(self.counts) if end is None else end
         out: dict[str, list[int]] = {}
-        for c in self.counts[-last:] if last > 0 else []:
+        for c in self.counts[max(0, end - last):end] if last > 0 else []:
             for d, row in c.items():
                 acc = out.setdefault(d, [0] * self.n_experts)
                 for e, x in enumerate(row):

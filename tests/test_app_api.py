@@ -149,7 +149,9 @@ def test_launch_finish_and_watch(client, srv):
     res = call(client, "/run_status", run_id)
     assert res[1] is not None and "train loss" in json.dumps(res[1])  # loss plot
     assert "expert 0" in json.dumps(res[3])  # expert load over training
-    assert "[studio] run 1 starting" in res[5]  # log tail
+    heat, mi = json.dumps(res[5]), json.dumps(res[6])  # routing by domain, I(domain; expert) over steps
+    assert "builtin-arith" in heat and "I(domain; expert) =" in heat and "last 10 steps" in mi
+    assert "[studio] run 1 starting" in res[7]  # log tail
     watch, _ = call(client, "/current_run")  # a fresh page shows the newest run
     assert watch["value"] == run_id
     r = srv.ctx.storage.get_run(run_id)

@@ -9,6 +9,7 @@ import pytest
 from ptmoe_core.metrics import (
     aggregate,
     collapsed_expert,
+    collapsed_expert_of_load,
     exact_match,
     extract_final_number,
     f1,
@@ -169,3 +170,5 @@ def test_collapsed_expert():
     assert collapsed_expert([1] * 9 + [0]) is None  # 90% is not more than 90%
     assert collapsed_expert([0] * 19 + [1]) == 0
     assert collapsed_expert([None, None]) is None and collapsed_expert([]) is None
+    assert collapsed_expert_of_load([0.05, 0.95]) == 1 and collapsed_expert_of_load([3, 7]) is None
+    assert collapsed_expert_of_load([0, 0]) is None
