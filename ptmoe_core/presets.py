@@ -8,6 +8,7 @@ Only the open choices and the router aids differ between presets; the shapes (T,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 PRESETS = ("studio", "paper")
@@ -45,3 +46,9 @@ def preset_values(preset: str, method: str) -> dict[str, Any]:
     if preset == "studio":
         values.update(_STUDIO.get(method, {}))
     return values
+
+
+def differences(preset: str, method: str, values: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The keys ``preset`` sets for ``method`` whose value in ``values`` (a method config as a dict) is
+    another: name -> (value, the preset's value). Empty when the config is the preset's."""
+    return {k: (values[k], v) for k, v in preset_values(preset, method).items() if k in values and values[k] != v}

@@ -85,7 +85,8 @@ def test_default_form_is_ptmoe_sized_for_the_machine():
         assert (m.method, m.prompt_len, m.n_experts, m.rank, m.top_k) == ("ptmoe", 40, 2, 36, 1)
         assert cfg.model.name == "smollm2-135m" and cfg.data.train == ["builtin:all"]
         assert (cfg.train.steps, cfg.train.batch_size) == (steps, batch)
-        assert cfg.train.lr == DEFAULT_PROMPT_LR and cfg.method.balance_loss > 0
+        assert cfg.train.lr == DEFAULT_PROMPT_LR
+        assert m.preset == "studio" and forms.preset_differences(cfg) == {}  # the preset decides the method aids
         assert forms.values_from_config(cfg) == v
         assert not forms.check(v, demo=demo)[1]
 
