@@ -118,9 +118,9 @@ HELP = {
     "balance_loss": "Weight of a load-balancing loss on the router (not in the paper; 0 = the paper's method). "
                     "On SmolLM2 it made the router split the built-in domains more clearly "
                     "(bench/balance_loss.py); it does not always prevent collapse.",
-    "init": "SVD of token embeddings: text = the instruction repeated to T (the paper's init; rank ≈ its "
-            "length); text_vocab = the instruction, then a vocabulary sample (full rank); inputs = tokens of the "
-            "training inputs (full rank); vocab = random tokens; random = no SVD.",
+    "init": "SVD of token embeddings. text: the instruction repeated to T (the paper's; rank ≈ its length); "
+            "text_vocab: the instruction, then vocabulary (full rank); inputs: training-input tokens; "
+            "vocab: random tokens; random: no SVD.",
     "noise_type": "Not in the paper. multiplicative: logits·(1+σε) (the paper); additive: logits+σε, "
                   "SMoP-style exploration.",
     "router_norm": "Not in the paper. Standardise the router's input with the training inputs' mean and std "

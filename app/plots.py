@@ -228,7 +228,8 @@ def domain_mi_curve(steps: Sequence[int], bits: Sequence[float], max_bits: float
                     line={"color": "#0f766e", "width": 2})
     if max_bits > 0:
         fig.add_hline(y=max_bits, line_dash="dash", line_color="#9ca3af",
-                      annotation_text=f"max {max_bits:.2g} bits", annotation_position="bottom right")
+                      annotation_text=f"ceiling {max_bits:.2g} bit{'' if max_bits == 1 else 's'}",
+                      annotation_position="bottom right")
     fig.update_yaxes(range=[0, max(1.0, max_bits) * 1.05])
     return _layout(fig, title, "step", f"bits (last {window} steps)", legend=False)
 
