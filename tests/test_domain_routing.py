@@ -6,18 +6,10 @@ from __future__ import annotations
 import pytest
 
 from ptmoe_core.callbacks import StepMetrics
-from storage import DbSettings, Storage
+from storage import Storage
 from storage import domain_routing as dr
 from storage.worker import StorageCallback
 from tests.jobs_fixtures import config, db_url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def storage(request, tmp_path):
-    with db_url(request.param, tmp_path) as url:
-        s = Storage(url, runs_dir=tmp_path / "runs", settings=DbSettings(busy_timeout_s=5.0))
-        yield s
-        s.close()
 
 
 def _step(step: int, routing: dict[str, list[int]]) -> StepMetrics:
@@ -34,7 +26,13 @@ def test_labels_are_bounded_and_keep_long_names_apart():
     assert dr.points({"qa": [0, 3], "math": [2, 0]}) == [("domain_routing/1/qa", 3.0), ("domain_routing/0/math", 2.0)]
 
 
-def test_step_routing_round_trips_through_storage(storage):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_step_routing_round_trips_through_storage(backend, tmp_path):
+    with db_url(backend, tmp_path) as url, Storage(url, runs_dir=tmp_path / "runs") as storage:
+        _round_trip(storage)
+
+
+def _round_trip(storage: Storage) -> None:
     run = storage.submit(config("ok-domains", steps=3))
     cb = StorageCallback(storage, run, flush_interval_s=3600)
     odd = "<b>evil</b>/set"

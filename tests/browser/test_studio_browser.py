@@ -53,6 +53,18 @@ def set_number(page, elem_id: str, value) -> None:
     box.press("Tab")
 
 
+def launch_tiny_run(page, batch: int, max_new: int, max_eval: int) -> None:
+    """Small batches, answers and data limits; then Launch once the form says it is ready."""
+    set_number(page, "pt-batch", batch)
+    set_number(page, "pt-max-new", max_new)
+    page.get_by_text("Data limits").click()
+    set_number(page, "pt-max-train", 64)
+    set_number(page, "pt-max-eval", max_eval)
+    page.locator("#pt-check").get_by_text("Ready to launch").wait_for()
+    page.get_by_role("button", name="Launch").click()
+    page.locator("#pt-check").get_by_text("Queued run").wait_for(timeout=20_000)
+
+
 def test_train_watch_inspect_runs(browser, srv, shots):
     ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
     page = ctx.new_page()
@@ -75,14 +87,7 @@ def test_train_watch_inspect_runs(browser, srv, shots):
     set_number(page, "pt-steps", 3)
     page.locator("#pt-warmup").get_by_text("must be between 0 and steps=3").wait_for()
     set_number(page, "pt-warmup", 0)
-    set_number(page, "pt-batch", 2)
-    set_number(page, "pt-max-new", 4)
-    page.get_by_text("Data limits").click()
-    set_number(page, "pt-max-train", 64)
-    set_number(page, "pt-max-eval", 3)
-    page.locator("#pt-check").get_by_text("Ready to launch").wait_for()
-    page.get_by_role("button", name="Launch").click()
-    page.locator("#pt-check").get_by_text("Queued run").wait_for(timeout=20_000)
+    launch_tiny_run(page, batch=2, max_new=4, max_eval=3)
 
     # A second tab (or a refresh) shows the same run: the state lives in storage.
     other = ctx.new_page()
@@ -184,16 +189,12 @@ def test_preset_and_routing_by_domain_while_training(browser, srv, shots):
         timeout=10_000)
     page.locator("#pt-check").get_by_text("Preset studio").wait_for(timeout=10_000)
     set_number(page, "pt-steps", 12)
-    set_number(page, "pt-batch", 4)
-    set_number(page, "pt-max-new", 2)
-    page.get_by_text("Data limits").click()
-    set_number(page, "pt-max-train", 64)
-    set_number(page, "pt-max-eval", 2)
     page.locator("#pt-run-name input, #pt-run-name textarea").first.fill("routing-watch")
-    page.locator("#pt-check").get_by_text("Ready to launch").wait_for()
-    page.get_by_role("button", name="Launch").click()
-    page.locator("#pt-check").get_by_text("Queued run").wait_for(timeout=20_000)
-    page.locator('#pt-progress [data-status="FINISHED"]').wait_for(timeout=240_000)
+    launch_tiny_run(page, batch=4, max_new=2, max_eval=2)
+    page.wait_for_function(  # this run, not one shown before it was launched
+        """() => { const p = document.querySelector('#pt-progress');
+                   return p.innerText.includes('routing-watch') && p.querySelector('[data-status="FINISHED"]'); }""",
+        timeout=240_000)
     plots = page.locator("#pt-domain-routing")
     plots.get_by_text("I(domain; expert) =").wait_for(timeout=20_000)
     text = plots.inner_text()
