@@ -211,9 +211,9 @@ def batch_indices(n: int, seed: int, step: int, micro: int, batch_size: int, gra
 
 
 def batch_loss(adapter: Adapter, feats: Sequence[dict]) -> tuple[torch.Tensor, RoutingInfo | None]:
-    """The batch's token-mean LM loss and its routing (rows in the order of ``feats``), computed on
-    sub-batches of similar length (``padding_groups``) so a batch mixing long passages and short
-    questions is not padded to the longest. Each sub-batch's loss is summed over its tokens and divided by the whole batch's count
+    """The batch's token-mean LM loss and its routing, computed on sub-batches of similar length
+    (``padding_groups``) so a batch mixing long passages and short questions is not padded to the
+    longest. Each sub-batch's loss is summed over its tokens and divided by the whole batch's count
     (transformers' ``num_items_in_batch``), so the loss and its gradient equal the unsplit batch's."""
     from .data.formatting import IGNORE_INDEX, collate, padding_groups
 
@@ -221,19 +221,16 @@ def batch_loss(adapter: Adapter, feats: Sequence[dict]) -> tuple[torch.Tensor, R
     # Tokens the shifted LM loss scores. Position 0 is never an answer token (the chat template comes
     # first), so the count is the same with or without a soft prompt in front.
     n_items = sum(sum(1 for t in f["labels"][1:] if t != IGNORE_INDEX) for f in feats)
-    total, routings = None, []
-    groups = padding_groups([len(f["input_ids"]) for f in feats])
-    for group in groups:
+    total, routings, order = None, [], []
+    for group in padding_groups([len(f["input_ids"]) for f in feats]):
         batch = {k: v.to(base.device) for k, v in collate([feats[i] for i in group], base.pad_id).items()}
         out, routing = adapter(batch, num_items_in_batch=max(n_items, 1))
         total = out.loss if total is None else total + out.loss
         if routing is not None:
             routings.append(routing)
-    if not routings:
-        return total, None
-    # Rows back in the order of ``feats`` (the groups are sorted by length), so row i is feats[i]'s.
-    order = torch.tensor([i for g in groups for i in g])
-    return total, RoutingInfo.cat(routings).rows(torch.argsort(order))
+            order += group
+    # The routing's rows back in the order of ``feats`` (the groups are by length): row i is feats[i]'s.
+    return total, (RoutingInfo.cat(routings).rows(torch.argsort(torch.tensor(order))) if routings else None)
 
 
 def param_groups(adapter: Adapter, lr: float) -> list[dict]:
