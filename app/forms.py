@@ -9,11 +9,13 @@ import json
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from ptmoe_core.config import DEFAULT_LR, DEFAULT_PROMPT_LR, METHODS, RunConfig
 from ptmoe_core.errors import ConfigError
 from ptmoe_core.params import LLAMA_32_1B, ModelShape, count_params
+from ptmoe_core.presets import DEFAULT_PRESET, PRESETS, differences, preset_values
 
 METHOD_LABELS = {
     "ptmoe": "PT-MoE",
@@ -47,6 +49,7 @@ FIELDS: tuple[Field, ...] = (
     Field("max_source_tokens", "data.max_source_tokens", "int"),
     Field("max_answer_tokens", "data.max_answer_tokens", "int"),
     Field("method", "method.method", "str"),
+    Field("preset", "method.preset", "str"),
     Field("prompt_len", "method.prompt_len", "int"),
     Field("n_experts", "method.n_experts", "int"),
     Field("rank", "method.rank", "int"),
@@ -55,6 +58,11 @@ FIELDS: tuple[Field, ...] = (
     Field("noise_std", "method.noise_std", "float"),
     Field("balance_loss", "method.balance_loss", "float"),
     Field("init", "method.init", "str"),
+    Field("noise_type", "method.noise_type", "str"),
+    Field("router_norm", "method.router_norm", "bool"),
+    Field("router_lr_mult", "method.router_lr_mult", "float"),
+    Field("bias_balance", "method.bias_balance", "float"),
+    Field("mi_loss", "method.mi_loss", "float"),
     Field("lora_r", "method.lora_r", "int"),
     Field("lora_alpha", "method.lora_alpha", "float"),
     Field("lora_targets", "method.lora_targets", "list"),
@@ -72,10 +80,13 @@ FIELDS: tuple[Field, ...] = (
 KEYS = tuple(f.key for f in FIELDS)
 BY_PATH = {f.path: f for f in FIELDS}
 
+# Router options that are not in the paper (the "Advanced routing" section; the preset sets them).
+ROUTER_AIDS = ("noise_type", "router_norm", "router_lr_mult", "bias_balance", "mi_loss")
 # Which form fields each method uses (the rest are hidden).
 METHOD_FIELDS = {
-    "ptmoe": {"prompt_len", "n_experts", "rank", "top_k", "probationary", "noise_std", "balance_loss", "init"},
-    "smop": {"prompt_len", "n_experts", "top_k", "probationary", "noise_std", "balance_loss", "init"},
+    "ptmoe": {"prompt_len", "n_experts", "rank", "top_k", "probationary", "noise_std", "balance_loss", "init",
+              *ROUTER_AIDS},
+    "smop": {"prompt_len", "n_experts", "top_k", "probationary", "noise_std", "balance_loss", "init", *ROUTER_AIDS},
     "dpt": {"prompt_len", "rank", "init"},
     "pt": {"prompt_len", "init"},
     "lora": {"lora_r", "lora_alpha", "lora_targets"},
@@ -95,6 +106,9 @@ HELP = {
     "max_source_tokens": "Instruction + context + question are cut to this many tokens.",
     "max_answer_tokens": "Gold answers are cut to this many tokens for training.",
     "method": "PT-MoE: N experts share a low-rank basis B (prompt_i = A_i·B), a router picks one per input.",
+    "preset": "studio: what measured best here (docs/routing.md); paper: PT-MoE exactly as the paper describes "
+              "it. Choosing one fills the method fields below with its values; fields you then change are "
+              "recorded as differing from the preset.",
     "prompt_len": "T — virtual tokens prepended to every input.",
     "n_experts": "N — prompt experts the router chooses from.",
     "rank": "R — rank of the shared decomposition (R ≤ T).",
@@ -104,7 +118,18 @@ HELP = {
     "balance_loss": "Weight of a load-balancing loss on the router (not in the paper; 0 = the paper's method). "
                     "On SmolLM2 it made the router split the built-in domains more clearly "
                     "(bench/balance_loss.py); it does not always prevent collapse.",
-    "init": "text: SVD of the instruction's token embeddings (the paper's init); vocab: random tokens; random.",
+    "init": "SVD of token embeddings. text: the instruction repeated to T (the paper's; rank ≈ its length); "
+            "text_vocab: the instruction, then vocabulary (full rank); inputs: training-input tokens; "
+            "vocab: random tokens; random: no SVD.",
+    "noise_type": "Not in the paper. multiplicative: logits·(1+σε) (the paper); additive: logits+σε, "
+                  "SMoP-style exploration.",
+    "router_norm": "Not in the paper. Standardise the router's input with the training inputs' mean and std "
+                   "(stored with the adapter), so the router sees how inputs differ, not what they share.",
+    "router_lr_mult": "Not in the paper. The router's learning rate = this × the prompt's (1 = the paper).",
+    "bias_balance": "Not in the paper. Step of a per-expert selection bias nudged toward equal load after "
+                    "each step (balancing without an extra loss; 0 = off).",
+    "mi_loss": "Not in the paper. Weight of a term that rewards confident per-input routing that uses every "
+               "expert overall (mutual information; 0 = off).",
     "lora_r": "LoRA rank r.",
     "lora_alpha": "LoRA scaling α (effective scale α / r).",
     "lora_targets": "Linear layers that get LoRA deltas.",
@@ -145,9 +170,34 @@ def default_values(model: str = "smollm2-135m", demo: bool = False, gpu: bool = 
         cfg.data.max_train_examples, cfg.data.max_eval_examples, cfg.data.max_source_tokens = 500, 2, 128
         cfg.train.steps, cfg.train.batch_size, cfg.train.warmup_steps = 20, 4, 2
         cfg.train.eval_every, cfg.train.save_every, cfg.train.max_new_tokens = 0, 0, 12
-    cfg.method.balance_loss = 0.1  # as examples/ptmoe_builtin.yaml: keeps both experts in use on SmolLM2
     cfg.train.lr = default_lr(cfg.method.method)
     return values_from_config(cfg)
+
+
+def preset_fill(preset: str, method: str) -> dict[str, Any]:
+    """Form values (by key) that ``preset`` sets for ``method``; the method fields it does not set keep
+    what the user typed."""
+    return {BY_PATH[f"method.{k}"].key: v for k, v in preset_values(preset, method).items()
+            if f"method.{k}" in BY_PATH}
+
+
+def preset_differences(cfg: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """The method fields of ``cfg`` that differ from its preset: name -> (value, the preset's)."""
+    m = cfg.method
+    return differences(m.preset, m.method, {f.name: getattr(m, f.name) for f in dataclass_fields(m)})
+
+
+def preset_summary(cfg: RunConfig) -> str:
+    """A Markdown line: the preset and which method fields differ from it (no user text in it)."""
+    diff = preset_differences(cfg)
+    if not diff:
+        return f"Preset **{cfg.method.preset}**, unchanged."
+    parts = ", ".join(f"{k} {_show(v)} (preset {_show(p)})" for k, (v, p) in diff.items())
+    return f"Preset **{cfg.method.preset}**; differs from it: {parts}."
+
+
+def _show(v: Any) -> str:
+    return f"`{v!r}`" if isinstance(v, str) else f"`{v}`"
 
 
 def default_lr(method: str) -> float:
@@ -205,8 +255,12 @@ def _blank(v: Any) -> bool:
 
 def config_from_values(values: Mapping[str, Any], base: RunConfig | None = None) -> RunConfig:
     """Build (not yet validate) a RunConfig; raises ConfigError naming the field on a malformed value.
-    Fields not on the form (e.g. expert_perturb) keep ``base``'s values."""
+    Fields not on the form (e.g. expert_perturb) keep ``base``'s values, except those the chosen
+    preset sets: the preset supplies them."""
     d = (base or RunConfig()).to_dict()
+    for k in preset_values(DEFAULT_PRESET, "ptmoe"):
+        if f"method.{k}" not in BY_PATH:
+            d["method"].pop(k, None)
     for f in FIELDS:
         v = values.get(f.key)
         if f.kind == "list":
@@ -321,13 +375,18 @@ def params_html(cfg: RunConfig | None, shape: ModelShape | None, model_note: str
 
 
 def cli_command(cfg: RunConfig, config_file: str | None = None) -> str:
-    """``python -m ptmoe_core train`` with ``--set`` for every value that differs from the defaults."""
+    """``python -m ptmoe_core train`` with ``--preset`` and ``--set`` for every value that differs from the
+    defaults of that method under that preset."""
     if config_file:
         return f"python -m ptmoe_core train --config {shlex.quote(config_file)}"
-    default = _flat(RunConfig().to_dict())
+    m = cfg.method
+    default = flatten(RunConfig.from_dict({"method": {"method": m.method, "preset": m.preset}}).to_dict())
+    default["method.method"] = RunConfig().method.method  # the method itself is set with --set
     parts = ["python -m ptmoe_core train"]
-    for key, value in _flat(cfg.to_dict()).items():
-        if key == "output_dir":
+    if m.preset != DEFAULT_PRESET:
+        parts.append(f"--preset {m.preset}")
+    for key, value in flatten(cfg.to_dict()).items():
+        if key in ("output_dir", "method.preset"):
             continue
         if default.get(key, object()) != value:
             parts.append(f"--set {shlex.quote(f'{key}={json.dumps(value) if not isinstance(value, str) else value}')}")
@@ -342,14 +401,18 @@ def config_yaml(cfg: RunConfig) -> str:
     return yaml.safe_dump(d, sort_keys=False, default_flow_style=None)
 
 
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, Mapping):
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+def preset_choices() -> list[str]:
+    return list(PRESETS)
 
 
 def method_choices() -> list[tuple[str, str]]:

@@ -182,6 +182,29 @@ def rows_from_records(records: Sequence[Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def routing_verdict(rows: Sequence[dict[str, Any]]) -> str:
+    """I(domain; expert) in bits over the routed rows, and whether the router collapsed (one expert
+    took more than 90% of them)."""
+    routed = [r for r in rows if r.get("expert") is not None]
+    if not routed:
+        return "no routed inputs"
+    domains = [str(r.get("domain") or "typed") for r in routed]
+    experts = [int(r["expert"]) for r in routed]
+    n_domains = len(set(domains))
+    if n_domains < 2:
+        text = "I(domain; expert): needs inputs from two or more domains"
+    else:
+        text = (f"I(domain; expert) = {metrics.mutual_information_bits(domains, experts):.2f} bits "
+                f"over {n_domains} domains")
+    collapsed = metrics.collapsed_expert(experts) if len(experts) > 1 else None
+    if collapsed is not None:
+        share = experts.count(collapsed) / len(experts)
+        text += f" · collapsed onto expert {collapsed} ({share:.0%} of the inputs)"
+    elif len(set(experts)) > 1:
+        text += " · not collapsed"
+    return text
+
+
 def summary(result: InspectResult) -> str:
     rows = result.rows
     scored = [r for r in rows if r.get("score") is not None]
@@ -195,6 +218,7 @@ def summary(result: InspectResult) -> str:
     if result.n_experts:
         counts = [sum(1 for r in rows if r.get("expert") == e) for e in range(result.n_experts)]
         parts.append("routed " + " / ".join(f"e{e}: {c}" for e, c in enumerate(counts)))
+        parts.append(routing_verdict(rows))
     if result.elapsed_s:
         parts.append(f"{result.elapsed_s:.1f}s")
     return " · ".join(parts)

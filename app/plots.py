@@ -6,10 +6,13 @@ page never shows a broken plot. Expert ``i`` has the same colour in every figure
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
+
+from ptmoe_core.metrics import routing_counts
 
 EXPERT_COLORS = ["#4f46e5", "#e11d48", "#059669", "#d97706", "#0891b2", "#7c3aed", "#65a30d", "#db2777",
                  "#2563eb", "#ea580c", "#0d9488", "#9333ea"]
@@ -185,23 +188,50 @@ def confidence_hist(confidence: Sequence[float | None], correct: Sequence[bool |
 def usage_matrix(groups: Sequence[str], experts: Sequence[int | None], n_experts: int,
                  title: str = "Domain × expert usage") -> go.Figure:
     """Share of each group's inputs (a domain, or an evaluation set) routed to each expert."""
-    pairs = [(g, e) for g, e in zip(groups, experts, strict=True) if e is not None]
-    if not pairs or n_experts < 1:
-        return empty(title, "Needs a routed adapter (PT-MoE, SMoP).")
-    names = sorted({g for g, _ in pairs})
-    counts = {g: [0] * n_experts for g in names}
-    for g, e in pairs:
-        if 0 <= e < n_experts:
-            counts[g][e] += 1
-    z = [[c / max(1, sum(counts[g])) for c in counts[g]] for g in names]
-    text = [[f"{c}/{sum(counts[g])}" for c in counts[g]] for g in names]
+    counts = routing_counts([str(g) for g in groups], experts, n_experts)
+    return usage_heatmap(counts, n_experts, title, "Needs a routed adapter (PT-MoE, SMoP).")
+
+
+def usage_heatmap(counts: Mapping[str, Sequence[int]], n_experts: int, title: str, note: str,
+                  subtitle: str = "") -> go.Figure:
+    """Groups × experts from a count table (``group -> count per expert``): each row's shares, with
+    the counts written in the cells. Group names come from data files, so they are escaped."""
+    names = sorted(g for g, row in counts.items() if sum(row))
+    if not names or n_experts < 1:
+        return empty(title, note)
+    rows = [list(counts[g]) + [0] * (n_experts - len(counts[g])) for g in names]
+    z = [[c / sum(r) for c in r] for r in rows]
+    text = [[f"{c}/{sum(r)}" for c in r] for r in rows]
     fig = go.Figure(go.Heatmap(
-        z=z, x=[expert_name(e) for e in range(n_experts)], y=names, zmin=0, zmax=1, colorscale="Purples",
-        text=text, texttemplate="%{text}", colorbar={"title": "share", "thickness": 12},
+        z=z, x=[expert_name(e) for e in range(n_experts)], y=[html.escape(g) for g in names], zmin=0, zmax=1,
+        colorscale="Purples", text=text, texttemplate="%{text}", colorbar={"title": "share", "thickness": 12},
         hovertemplate="%{y} → %{x}: %{z:.0%} (%{text})<extra></extra>",
     ))
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, title, "expert", "", height=max(HEIGHT, 80 + 40 * len(names)), legend=False)
+    fig = _layout(fig, title, "expert", "", height=max(HEIGHT, 80 + 40 * len(names)), legend=False)
+    if subtitle:
+        fig.add_annotation(text=subtitle, showarrow=False, x=0, y=1.0, xref="paper", yref="paper", xanchor="left",
+                           yanchor="bottom", font={"size": 12, "color": "#374151"})
+        fig.update_layout(margin={"t": 60})
+    return fig
+
+
+def domain_mi_curve(steps: Sequence[int], bits: Sequence[float], max_bits: float, window: int,
+                    title: str = "I(domain; expert) while training") -> go.Figure:
+    """Mutual information between the domain of a training example and its expert, in bits, over a
+    sliding window of steps: it rises as experts specialise and stays at 0 when routing ignores the
+    domain (collapse, or noise). The dashed line is its ceiling log2(min(domains, experts))."""
+    if not steps:
+        return empty(title, "For routed methods (PT-MoE, SMoP): appears after the first step.")
+    fig = go.Figure()
+    fig.add_scatter(x=list(steps), y=list(bits), mode="lines", name=f"last {window} steps",
+                    line={"color": "#0f766e", "width": 2})
+    if max_bits > 0:
+        fig.add_hline(y=max_bits, line_dash="dash", line_color="#9ca3af",
+                      annotation_text=f"ceiling {max_bits:.2g} bit{'' if max_bits == 1 else 's'}",
+                      annotation_position="bottom right")
+    fig.update_yaxes(range=[0, max(1.0, max_bits) * 1.05])
+    return _layout(fig, title, "step", f"bits (last {window} steps)", legend=False)
 
 
 def usage_bars(groups: Sequence[str], experts: Sequence[int | None], n_experts: int,

@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ptmoe_core.metrics import collapsed_expert_of_load, mutual_information_bits_from_counts
+from storage import domain_routing
+
 from . import views
 
 ACTIVE = ("QUEUED", "RUNNING")
@@ -113,11 +116,12 @@ class Curves:
     entropy_steps: list[int] = field(default_factory=list)
     entropy: list[float] = field(default_factory=list)
     elapsed: list[float] = field(default_factory=list)  # timestamps of the loss points
+    routing: domain_routing.DomainRouting = field(default_factory=domain_routing.DomainRouting)
 
 
 def curves(storage: Any, run_id: int) -> Curves:
     hist = storage.metric_history(run_id)
-    c = Curves()
+    c = Curves(routing=domain_routing.from_history(hist))
     if "loss" in hist:
         c.steps, c.loss, c.elapsed = hist["loss"].steps, hist["loss"].values, hist["loss"].timestamps
     if "eval/loss" in hist:
@@ -134,6 +138,45 @@ def curves(storage: Any, run_id: int) -> Curves:
         cols = [hist[k].values for k in load_keys]
         c.loads = [[col[i] if i < len(col) else 0.0 for col in cols] for i in range(len(base.steps))]
     return c
+
+
+ROUTING_WINDOW = 10  # steps per estimate of I(domain; expert): 40 examples at the CPU default batch of 4
+
+
+@dataclass
+class RoutingView:
+    """Routing by domain as the Train tab shows it: I(domain; expert) over a sliding window of steps,
+    and the domain × expert counts of the latest window."""
+
+    n_experts: int = 0
+    steps: list[int] = field(default_factory=list)
+    bits: list[float] = field(default_factory=list)  # bits[i]: the window ending at steps[i]
+    max_bits: float = 0.0  # log2(min(domains, experts)): every domain on experts of its own
+    last: dict[str, list[int]] = field(default_factory=dict)
+    last_steps: tuple[int, int] | None = None  # first and last step of the latest window
+    collapsed: int | None = None  # the expert that took > 90% of the latest window, if one did
+
+    def subtitle(self) -> str:
+        if self.last_steps is None:
+            return ""
+        a, b = self.last_steps
+        text = f"steps {a}–{b}: I(domain; expert) = {self.bits[-1]:.2f} bits"
+        if self.collapsed is not None:
+            text += f" · collapsed onto expert {self.collapsed}"
+        return text
+
+
+def routing_view(r: domain_routing.DomainRouting, window: int = ROUTING_WINDOW) -> RoutingView:
+    if not r.steps or r.n_experts < 1:
+        return RoutingView(n_experts=r.n_experts)
+    bits = [mutual_information_bits_from_counts(r.window(window, end=i + 1)) for i in range(len(r.steps))]
+    last = r.window(window)
+    collapsed = collapsed_expert_of_load([sum(row[e] for row in last.values()) for e in range(r.n_experts)])
+    return RoutingView(
+        n_experts=r.n_experts, steps=list(r.steps), bits=bits,
+        max_bits=math.log2(min(len(r.domains), r.n_experts)) if r.domains else 0.0, last=last,
+        last_steps=(r.steps[max(0, len(r.steps) - window)], r.steps[-1]), collapsed=collapsed,
+    )
 
 
 def eta_seconds(run: Any, now: float | None = None, step_times: Sequence[float] = ()) -> float | None:

@@ -1,5 +1,6 @@
 """Train tab: set up a run (model, data, method, hyperparameters) with live checks and parameter
-counts, launch it as a job, and watch it: progress, curves, expert load, router entropy, log, Stop.
+counts, launch it as a job, and watch it: progress, curves, expert load, router entropy, routing by
+domain (which expert each domain goes to, and I(domain; expert) as it changes), log, Stop.
 
 What is shown on the right is read from storage on a timer, so a refreshed page or a second tab
 shows the same run; nothing about a run lives in the browser session."""
@@ -14,18 +15,20 @@ from typing import Any
 
 import gradio as gr
 
-from ptmoe_core.config import DEVICES, SCHEDULES, RunConfig
+from ptmoe_core.config import DEVICES, NOISE_TYPES, PROMPT_INITS, SCHEDULES, RunConfig
 
 from . import data_sources as ds
 from . import forms, plots, queries, views
+from .config_view import config_html
 from .state import AppContext
 from .ui import friendly, message, require_run_id
 from .ui import log as logger
 
 LOG_LINES = 60
-# Form fields inside the folded sections "Data limits" and "More training options".
+# Form fields inside the folded sections "Data limits", "More training options" and "Advanced routing".
 ACCORDION_KEYS = (("max_train_examples", "max_eval_examples", "max_source_tokens", "max_answer_tokens"),
-                  ("warmup_steps", "schedule", "grad_accum", "seed"))
+                  ("warmup_steps", "schedule", "grad_accum", "seed"), forms.ROUTER_AIDS)
+ROUTED = ("ptmoe", "smop")
 
 
 def build(ctx: AppContext) -> SimpleNamespace:
@@ -98,6 +101,8 @@ def build(ctx: AppContext) -> SimpleNamespace:
                 gr.Markdown("### 3 · Method", elem_classes=["pt-step"])
                 comp["method"] = gr.Radio(forms.method_choices(), value=d["method"], label="Method", info=H["method"],
                                           elem_id="pt-method")
+                comp["preset"] = gr.Radio(forms.preset_choices(), value=d["preset"], label="Preset", info=H["preset"],
+                                          elem_id="pt-preset")
                 with gr.Row():
                     comp["prompt_len"] = gr.Number(d["prompt_len"], label="Prompt length T", info=H["prompt_len"],
                                                    precision=0, minimum=1, elem_id="pt-T")
@@ -109,13 +114,27 @@ def build(ctx: AppContext) -> SimpleNamespace:
                     comp["top_k"] = gr.Number(d["top_k"], label="Top-k", info=H["top_k"], precision=0, minimum=1)
                     comp["noise_std"] = gr.Number(d["noise_std"], label="Router noise σ", info=H["noise_std"],
                                                   minimum=0)
-                    comp["init"] = gr.Dropdown(["text", "vocab", "random"], value=d["init"], label="Prompt init",
+                    comp["init"] = gr.Dropdown(list(PROMPT_INITS), value=d["init"], label="Prompt init",
                                                info=H["init"])
                 with gr.Row():
                     comp["balance_loss"] = gr.Number(d["balance_loss"], label="Load-balancing loss",
                                                      info=H["balance_loss"], minimum=0, scale=2)
                     comp["probationary"] = gr.Checkbox(d["probationary"], label="Probationary routing",
                                                        info=H["probationary"], scale=1)
+                with gr.Accordion("Advanced routing (not in the paper; the preset sets these)", open=False,
+                                  visible=d["method"] in ROUTED, elem_id="pt-advanced-routing") as acc_routing:
+                    with gr.Row():
+                        comp["router_lr_mult"] = gr.Number(d["router_lr_mult"], label="Router LR multiplier",
+                                                           info=H["router_lr_mult"], minimum=0, elem_id="pt-router-lr")
+                        comp["router_norm"] = gr.Checkbox(d["router_norm"], label="Standardise router input",
+                                                          info=H["router_norm"], elem_id="pt-router-norm")
+                    with gr.Row():
+                        comp["noise_type"] = gr.Dropdown(list(NOISE_TYPES), value=d["noise_type"],
+                                                         label="Router noise type", info=H["noise_type"])
+                        comp["bias_balance"] = gr.Number(d["bias_balance"], label="Selection-bias balancing",
+                                                         info=H["bias_balance"], minimum=0)
+                        comp["mi_loss"] = gr.Number(d["mi_loss"], label="Mutual-information term",
+                                                    info=H["mi_loss"], minimum=0)
                 with gr.Row():
                     comp["lora_r"] = gr.Number(d["lora_r"], label="LoRA rank r", info=H["lora_r"], precision=0,
                                                minimum=1, visible=False)
@@ -187,13 +206,19 @@ def build(ctx: AppContext) -> SimpleNamespace:
             with gr.Row():
                 load_plot = gr.Plot(plots.expert_load_area([], []), show_label=False)
                 entropy_plot = gr.Plot(plots.router_entropy([], []), show_label=False)
+            with gr.Row(elem_id="pt-domain-routing"):
+                domain_plot = gr.Plot(_domain_heatmap(queries.RoutingView()), show_label=False)
+                mi_plot = gr.Plot(_mi_curve(queries.RoutingView()), show_label=False)
             log = gr.Textbox("", label="Log (tail)", lines=10, max_lines=14, interactive=False, autoscroll=True,
                              elem_id="pt-log")
+            with gr.Accordion("Configuration of this run: preset and every resolved value", open=False):
+                run_config = gr.HTML(config_html(None), elem_id="pt-run-config-view")
             timer = gr.Timer(settings.poll_s)
             sig = gr.State(None)
 
     fields = [comp[k] for k in forms.KEYS]
     method_comps = {k: comp[k] for k in forms.METHOD_KEYS}
+    preset_keys = list(forms.preset_fill(d["preset"], d["method"]))
 
     # ================================ handlers ================================
 
@@ -225,7 +250,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         if errors:
             summary = "**Fix before launching:** " + "; ".join(f"{_label(k)} — {v}" for k, v in errors.items())
         else:
-            summary = "✓ Ready to launch."
+            summary = "✓ Ready to launch. " + forms.preset_summary(cfg)
         try:
             shown = cfg or forms.config_from_values(values)
             cmd = forms.cli_command(shown)
@@ -248,7 +273,13 @@ def build(ctx: AppContext) -> SimpleNamespace:
         """Show the method's own fields; a learning rate still at a method default follows the method."""
         keys = forms.METHOD_FIELDS.get(method, set())
         lr_upd = gr.update(value=forms.default_lr(method)) if forms.is_default_lr(lr) else gr.update()
-        return [*(gr.update(visible=k in keys) for k in method_comps), lr_upd]
+        return [*(gr.update(visible=k in keys) for k in method_comps), lr_upd, gr.update(visible=method in ROUTED)]
+
+    @friendly
+    def apply_preset(preset: str, method: str):
+        """Fill the method fields with the chosen preset's values for the chosen method."""
+        fill = forms.preset_fill(str(preset), str(method))
+        return [fill.get(k, gr.skip()) for k in preset_keys]
 
     @friendly
     def launch(*args: Any):
@@ -264,7 +295,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         choices = queries.run_choices(st)
         msg = f"✓ Queued run **#{run_id} {views.esc(cfg.name)}** — progress on the right."
         return [*_field_updates({}), msg, gr.update(choices=choices, value=run_id), gr.update(choices=choices),
-                gr.skip(), gr.skip()]
+                *[gr.skip()] * len(ACCORDION_KEYS)]
 
     @friendly
     def stop(run: Any):
@@ -281,17 +312,17 @@ def build(ctx: AppContext) -> SimpleNamespace:
             return _poll(run, last_sig)
         except Exception:
             logger.warning("polling run %s failed", run, exc_info=True)
-            return [gr.skip()] * 9
+            return [gr.skip()] * 12
 
     def _poll(run: Any, last_sig: Any):
         rid = queries.parse_run_id(run)
         hidden = gr.update(visible=False)
         if rid is None:
-            return [views.no_run(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), "", hidden, hidden, None]
+            return [views.no_run(), *[gr.skip()] * 6, "", config_html(None), hidden, hidden, None]
         try:
             r = st.get_run(rid)
         except Exception:  # deleted meanwhile
-            return [views.no_run(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), "", hidden, hidden, None]
+            return [views.no_run(), *[gr.skip()] * 6, "", config_html(None), hidden, hidden, None]
         now = time.time()
         note = ""
         if r.status == "FAILED":
@@ -317,16 +348,20 @@ def build(ctx: AppContext) -> SimpleNamespace:
         show_inspect = gr.update(visible=r.status == "FINISHED" and bool(r.adapter_path))
         show_stop = gr.update(visible=not r.is_final)
         if new_sig == last_sig:
-            return [prog, gr.skip(), gr.skip(), gr.skip(), gr.skip(), log_text, show_inspect, show_stop, last_sig]
+            return [prog, *[gr.skip()] * 6, log_text, gr.skip(), show_inspect, show_stop, last_sig]
         c = queries.curves(st, rid)
         n_exp = (r.config.get("method") or {}).get("n_experts") if r.method in ("ptmoe", "smop") else None
+        routing = queries.routing_view(c.routing)
         return [
             prog,
             plots.loss_curve(c.steps, c.loss, c.eval_steps, c.eval_loss),
             plots.eval_curves(c.eval_scores, "F1"),
             plots.expert_load_area(c.load_steps, c.loads),
             plots.router_entropy(c.entropy_steps, c.entropy, n_exp),
+            _domain_heatmap(routing),
+            _mi_curve(routing),
             log_text,
+            config_html(r.config),
             show_inspect,
             show_stop,
             new_sig,
@@ -411,20 +446,24 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
     # ================================ wiring ================================
     trig = [c.change for c in fields]
-    check_outputs = [*fields, params, cli, check_md, acc_limits, acc_more]
+    accordions = [acc_limits, acc_more, acc_routing]  # in the order of ACCORDION_KEYS
+    check_outputs = [*fields, params, cli, check_md, *accordions]
     gr.on(trig, check_config, fields, check_outputs, api_name="check_config",
           trigger_mode="always_last", show_progress="hidden")
-    comp["method"].change(method_visibility, [comp["method"], comp["lr"]], [*method_comps.values(), comp["lr"]],
-                          api_visibility="private", show_progress="hidden")
-    launch_btn.click(launch, fields, [*fields, check_md, watch, copy_run, acc_limits, acc_more], api_name="launch",
+    comp["method"].change(method_visibility, [comp["method"], comp["lr"]],
+                          [*method_comps.values(), comp["lr"], acc_routing], api_visibility="private",
+                          show_progress="hidden")
+    # .input, not .change: loading a config or copying a run sets the preset without refilling its fields.
+    comp["preset"].input(apply_preset, [comp["preset"], comp["method"]], [comp[k] for k in preset_keys],
+                         api_name="apply_preset", show_progress="hidden")
+    launch_btn.click(launch, fields, [*fields, check_md, watch, copy_run, *accordions], api_name="launch",
                      show_progress_on=[check_md]).then(
         lambda: None, None, [sig], api_visibility="private")
     stop_btn.click(stop, [watch], [check_md], api_name="stop")
-    timer.tick(poll, [watch, sig], [progress, loss_plot, eval_plot, load_plot, entropy_plot, log, inspect_btn, stop_btn, sig],
-               api_visibility="private", show_progress="hidden")
-    watch.change(poll, [watch, gr.State(None)],
-                 [progress, loss_plot, eval_plot, load_plot, entropy_plot, log, inspect_btn, stop_btn, sig],
-                 api_name="run_status", show_progress="hidden")
+    monitor = [progress, loss_plot, eval_plot, load_plot, entropy_plot, domain_plot, mi_plot, log, run_config,
+               inspect_btn, stop_btn, sig]
+    timer.tick(poll, [watch, sig], monitor, api_visibility="private", show_progress="hidden")
+    watch.change(poll, [watch, gr.State(None)], monitor, api_name="run_status", show_progress="hidden")
     save_btn.click(save_config, fields, [saved_file], api_name="save_config")
     load_file.upload(load_config, [load_file], [*fields, check_md], api_name="load_config")
     copy_btn.click(copy_from_run, [copy_run], [*fields, check_md], api_name="copy_from_run")
@@ -450,8 +489,19 @@ def build(ctx: AppContext) -> SimpleNamespace:
     return SimpleNamespace(fields=fields, watch=watch, copy_run=copy_run, on_load=on_load, check_config=check_config,
                            refresh_choices=refresh_choices,
                            check_outputs=check_outputs, inspect_btn=inspect_btn, check_md=check_md,
-                           method_visibility=method_visibility, method_comps=[*method_comps.values(), comp["lr"]],
+                           method_visibility=method_visibility,
+                           method_comps=[*method_comps.values(), comp["lr"], acc_routing],
                            method=comp["method"], copy_from_run=copy_from_run)
+
+
+def _domain_heatmap(view: queries.RoutingView):
+    return plots.usage_heatmap(view.last, view.n_experts, f"Routing by domain (last {queries.ROUTING_WINDOW} steps)",
+                               "For routed methods (PT-MoE, SMoP): which expert each domain's training examples "
+                               "go to.", view.subtitle())
+
+
+def _mi_curve(view: queries.RoutingView):
+    return plots.domain_mi_curve(view.steps, view.bits, view.max_bits, queries.ROUTING_WINDOW)
 
 
 def _label(key: str) -> str:

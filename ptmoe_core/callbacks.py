@@ -14,7 +14,9 @@ from typing import Any
 @dataclass
 class StepMetrics:
     """One optimizer step. ``expert_load`` is the fraction of the batch routed to each expert
-    (empty for methods without a router); ``router_entropy`` is the batch-mean entropy of p."""
+    (empty for methods without a router); ``router_entropy`` is the batch-mean entropy of p;
+    ``domain_routing`` maps each domain in the batch to how many of its examples went to each
+    expert (empty without a router), so specialisation or collapse shows while it happens."""
 
     step: int
     total_steps: int
@@ -25,6 +27,7 @@ class StepMetrics:
     router_entropy: float | None = None
     expert_load: list[float] = field(default_factory=list)
     elapsed_s: float = 0.0
+    domain_routing: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass

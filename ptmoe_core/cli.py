@@ -13,10 +13,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .callbacks import EvalReport, StepMetrics, TrainerCallback
-from .config import METHODS, MethodConfig, RunConfig
+from .config import METHODS, MethodConfig, RunConfig, read_config_file
 from .errors import ConfigError, PTMoEError
 from .params import LLAMA_32_1B, ModelShape, count_params
-from .presets import paper_method
+from .presets import DEFAULT_PRESET, PRESETS, differences, paper_method
 
 
 class TqdmProgress(TrainerCallback):
@@ -64,8 +64,10 @@ def _apply_overrides(d: dict, sets: list[str]) -> dict:
             value = raw
         node = d
         parts = key.split(".")
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(".".join(parts[: i + 1]), f"expected a mapping, got {node!r}")
         node[parts[-1]] = value
     return d
 
@@ -73,10 +75,8 @@ def _apply_overrides(d: dict, sets: list[str]) -> dict:
 def cmd_train(args) -> int:
     from .trainer import train
 
-    d = RunConfig.from_file(args.config).to_dict() if args.config else RunConfig().to_dict()
-    if args.output_dir:
-        d["output_dir"] = args.output_dir
-    cfg = RunConfig.from_dict(_apply_overrides(d, args.set or [])).validate()
+    cfg = train_config(args)
+    print(preset_note(cfg), file=sys.stderr)
     stop = {"requested": False}
 
     def on_sigint(signum, frame):  # first Ctrl-C: stop at the next step and save; second: abort
@@ -92,6 +92,26 @@ def cmd_train(args) -> int:
     if res.adapter_dir:
         print(f"adapter: {res.adapter_dir}")
     return 0
+
+
+def train_config(args) -> RunConfig:
+    """The config file's keys as written (not yet laid over a preset), then ``--set``, then ``--preset``,
+    so the chosen preset fills every method key that neither sets explicitly."""
+    d = read_config_file(args.config) if args.config else {}
+    if not isinstance(d, dict):
+        raise ConfigError("config", f"expected a mapping, got {type(d).__name__}")
+    if args.output_dir:
+        d["output_dir"] = args.output_dir
+    sets = [*(args.set or []), *([f"method.preset={args.preset}"] if args.preset else [])]
+    return RunConfig.from_dict(_apply_overrides(d, sets)).validate()
+
+
+def preset_note(cfg: RunConfig) -> str:
+    """One line: the preset and the keys set explicitly to something else."""
+    m = cfg.method
+    diff = differences(m.preset, m.method, asdict(m))
+    own = "; set otherwise: " + ", ".join(f"{k}={v!r} (preset {p!r})" for k, (v, p) in diff.items()) if diff else ""
+    return f"method preset: {m.preset}{own}"
 
 
 def cmd_generate(args) -> int:
@@ -135,6 +155,8 @@ def cmd_params(args) -> int:
         paper, over = paper_method(m), dict(given)
         if "rank" in paper and args.rank is None and args.prompt_len is not None:
             over["rank"] = min(paper["rank"], args.prompt_len)  # the paper's rank, at most the given T
+        if args.preset:  # another preset's open choices (e.g. the router bias) at the paper's shape
+            over["preset"] = args.preset
         cfg = MethodConfig.from_dict({**paper, **over})
         cfg.validate()
         n = count_params(cfg, shape)
@@ -173,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="YAML or JSON RunConfig (defaults: PT-MoE on smollm2-135m, builtin:all)")
     t.add_argument("--output-dir", help="override output_dir")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. train.steps=50")
+    t.add_argument("--preset", choices=PRESETS, default=None,
+                   help=f"method preset, overriding the config file's method.preset (itself {DEFAULT_PRESET} "
+                        "when absent): studio = what measured best here (docs/routing.md); paper = PT-MoE exactly "
+                        "as the paper describes it. Method keys the file or --set give explicitly still win.")
     t.add_argument("--no-resume", action="store_true", help="ignore checkpoints already in output_dir")
     t.set_defaults(func=cmd_train)
 
@@ -204,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--intermediate", type=int, help="LoRA on MLP layers: intermediate size")
     c.add_argument("--model", help="take the shape from a model (smollm2-135m, tiny-random, Hub id, path)")
     c.add_argument("--no-router-bias", action="store_true")
+    c.add_argument("--preset", choices=PRESETS, default=None,
+                   help="lay another preset's open choices over each method's paper configuration (default: "
+                        "the paper's own; the presets share shapes, so only e.g. SMoP's router bias can differ)")
     c.set_defaults(func=cmd_params)
 
     try:

@@ -277,23 +277,29 @@ class RunConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> RunConfig:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError("config", f"file not found: {p}")
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError("config", f"cannot read {p}: {e}") from e
-        try:
-            if p.suffix.lower() in (".yaml", ".yml"):
-                import yaml
+        return cls.from_dict(read_config_file(path))
 
-                d = yaml.safe_load(text)
-            else:
-                d = json.loads(text)
-        except Exception as e:  # yaml and json raise different types; both mean "malformed"
-            raise ConfigError("config", f"{p} is not valid {p.suffix.lstrip('.').upper() or 'JSON'}: {e}") from e
-        return cls.from_dict(d or {})
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML / JSON config file's keys as written, not yet laid over a preset (so a caller can still
+    change ``method.preset`` and have the preset fill every key the file leaves out)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("config", f"file not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError("config", f"cannot read {p}: {e}") from e
+    try:
+        if p.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            d = yaml.safe_load(text)
+        else:
+            d = json.loads(text)
+    except Exception as e:  # yaml and json raise different types; both mean "malformed"
+        raise ConfigError("config", f"{p} is not valid {p.suffix.lstrip('.').upper() or 'JSON'}: {e}") from e
+    return d or {}
 
 
 def _build(cls: type, d: dict[str, Any], prefix: str) -> Any:

@@ -11,6 +11,7 @@ measurements behind ``studio``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 PRESETS = ("studio", "paper")
@@ -87,3 +88,9 @@ def paper_method(method: str) -> dict[str, Any]:
     if method not in PAPER_SHAPES:
         raise ValueError(f"{method!r} is not one of {', '.join(PAPER_SHAPES)}")
     return {"method": method, "preset": "paper", **PAPER_SHAPES[method]}
+
+
+def differences(preset: str, method: str, values: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The keys ``preset`` sets for ``method`` whose value in ``values`` (a method config as a dict) is
+    another: name -> (value, the preset's value). Empty when the config is the preset's."""
+    return {k: (values[k], v) for k, v in preset_values(preset, method).items() if k in values and values[k] != v}

@@ -53,6 +53,11 @@ class RoutingInfo:
     def expert_load(self) -> Tensor:  # N: fraction of the batch routed to each expert
         return expert_fractions(self.chosen, self.probs.shape[1])
 
+    def rows(self, index: Tensor) -> RoutingInfo:
+        """The same routing with its rows taken at ``index`` (e.g. to undo a reordering)."""
+        index = index.to(self.chosen.device)
+        return RoutingInfo(self.probs[index], self.weights[index], self.chosen[index], self.router_input[index])
+
     @classmethod
     def cat(cls, parts: list[RoutingInfo]) -> RoutingInfo:
         """One RoutingInfo for several micro-batches (gradient accumulation)."""

@@ -26,6 +26,7 @@ from .adapter import Adapter, build_adapter, save_adapter
 from .callbacks import EvalReport, StepMetrics, TrainerCallback
 from .config import RunConfig
 from .errors import ConfigError, DataError, PTMoEError
+from .metrics import routing_counts
 from .models import BaseModel, load_base_model
 from .router import RoutingInfo, balance_loss, masked_mean, mutual_information
 
@@ -113,7 +114,7 @@ def train(
     for step in range(start, tc.steps):
         ts = time.time()
         torch.manual_seed(_step_seed(tc.seed, step))
-        total_loss, n_tokens, routings = 0.0, 0, []
+        total_loss, n_tokens, routings, domains = 0.0, 0, [], []
         for micro in range(tc.grad_accum):
             idx = batch_indices(len(features), tc.seed, step, micro, tc.batch_size, tc.grad_accum)
             lm_loss, routing = batch_loss(adapter, [features[i] for i in idx])
@@ -131,6 +132,7 @@ def train(
                 adapter.cfg.prompt_len if adapter.prompt else 0) * len(idx)
             if routing is not None:
                 routings.append(routing)
+                domains += [features[i].get("domain", "") for i in idx]
         grad_norm = torch.nn.utils.clip_grad_norm_(adapter.trainable_parameters(), tc.max_grad_norm)
         opt.step()
         sched.step()
@@ -150,6 +152,7 @@ def train(
             r = RoutingInfo.cat(routings)
             m.router_entropy = float(r.entropy.detach().mean())
             m.expert_load = r.expert_load().tolist()
+            m.domain_routing = routing_counts(domains, r.chosen.tolist(), r.probs.shape[1])
         history.append(m)
         for cb in callbacks:
             cb.on_step(m)
@@ -219,14 +222,16 @@ def batch_loss(adapter: Adapter, feats: Sequence[dict]) -> tuple[torch.Tensor, R
     # Tokens the shifted LM loss scores. Position 0 is never an answer token (the chat template comes
     # first), so the count is the same with or without a soft prompt in front.
     n_items = sum(sum(1 for t in f["labels"][1:] if t != IGNORE_INDEX) for f in feats)
-    total, routings = None, []
+    total, routings, order = None, [], []
     for group in padding_groups([len(f["input_ids"]) for f in feats]):
         batch = {k: v.to(base.device) for k, v in collate([feats[i] for i in group], base.pad_id).items()}
         loss, routing = adapter.label_loss(batch, num_items_in_batch=max(n_items, 1))
         total = loss if total is None else total + loss
         if routing is not None:
             routings.append(routing)
-    return total, (RoutingInfo.cat(routings) if routings else None)
+            order += group
+    # The routing's rows back in the order of ``feats`` (the groups are by length): row i is feats[i]'s.
+    return total, (RoutingInfo.cat(routings).rows(torch.argsort(torch.tensor(order))) if routings else None)
 
 
 def param_groups(adapter: Adapter, lr: float) -> list[dict]:

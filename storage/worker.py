@@ -27,6 +27,7 @@ from ptmoe_core.callbacks import EvalReport, StepMetrics, TrainerCallback
 from ptmoe_core.config import RunConfig
 from ptmoe_core.errors import PTMoEError
 
+from . import domain_routing
 from .errors import ParamConflict, StorageError
 from .logs import tail_file
 from .models import RunStatus
@@ -128,6 +129,7 @@ class StorageCallback(TrainerCallback):
         if m.router_entropy is not None:
             pts.append(("router_entropy", m.router_entropy))
         pts += [(f"expert_load/{i}", v) for i, v in enumerate(m.expert_load)]
+        pts += domain_routing.points(m.domain_routing)
         self._buffer += [(k, m.step, float(v), ts) for k, v in pts]
         self._step = self.last_step = m.step
         load = " load " + "/".join(f"{x:.2f}" for x in m.expert_load) if m.expert_load else ""

@@ -23,7 +23,7 @@ EXPECTED = {
     "/check_config", "/launch", "/stop", "/run_status", "/save_config", "/load_config", "/copy_from_run",
     "/builtin_specs", "/upload_data", "/folder_specs", "/list_data_files", "/hub_specs", "/preview_data",
     "/inspect_runs", "/inspect_run_info", "/inspect", "/show_example", "/list_runs", "/run_details",
-    "/compare_runs", "/rename_run", "/delete_run", "/download_adapter", "/current_run",
+    "/compare_runs", "/rename_run", "/delete_run", "/download_adapter", "/current_run", "/apply_preset",
 }
 CALLED: set[str] = set()
 N = len(forms.KEYS)
@@ -122,6 +122,15 @@ def test_data_sources(client, srv):
         call(client, "/preview_data", f"jsonl:{up}", 3)
 
 
+def test_choosing_a_preset_fills_the_method_fields(client):
+    for preset in ("paper", "studio"):
+        fill = forms.preset_fill(preset, "ptmoe")
+        out = call(client, "/apply_preset", preset, "ptmoe")
+        assert dict(zip(fill, out, strict=True)) == fill
+    summary = call(client, "/check_config", *forms.values_list(tiny_values(mi_loss=0.5)))[N + 2]
+    assert "Ready to launch" in summary and "Preset **studio**; differs from it: mi_loss `0.5`" in summary
+
+
 def test_save_and_load_config(client):
     v = tiny_values(name="saved", method="smop", n_experts=3)
     saved = call(client, "/save_config", *forms.values_list(v))
@@ -149,7 +158,10 @@ def test_launch_finish_and_watch(client, srv):
     res = call(client, "/run_status", run_id)
     assert res[1] is not None and "train loss" in json.dumps(res[1])  # loss plot
     assert "expert 0" in json.dumps(res[3])  # expert load over training
-    assert "[studio] run 1 starting" in res[5]  # log tail
+    heat, mi = json.dumps(res[5]), json.dumps(res[6])  # routing by domain, I(domain; expert) over steps
+    assert "builtin-arith" in heat and "I(domain; expert) =" in heat and "last 10 steps" in mi
+    assert "[studio] run 1 starting" in res[7]  # log tail
+    assert "Method preset <b>studio</b>" in res[8] and "method.router_lr_mult" in res[8]  # the run's config
     watch, _ = call(client, "/current_run")  # a fresh page shows the newest run
     assert watch["value"] == run_id
     r = srv.ctx.storage.get_run(run_id)

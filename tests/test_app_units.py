@@ -11,7 +11,7 @@ import pytest
 
 from app import data_sources as ds
 from app import forms, plots, views
-from app.inspection import project_2d, rows_from_records, typed_examples
+from app.inspection import InspectResult, project_2d, rows_from_records, summary, typed_examples
 from app.settings import SettingsError, from_args, is_loopback, parse_auth
 from app.state import InspectQueue, LRUCache
 from ptmoe_core.config import DEFAULT_LR, DEFAULT_PROMPT_LR, RunConfig
@@ -85,7 +85,8 @@ def test_default_form_is_ptmoe_sized_for_the_machine():
         assert (m.method, m.prompt_len, m.n_experts, m.rank, m.top_k) == ("ptmoe", 40, 2, 36, 1)
         assert cfg.model.name == "smollm2-135m" and cfg.data.train == ["builtin:all"]
         assert (cfg.train.steps, cfg.train.batch_size) == (steps, batch)
-        assert cfg.train.lr == DEFAULT_PROMPT_LR and cfg.method.balance_loss > 0
+        assert cfg.train.lr == DEFAULT_PROMPT_LR
+        assert m.preset == "studio" and forms.preset_differences(cfg) == {}  # the preset decides the method aids
         assert forms.values_from_config(cfg) == v
         assert not forms.check(v, demo=demo)[1]
 
@@ -175,6 +176,8 @@ def test_every_plot_builder_handles_empty_and_real_data():
         plots.confidence_hist([], []), plots.confidence_hist([0.6, 0.9, 0.7], [True, False, None]),
         plots.usage_matrix([], [], 0), plots.usage_matrix(["x", "x", "y"], [0, 1, 1], 2),
         plots.usage_bars(["x", "y"], [0, 1], 2), plots.projection_scatter([], [], []),
+        plots.usage_heatmap({}, 2, "t", "n"), plots.usage_heatmap({"a": [1, 0]}, 2, "t", "n", "sub"),
+        plots.domain_mi_curve([], [], 0, 10), plots.domain_mi_curve([1, 2], [0.1, 0.5], 1.0, 10),
         plots.projection_scatter([[0, 1], [1, 0]], [0, 1], ["a", "b"], [0.7, 0.3]),
     ]
     assert all(isinstance(f, go.Figure) for f in figs)
@@ -190,6 +193,44 @@ def test_usage_matrix_rows_are_shares():
     fig = plots.usage_matrix(["a", "a", "a", "b"], [0, 1, 1, 0], 2)
     z = fig.data[0].z
     assert [round(sum(r), 6) for r in z] == [1.0, 1.0] and z[0] == pytest.approx([1 / 3, 2 / 3])
+
+
+def test_routing_by_domain_plots_from_stored_metrics(tmp_path):
+    """The Train tab's routing-by-domain plots, built from what a job stores: specialisation shows as
+    I(domain; expert) rising to 1 bit, a collapse is named, and domain names from files are escaped."""
+    from app import queries
+    from ptmoe_core.callbacks import StepMetrics
+    from storage import Storage
+    from storage.worker import StorageCallback
+
+    evil = "<img src=x onerror=alert(1)>"
+    with Storage(str(tmp_path / "studio.db"), runs_dir=tmp_path / "runs") as st:
+        run = st.submit(RunConfig(name="r"))
+        cb = StorageCallback(st, run)
+        for step in range(1, 31):  # 10 steps mixed, 10 specialised, 10 collapsed onto expert 1
+            rout = ({"qa": [1, 1], evil: [1, 1]} if step <= 10 else
+                    {"qa": [2, 0], evil: [0, 2]} if step <= 20 else {"qa": [0, 2], evil: [0, 2]})
+            cb.on_step(StepMetrics(step=step, total_steps=30, loss=1.0, lr=0.1, tokens_per_s=1.0, grad_norm=0.1,
+                                   domain_routing=rout))
+        cb.flush()
+        c = queries.curves(st, run)
+    assert c.routing.steps == list(range(1, 31)) and c.routing.n_experts == 2
+    at = {s: queries.routing_view(queries.domain_routing.DomainRouting(2, c.routing.steps[:s], c.routing.counts[:s]))
+          for s in (10, 20, 30)}
+    assert at[10].bits[-1] == pytest.approx(0.0) and at[10].collapsed is None
+    assert at[20].bits[-1] == pytest.approx(1.0) and at[20].collapsed is None and at[20].max_bits == 1.0
+    view = at[30]
+    assert view.bits[-1] == pytest.approx(0.0) and view.collapsed == 1
+    assert view.last == {"qa": [0, 20], evil: [0, 20]} and view.last_steps == (21, 30)
+    assert max(view.bits) == pytest.approx(1.0) and view.bits[19] == pytest.approx(1.0)
+    assert "collapsed onto expert 1" in view.subtitle()
+    heat = plots.usage_heatmap(view.last, view.n_experts, "t", "n", view.subtitle())
+    assert heat.data[0].z[0] == pytest.approx([0.0, 1.0]) and "&lt;img src=x onerror=alert(1)&gt;" in heat.data[0].y
+    assert not any("<" in label for label in heat.data[0].y)
+    curve = plots.domain_mi_curve(view.steps, view.bits, view.max_bits, 10)
+    assert list(curve.data[0].y) == pytest.approx(view.bits)
+    empty = queries.routing_view(queries.domain_routing.DomainRouting())
+    assert empty.subtitle() == "" and isinstance(plots.domain_mi_curve([], [], 0, 10), go.Figure)
 
 
 def test_inspect_table_escapes_and_has_optional_columns():
@@ -365,3 +406,17 @@ def test_model_shapes_and_local_model_folders(tmp_path):
     assert shape is None and "inside the data folder" in note
     shape, note = ds._load_shape("../elsewhere", data)
     assert shape is None and "inside the data folder" in note
+
+
+def test_inspect_summary_states_mutual_information_and_collapse():
+    def result(domains, experts):
+        rows = [{"domain": d, "expert": e, "probs": [0.5, 0.5]} for d, e in zip(domains, experts, strict=True)]
+        return summary(InspectResult(rows=rows, n_experts=2, method="ptmoe"))
+
+    split = result(["qa", "qa", "math", "math"], [0, 0, 1, 1])
+    assert "I(domain; expert) = 1.00 bits over 2 domains" in split and "not collapsed" in split
+    collapsed = result(["qa"] * 5 + ["math"] * 5, [1] * 10)
+    assert "I(domain; expert) = 0.00 bits" in collapsed and "collapsed onto expert 1 (100% of the inputs)" in collapsed
+    typed = result([None, None, None], [0, 1, 0])
+    assert "needs inputs from two or more domains" in typed and "not collapsed" in typed
+    assert "I(domain" not in summary(InspectResult(rows=[{"domain": "a", "expert": None}], n_experts=0, method="pt"))

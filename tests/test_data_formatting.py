@@ -54,6 +54,7 @@ def label_text(tok, enc) -> str:
 def test_router_mask_is_exactly_question_and_context(tok, plain_tok, which):
     t = tok if which == "chat" else plain_tok
     enc = encode_example(t, QA, FormatConfig(), with_answer=True)
+    assert enc.pop("domain") == "d"  # carried for routing-by-domain reports, not a token sequence
     assert len({len(v) for v in enc.values()}) == 1
     assert masked_texts(t, enc) == [QA["context"], QA["question"]]
     enc = encode_example(t, MATH, FormatConfig(), with_answer=True)
@@ -135,7 +136,7 @@ def test_collate_pads_each_key_correctly(tok):
     n = width - len(short["input_ids"])
     for side in ("right", "left"):
         batch = collate([a, b], pad_id=7, padding_side=side)
-        assert set(batch) == {"input_ids", "attention_mask", "labels", "router_mask"}
+        assert set(batch) == {"input_ids", "attention_mask", "labels", "router_mask"}  # not the domain
         assert all(v.shape == (2, width) and v.dtype == torch.long for v in batch.values())
         row = 0 if short is a else 1
         pad = slice(width - n, width) if side == "right" else slice(0, n)

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from ptmoe_core.metrics import (
     aggregate,
+    collapsed_expert,
+    collapsed_expert_of_load,
     exact_match,
     extract_final_number,
     f1,
     harness_extract,
     harness_normalize,
     macro_average,
+    mutual_information_bits,
+    mutual_information_bits_from_counts,
     normalize_answer,
     number_match,
     qa_scores,
+    routing_counts,
     score,
 )
 
@@ -198,3 +205,49 @@ def test_kept_squad_v2_unanswerable_scored_officially(shared_data):
     unans = next(r for r in rows if r["answers"] == ["unanswerable"])
     assert score("", unans)["f1"] == 1.0 and score("unanswerable", unans)["em"] == 1.0
     assert score(unans["context"][:30], unans)["f1"] == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Routing by domain
+
+
+def test_mutual_information_known_cases():
+    # one expert for everything: the expert says nothing about the domain
+    assert mutual_information_bits(["qa", "qa", "math", "math"], [0, 0, 0, 0]) == 0.0
+    # a clean two-way split: one bit
+    assert mutual_information_bits(["qa", "qa", "math", "math"], [0, 0, 1, 1]) == pytest.approx(1.0)
+    # both domains split evenly over both experts: independent, 0 bits
+    assert mutual_information_bits(["qa", "qa", "math", "math"], [0, 1, 0, 1]) == pytest.approx(0.0, abs=1e-12)
+    # four domains on four experts: two bits; on two experts (pairs of domains each): one bit
+    doms = ["a", "b", "c", "d"] * 3
+    assert mutual_information_bits(doms, [0, 1, 2, 3] * 3) == pytest.approx(2.0)
+    assert mutual_information_bits(doms, [0, 0, 1, 1] * 3) == pytest.approx(1.0)
+    # 3 of 4 qa on expert 0, all math on 1: H(E) - H(E|D) by hand
+    h = lambda *p: -sum(x * math.log2(x) for x in p if x)  # noqa: E731
+    expected = h(3 / 8, 5 / 8) - 0.5 * h(3 / 4, 1 / 4)
+    assert mutual_information_bits(["qa"] * 4 + ["math"] * 4, [0, 0, 0, 1, 1, 1, 1, 1]) == pytest.approx(expected)
+
+
+def test_mutual_information_skips_unrouted_and_empty():
+    assert mutual_information_bits([], []) == 0.0
+    assert mutual_information_bits(["a", "b"], [None, None]) == 0.0
+    assert mutual_information_bits(["a", "b", "a"], [0, 1, None]) == pytest.approx(1.0)
+    with pytest.raises(ValueError):  # misaligned inputs are a bug, not a zero
+        mutual_information_bits(["a"], [0, 1])
+
+
+def test_routing_counts_and_table_form_agree():
+    counts = routing_counts(["qa", "math", "qa", "", "x"], [1, 0, 1, 0, 5], n_experts=2)
+    assert counts == {"qa": [0, 2], "math": [1, 0]}  # no domain / expert out of range: left out
+    assert mutual_information_bits_from_counts(counts) == pytest.approx(
+        mutual_information_bits(["qa", "math", "qa"], [1, 0, 1]))
+    assert mutual_information_bits_from_counts({}) == 0.0
+
+
+def test_collapsed_expert():
+    assert collapsed_expert([1] * 10) == 1
+    assert collapsed_expert([1] * 9 + [0]) is None  # 90% is not more than 90%
+    assert collapsed_expert([0] * 19 + [1]) == 0
+    assert collapsed_expert([None, None]) is None and collapsed_expert([]) is None
+    assert collapsed_expert_of_load([0.05, 0.95]) == 1 and collapsed_expert_of_load([3, 7]) is None
+    assert collapsed_expert_of_load([0, 0]) is None

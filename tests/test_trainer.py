@@ -168,8 +168,9 @@ def test_length_split_batch_equals_the_padded_batch(tiny_base, method):
     g_full = grads(full.loss)
     assert torch.allclose(split, full.loss, atol=1e-5)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_split, g_full, strict=True))
-    if method == "ptmoe":
-        assert routing.probs.shape == full_routing.probs.shape
+    if method == "ptmoe":  # row i of the split batch's routing is feats[i]'s, as in the padded batch
+        assert torch.allclose(routing.probs, full_routing.probs, atol=1e-5)
+        assert torch.equal(routing.chosen, full_routing.chosen)
 
 
 def test_padding_groups_minimise_padded_tokens():
@@ -180,3 +181,34 @@ def test_padding_groups_minimise_padded_tokens():
     assert sorted(i for g in groups for i in g) == [0, 1, 2, 3]
     assert [1] in groups, "the long row runs alone rather than padding three short ones to 230"
     assert padding_groups([]) == []
+
+
+def test_steps_report_routing_by_domain(tiny_base, tmp_path):
+    """Every step's metrics say, per domain in the batch, how many of its examples went to each expert,
+    consistent with the batch's expert load."""
+    exs = examples(12)
+    for i, e in enumerate(exs):
+        if i % 2:
+            e.update(domain="words", question=f"Spell the word number {i} backwards.", answers=["x"],
+                     answer_type="text")
+    rec = Recorder()
+    cfg = config(tmp_path, steps=4, batch_size=3, grad_accum=2)
+    train(cfg, callbacks=[rec], base=tiny_base, data=(exs, {}))
+    batch = cfg.train.batch_size * cfg.train.grad_accum
+    seen = set()
+    for m in rec.steps:
+        assert m.domain_routing and set(m.domain_routing) <= {"toy", "words"}
+        assert all(len(c) == 2 for c in m.domain_routing.values())
+        per_expert = [sum(c[e] for c in m.domain_routing.values()) for e in range(2)]
+        assert sum(per_expert) == batch
+        assert per_expert == pytest.approx([x * batch for x in m.expert_load])
+        seen |= set(m.domain_routing)
+    assert seen == {"toy", "words"}
+
+
+def test_unrouted_methods_report_no_domain_routing(tiny_base, tmp_path):
+    rec = Recorder()
+    cfg = config(tmp_path, steps=2)
+    cfg.method = MethodConfig(method="pt", prompt_len=4)
+    train(cfg, callbacks=[rec], base=tiny_base, data=(examples(), {}))
+    assert [m.domain_routing for m in rec.steps] == [{}, {}]

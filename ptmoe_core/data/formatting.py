@@ -132,8 +132,9 @@ def _adds_bos(tokenizer) -> bool:
     return bool(ids) and ids[0] == tokenizer.bos_token_id
 
 
-def encode_example(tokenizer, example: Mapping[str, Any], cfg: FormatConfig, with_answer: bool) -> dict[str, list[int]]:
-    """``input_ids``, ``attention_mask``, ``labels`` and ``router_mask`` of one example.
+def encode_example(tokenizer, example: Mapping[str, Any], cfg: FormatConfig, with_answer: bool) -> dict[str, Any]:
+    """``input_ids``, ``attention_mask``, ``labels`` and ``router_mask`` of one example, and its
+    ``domain`` (a string ``collate`` leaves out, so the trainer can report routing by domain).
 
     With the answer (training): the answer tokens and the end-of-turn token are labelled.
     Without (generation): the sequence ends with the assistant header; labels are all -100.
@@ -170,7 +171,8 @@ def encode_example(tokenizer, example: Mapping[str, Any], cfg: FormatConfig, wit
             ids += list(value)
             labels += list(value) if kind == "end" else [IGNORE_INDEX] * len(value)
             router += [0] * len(value)
-    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels, "router_mask": router}
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels, "router_mask": router,
+            "domain": str(example.get("domain") or "")}
 
 
 def _fixed_length(layout: Layout) -> int:
@@ -200,7 +202,8 @@ def _context_window(tokenizer, context: str, budget: int, answers: Sequence[str]
 
 
 def collate(features: Sequence[Mapping[str, Sequence[int]]], pad_id: int, padding_side: str = "right") -> dict[str, torch.Tensor]:
-    """Pad encoded examples into a batch: ids with ``pad_id``, labels with -100, masks with 0."""
+    """Pad encoded examples into a batch: ids with ``pad_id``, labels with -100, masks with 0.
+    Fields that are not token sequences (``domain``) are not part of the batch."""
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
     if not features:
@@ -208,7 +211,9 @@ def collate(features: Sequence[Mapping[str, Sequence[int]]], pad_id: int, paddin
     width = max(len(f["input_ids"]) for f in features)
     fill = {"input_ids": pad_id, "labels": IGNORE_INDEX}
     out: dict[str, torch.Tensor] = {}
-    for key in features[0]:
+    for key, first in features[0].items():
+        if isinstance(first, str):
+            continue
         value = fill.get(key, 0)
         rows = []
         for f in features:

@@ -53,6 +53,18 @@ def set_number(page, elem_id: str, value) -> None:
     box.press("Tab")
 
 
+def launch_tiny_run(page, batch: int, max_new: int, max_eval: int) -> None:
+    """Small batches, answers and data limits; then Launch once the form says it is ready."""
+    set_number(page, "pt-batch", batch)
+    set_number(page, "pt-max-new", max_new)
+    page.get_by_text("Data limits").click()
+    set_number(page, "pt-max-train", 64)
+    set_number(page, "pt-max-eval", max_eval)
+    page.locator("#pt-check").get_by_text("Ready to launch").wait_for()
+    page.get_by_role("button", name="Launch").click()
+    page.locator("#pt-check").get_by_text("Queued run").wait_for(timeout=20_000)
+
+
 def test_train_watch_inspect_runs(browser, srv, shots):
     ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
     page = ctx.new_page()
@@ -75,14 +87,7 @@ def test_train_watch_inspect_runs(browser, srv, shots):
     set_number(page, "pt-steps", 3)
     page.locator("#pt-warmup").get_by_text("must be between 0 and steps=3").wait_for()
     set_number(page, "pt-warmup", 0)
-    set_number(page, "pt-batch", 2)
-    set_number(page, "pt-max-new", 4)
-    page.get_by_text("Data limits").click()
-    set_number(page, "pt-max-train", 64)
-    set_number(page, "pt-max-eval", 3)
-    page.locator("#pt-check").get_by_text("Ready to launch").wait_for()
-    page.get_by_role("button", name="Launch").click()
-    page.locator("#pt-check").get_by_text("Queued run").wait_for(timeout=20_000)
+    launch_tiny_run(page, batch=2, max_new=4, max_eval=3)
 
     # A second tab (or a refresh) shows the same run: the state lives in storage.
     other = ctx.new_page()
@@ -156,4 +161,50 @@ def test_an_upload_is_listed_in_the_data_folder_at_once(browser, srv, shots, tmp
     page.locator("#pt-folder-file input").click()
     page.get_by_role("option", name=re.compile("my-colours")).wait_for(timeout=10_000)
     page.screenshot(path=str(shots / "05-upload-listed.png"), full_page=True)
+    page.close()
+
+
+def test_preset_and_routing_by_domain_while_training(browser, srv, shots):
+    """Choose the paper preset (its values fill the advanced-routing fields), launch, and watch the
+    routing by domain: the domain × expert plot and I(domain; expert) over steps; the run's config
+    names its preset."""
+    from ptmoe_core.presets import preset_values
+
+    page = browser.new_page(viewport={"width": 1440, "height": 1100})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(srv.url)
+    page.get_by_role("button", name="Launch").wait_for()
+    page.get_by_text("Advanced routing").click()
+    page.locator("#pt-preset").get_by_label("paper").check()
+    paper_mult = preset_values("paper", "ptmoe")["router_lr_mult"]
+    page.wait_for_function(
+        f"() => Number(document.querySelector('#pt-router-lr input[type=number]').value) === {paper_mult}",
+        timeout=10_000)
+    assert page.locator("#pt-router-norm input").is_checked() == preset_values("paper", "ptmoe")["router_norm"]
+    page.locator("#pt-preset").get_by_label("studio").check()
+    studio_mult = preset_values("studio", "ptmoe")["router_lr_mult"]
+    page.wait_for_function(
+        f"() => Number(document.querySelector('#pt-router-lr input[type=number]').value) === {studio_mult}",
+        timeout=10_000)
+    page.locator("#pt-check").get_by_text("Preset studio").wait_for(timeout=10_000)
+    set_number(page, "pt-steps", 12)
+    page.locator("#pt-run-name input, #pt-run-name textarea").first.fill("routing-watch")
+    launch_tiny_run(page, batch=4, max_new=2, max_eval=2)
+    page.wait_for_function(  # this run, not one shown before it was launched
+        """() => { const p = document.querySelector('#pt-progress');
+                   return p.innerText.includes('routing-watch') && p.querySelector('[data-status="FINISHED"]'); }""",
+        timeout=240_000)
+    plots = page.locator("#pt-domain-routing")
+    plots.get_by_text("I(domain; expert) =").wait_for(timeout=20_000)
+    text = plots.inner_text()
+    assert "Routing by domain" in text and "builtin-arith" in text and "steps 3–12" in text
+    page.get_by_text("Configuration of this run").click()
+    page.locator("#pt-run-config-view").get_by_text("Method preset").wait_for()
+    assert "studio" in page.locator("#pt-run-config-view").inner_text()
+    page.wait_for_timeout(1000)
+    plots.scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "06-routing-by-domain.png"), full_page=True)
+    plots.screenshot(path=str(shots / "07-routing-by-domain-plots.png"))
+    assert not errors, errors
     page.close()
