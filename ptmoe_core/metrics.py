@@ -144,3 +144,21 @@ def macro_average(per_set: Mapping[str, Mapping[str, float]]) -> dict[str, float
     for k in SCORE_KEYS:
         out[k] = sum(float(s[k]) for s in sets) / len(sets)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Routing
+
+
+def mutual_information_bits(domains: Sequence[Any], experts: Sequence[Any]) -> float:
+    """I(domain; expert) in bits from paired observations: 0 when the router ignores the domain,
+    log2(#domains) when each domain goes to its own expert (1 bit = two domains cleanly split)."""
+    if len(domains) != len(experts):
+        raise ValueError(f"{len(domains)} domains but {len(experts)} experts: pass one pair per input")
+    n = len(domains)
+    if n == 0:
+        return 0.0
+    joint = collections.Counter(zip(domains, experts, strict=True))
+    dom, exp = collections.Counter(domains), collections.Counter(experts)
+    mi = sum(c / n * math.log2(c * n / (dom[d] * exp[e])) for (d, e), c in joint.items())
+    return max(mi, 0.0)  # rounding can leave -1e-17 for independent variables
