@@ -67,15 +67,15 @@ def resolve_folder(source: str | Path, *, revision: str | None = None, local_fil
         raise AdapterError(f"adapter {source!r}: download from the Hugging Face Hub failed: {first}") from e
 
 
-def format_of(adapter: Adapter):
-    """The ``FormatConfig`` the adapter was trained with (defaults when it did not record one)."""
+def format_of(adapter: Adapter, **overrides: Any):
+    """The ``FormatConfig`` the adapter was trained with (defaults when it did not record one), with
+    the ``overrides`` that are not None (e.g. ``instruction=...``, ``max_source_tokens=...``)."""
     from .data.formatting import FormatConfig
 
     recorded = adapter.meta.get("format")
-    if not isinstance(recorded, Mapping):
-        return FormatConfig()
     known = {f.name for f in fields(FormatConfig)}
-    return FormatConfig(**{k: v for k, v in recorded.items() if k in known})
+    values = {k: v for k, v in recorded.items() if k in known} if isinstance(recorded, Mapping) else {}
+    return FormatConfig(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def _run_format(folder: Path):
