@@ -146,6 +146,10 @@ def check_agrees(record: dict, d: dict, source: Path) -> None:
     """The studio's record and PEFT's config in one folder must describe the same adapter."""
     m = record.get("method") or {}
     want = PEFT_TYPES.get(m.get("method"))
+    if not isinstance(d, dict):
+        raise AdapterError(f"{source}: adapter_config.json is not a JSON object; save the adapter again (ptmoe_core.save)")
+    if want is None and "peft_type" not in d:
+        return  # a leftover studio record (format 1) beside the format-2 record: PEFT cannot read it anyway
     if d.get("peft_type") != want:
         raise AdapterError(f"{source}: PEFT type {d.get('peft_type')!r} but the studio's record says method "
                            f"{m.get('method')!r}; one file was replaced. Save the adapter again (ptmoe_core.save)")

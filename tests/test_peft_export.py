@@ -139,6 +139,10 @@ def test_edited_peft_config_that_disagrees_is_refused(tiny_base, tmp_path):
     (d / PEFT_CONFIG_NAME).write_text(json.dumps(cfg))
     with pytest.raises(AdapterError, match=r"PEFT's r=8 disagrees with the studio's lora_r=2"):
         load_adapter(d, base=tiny_base)
+    other = save_adapter(trained_like(tiny_base, "ptmoe"), tmp_path / "ptmoe")
+    (other / PEFT_CONFIG_NAME).write_text(json.dumps(cfg))  # PEFT's LoRA config dropped into a PT-MoE folder
+    with pytest.raises(AdapterError, match=r"PEFT type 'LORA' but the studio's record says method 'ptmoe'"):
+        load_adapter(other, base=tiny_base)
 
 
 def _write_format_1(a: Adapter, d) -> None:
@@ -173,6 +177,11 @@ def test_format_1_folders_still_load_and_upgrade(tiny_base, tmp_path, method):
     assert (new / PEFT_CONFIG_NAME).is_file() == (method == "pt")
     with torch.no_grad():
         assert torch.equal(load_adapter(new, base=tiny_base)(bt)[0].logits, old(bt)[0].logits)
+    api.save(old, tmp_path / "v1")  # in place: the format-1 record gives way to PEFT's config, or goes
+    assert json.loads((tmp_path / "v1" / CONFIG_NAME).read_text())["format_version"] == 2
+    assert (tmp_path / "v1" / PEFT_CONFIG_NAME).is_file() == (method == "pt")
+    if method == "pt":
+        assert json.loads((tmp_path / "v1" / PEFT_CONFIG_NAME).read_text())["peft_type"] == "PROMPT_TUNING"
 
 
 def test_newer_format_and_foreign_configs_say_what_to_do(tiny_base, tmp_path):
