@@ -87,13 +87,14 @@ def build(ctx: AppContext) -> SimpleNamespace:
         return ctx.base_models.get_or_load((name, device), lambda: _load_base(name, device))
 
     def _adapter(path: str, model_name: str):
-        from ptmoe_core.adapter import CONFIG_NAME, load_adapter
+        from ptmoe_core.adapter import WEIGHTS_NAME
+        from ptmoe_core.api import load
 
         p = Path(path)
         if not inside(p, ctx.runs_dir):
             raise ValueError(f"{p} is outside the runs folder {ctx.runs_dir}; the studio does not read it")
-        stamp = (p / CONFIG_NAME).stat().st_mtime if (p / CONFIG_NAME).exists() else 0
-        return ctx.adapters.get_or_load((str(p.resolve()), stamp), lambda: load_adapter(p, base=_base(model_name)))
+        stamp = (p / WEIGHTS_NAME).stat().st_mtime if (p / WEIGHTS_NAME).exists() else 0
+        return ctx.adapters.get_or_load((str(p.resolve()), stamp), lambda: load(p, base=_base(model_name)))
 
     def _adapter_path(r: Any, which: str | None) -> str:
         if which in (None, "", FINAL):

@@ -1,7 +1,7 @@
 """Inspection: run an adapter on a handful of inputs and lay out, per input, what the router did and
 what came out — plus the analyses the Inspect tab plots (a 2-D projection of the router inputs).
 
-The model work is the engine's (``encode_example``, ``generate``, ``metrics.score``); this module
+The model work is the engine's (``ptmoe_core.answer``, ``metrics.score``); this module
 only arranges the results into rows. It never loads anything itself: the caller passes the adapter.
 """
 
@@ -81,15 +81,6 @@ def project_2d(vectors: Sequence[Sequence[float]]) -> tuple[list[list[float]], l
     return pts.tolist(), explained
 
 
-def _encode(adapter: Any, examples: Sequence[dict], fmt: Any) -> list[dict]:
-    from ptmoe_core.data.formatting import encode_example
-
-    tok = adapter.base.tokenizer
-    # encode_example wants at least a placeholder answer; without ``with_answer`` it is not used.
-    return [encode_example(tok, {**ex, "answers": ex.get("answers") or [""]}, fmt, with_answer=False)
-            for ex in examples]
-
-
 def _score(prediction: str, ex: dict) -> dict[str, Any]:
     if not ex.get("answers"):
         return {"score": None, "correct": None, "em": None, "f1": None}
@@ -114,7 +105,7 @@ def run_inspection(
     """Generate through ``adapter`` for every example; optionally once more per forced expert and
     through a ``baseline`` adapter. Returns one row per example. ``progress(fraction, what)`` is
     called as batches finish."""
-    from ptmoe_core.generate import generate
+    from ptmoe_core.api import answer
 
     n_passes = 1 + (adapter.n_experts if forced and adapter.n_experts > 1 else 0) + (baseline is not None)
     done_passes = [0]
@@ -133,9 +124,8 @@ def run_inspection(
     if len(examples) > MAX_INPUTS:
         raise ValueError(f"{len(examples)} inputs: inspect at most {MAX_INPUTS} at a time")
     t0 = time.time()
-    enc = _encode(adapter, examples, fmt)
-    gens = generate(adapter, enc, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                    return_router_input=adapter.is_routed, progress=tick("routed answers"))
+    gens = answer(adapter, examples, format_cfg=fmt, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                  return_router_input=adapter.is_routed, progress=tick("routed answers"))
     next_pass()
     rows = []
     for ex, g in zip(examples, gens, strict=True):
@@ -148,15 +138,14 @@ def run_inspection(
         })
     if forced and adapter.n_experts > 1:
         for e in range(adapter.n_experts):
-            fg = generate(adapter, enc, max_new_tokens=max_new_tokens, batch_size=batch_size, force_expert=e,
-                          progress=tick(f"expert {e} forced"))
+            fg = answer(adapter, examples, format_cfg=fmt, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                        force_expert=e, progress=tick(f"expert {e} forced"))
             next_pass()
             for row, ex, g in zip(rows, examples, fg, strict=True):
                 row["forced"].append({"expert": e, "text": g.text, **_score(g.text, ex)})
     if baseline is not None:
-        benc = _encode(baseline, examples, baseline_fmt or fmt)
-        bg = generate(baseline, benc, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                      progress=tick("baseline answers"))
+        bg = answer(baseline, examples, format_cfg=baseline_fmt or fmt, max_new_tokens=max_new_tokens,
+                    batch_size=batch_size, progress=tick("baseline answers"))
         for row, ex, g in zip(rows, examples, bg, strict=True):
             row["baseline"] = {"run": baseline_label, "text": g.text, "expert": g.expert, **_score(g.text, ex)}
     points, explained = ([], [])

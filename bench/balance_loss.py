@@ -15,7 +15,6 @@ Not part of CI: about eight minutes per run on a 2-core CPU (four runs by defaul
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time
@@ -27,12 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def routing_stats(records: list[dict]) -> dict:
     """Majority expert and purity per domain, mutual information I(domain; expert) in bits, confidence."""
+    from ptmoe_core.metrics import mutual_information_bits
+
     pairs = [(r["dataset"], r["expert"]) for r in records if r.get("expert") is not None]
-    n = len(pairs)
-    joint = Counter(pairs)
     dom = Counter(d for d, _ in pairs)
     exp = Counter(e for _, e in pairs)
-    mi = sum(c / n * math.log2((c / n) / ((dom[d] / n) * (exp[e] / n))) for (d, e), c in joint.items())
+    mi = mutual_information_bits([d for d, _ in pairs], [e for _, e in pairs])
     per = {}
     for d in dom:
         counts = Counter(e for dd, e in pairs if dd == d)

@@ -1,7 +1,14 @@
 """An adapter = a frozen base model + one method; trainer, evaluator and generator see only this.
 
-Files follow PEFT's spirit: ``adapter_config.json`` (method, every hyperparameter, the base model's
-name and sizes, format version) and ``adapter_model.safetensors`` (trainable tensors only).
+Folder layout (format 2), one set of tensors read by every loader:
+
+    adapter_model.safetensors   trainable tensors only, under PEFT's names for PT and LoRA
+    ptmoe_config.json           the studio's record: method, every hyperparameter, base model, format version
+    adapter_config.json         PEFT's own config, PT and LoRA only (``PeftModel.from_pretrained`` reads it)
+    README.md                   a model card (written with a run's final adapter and by ``ptmoe_core.save``)
+
+Format 1 kept the studio's record in ``adapter_config.json``; such folders still load. A folder with
+only PEFT's config (PT or LoRA trained elsewhere) loads too.
 """
 
 from __future__ import annotations
@@ -19,14 +26,21 @@ from torch import Tensor, nn
 
 from .config import MethodConfig, ModelConfig
 from .errors import AdapterError, ConfigError
-from .models import BaseModel, load_base_model
+from .models import BaseModel, load_base_model, same_model
 from .params import ModelShape, count_params
+from .peft_format import check_agrees, lora_config, peft_config_dict, studio_record_from_peft
 from .prompts import IGNORE_INDEX, PromptedInputs, SoftPromptMethod, build_prompt_method
 from .router import RoutingInfo
 
-FORMAT_VERSION = 1
-CONFIG_NAME = "adapter_config.json"
+FORMAT_VERSION = 2
+CONFIG_NAME = "ptmoe_config.json"
+PEFT_CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
+CARD_NAME = "README.md"
+ADAPTER_FILES = (WEIGHTS_NAME, PEFT_CONFIG_NAME, CONFIG_NAME)  # write order: the studio's record last marks done
+INIT_KEYS = ("init_text", "seed")  # the record's "meta": what rebuilds the adapter before its tensors load
+RECORD_KEYS = ("format_version", "library", "method", "base_model", "trainable_params", "meta")
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; refuse to parse anything far larger
 
 
 def position_ids_from_mask(mask: Tensor) -> Tensor:
@@ -196,14 +210,13 @@ def build_adapter(
     cfg.validate()
     meta = {"init_text": init_text, "seed": seed}
     if cfg.method == "lora":
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
         names = {n.rsplit(".", 1)[-1] for n, _ in base.model.named_modules()}
         absent = [t for t in cfg.lora_targets if t not in names]
         if absent:
             raise ConfigError("method.lora_targets", f"{absent} not found in {base.name}")
-        lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM")
+        lcfg = lora_config(cfg)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             # A copy keeps the shared base model pristine for other adapters in the same process.
@@ -235,38 +248,73 @@ def adapter_config_dict(adapter: Adapter, extra: dict | None = None) -> dict:
             "num_hidden_layers": int(getattr(c, "num_hidden_layers", 0)),
         },
         "trainable_params": adapter.num_trainable(),
-        "meta": adapter.meta,
+        "meta": {k: adapter.meta.get(k) for k in INIT_KEYS},
+        # What a loaded adapter carries besides its init (run name, step, input format) is written back.
+        **{k: v for k, v in adapter.meta.items() if k not in INIT_KEYS and k not in RECORD_KEYS},
         **(extra or {}),
     }
 
 
 def save_adapter(adapter: Adapter, directory: str | Path, extra: dict | None = None) -> Path:
-    """Write the adapter atomically-enough: tensors first, config last (its presence marks done)."""
+    """Write the adapter atomically-enough: tensors first, the studio's record last (its presence
+    marks done). PT and LoRA also get PEFT's ``adapter_config.json``."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     save_file(adapter.state_dict(), str(d / WEIGHTS_NAME), metadata={"format": "pt", "method": adapter.cfg.method})
-    tmp = d / (CONFIG_NAME + ".tmp")
-    tmp.write_text(json.dumps(adapter_config_dict(adapter, extra), indent=2))
-    tmp.replace(d / CONFIG_NAME)
+    peft_cfg = peft_config_dict(adapter.cfg, adapter.base.name, adapter.base.model.config, adapter.meta.get("init_text"))
+    if peft_cfg is not None:
+        _write_json(d / PEFT_CONFIG_NAME, peft_cfg)
+    else:  # a stale PEFT config (or a format-1 record) from an earlier save must not describe these tensors
+        (d / PEFT_CONFIG_NAME).unlink(missing_ok=True)
+    _write_json(d / CONFIG_NAME, adapter_config_dict(adapter, extra))
     return d
 
 
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.replace(path)
+
+
+def _read_json(p: Path) -> Any:
+    try:
+        if p.stat().st_size > MAX_CONFIG_BYTES:
+            raise AdapterError(f"{p} is {p.stat().st_size:,} bytes; an adapter config is at most {MAX_CONFIG_BYTES:,}")
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise AdapterError(f"{p} is corrupt: {e}") from e
+
+
+def _is_record(cfg: Any) -> bool:
+    return isinstance(cfg, dict) and "method" in cfg and "base_model" in cfg
+
+
 def read_adapter_config(directory: str | Path) -> dict:
+    """The studio's record of the adapter in ``directory``: format 2 (``ptmoe_config.json``, checked
+    against PEFT's config when both exist), format 1 (the record in ``adapter_config.json``) or a
+    PEFT-only PT / LoRA folder (a record derived from PEFT's config)."""
     d = Path(directory)
     if not d.is_dir():
         raise AdapterError(f"adapter directory not found: {d}")
-    p = d / CONFIG_NAME
-    if not p.is_file():
-        raise AdapterError(f"{d} is not an adapter: {CONFIG_NAME} is missing")
-    try:
-        cfg = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise AdapterError(f"{p} is corrupt: {e}") from e
-    if not isinstance(cfg, dict) or "method" not in cfg or "base_model" not in cfg:
-        raise AdapterError(f"{p} is not a ptmoe_core adapter config (no 'method' / 'base_model')")
-    if cfg.get("format_version", 0) > FORMAT_VERSION:
-        raise AdapterError(f"{p} has format version {cfg['format_version']}; this build reads up to {FORMAT_VERSION}")
-    return cfg
+    own, peft = d / CONFIG_NAME, d / PEFT_CONFIG_NAME
+    if own.is_file():
+        cfg = _read_json(own)
+        if not _is_record(cfg):
+            raise AdapterError(f"{own} is not a ptmoe_core adapter config (no 'method' / 'base_model')")
+        if not isinstance(cfg.get("format_version", 0), int) or cfg.get("format_version", 0) > FORMAT_VERSION:
+            raise AdapterError(f"{own} has format version {cfg.get('format_version')!r}; this build reads up to "
+                               f"{FORMAT_VERSION}: upgrade ptmoe_core to load it")
+        if peft.is_file():
+            check_agrees(cfg, _read_json(peft), d)
+        return cfg
+    if not peft.is_file():
+        raise AdapterError(f"{d} is not an adapter: neither {CONFIG_NAME} nor {PEFT_CONFIG_NAME} is there")
+    cfg = _read_json(peft)
+    if isinstance(cfg, dict) and "peft_type" in cfg:
+        return studio_record_from_peft(cfg, peft)
+    if _is_record(cfg) and cfg.get("format_version", 1) == 1:
+        return cfg  # format 1: the studio's record under PEFT's file name
+    raise AdapterError(f"{peft} is neither a PEFT config (no 'peft_type') nor a ptmoe_core format-1 record")
 
 
 def load_adapter(
@@ -277,15 +325,18 @@ def load_adapter(
     A base model of another size, vocabulary or name is refused (unless ``allow_other_base``)."""
     d = Path(directory)
     cfg = read_adapter_config(d)
+    where = d / (CONFIG_NAME if (d / CONFIG_NAME).is_file() else PEFT_CONFIG_NAME)
     try:
         mcfg = MethodConfig.from_dict(cfg["method"])
         mcfg.validate()
     except (TypeError, ConfigError) as e:
-        raise AdapterError(f"{d / CONFIG_NAME}: invalid method settings: {e}") from e
-    want = cfg["base_model"]
+        raise AdapterError(f"{where}: invalid method settings: {e}") from e
+    want = cfg["base_model"] if isinstance(cfg["base_model"], dict) else {}
     if base is None:
+        if not want.get("name"):
+            raise AdapterError(f"{where} names no base model; pass one (base=...)")
         base = load_base_model(model_cfg or ModelConfig(name=want["name"]))
-    if base.hidden_size != want.get("hidden_size"):
+    if want.get("hidden_size") and base.hidden_size != want["hidden_size"]:
         raise AdapterError(
             f"adapter {d} was trained on {want.get('name')} (hidden size {want.get('hidden_size')}), "
             f"but the base model {base.name} has hidden size {base.hidden_size}"
@@ -293,7 +344,7 @@ def load_adapter(
     vocab = int(getattr(base.model.config, "vocab_size", 0))
     if want.get("vocab_size") and vocab != want["vocab_size"]:
         raise AdapterError(f"adapter {d} expects a vocabulary of {want['vocab_size']}, {base.name} has {vocab}")
-    if not allow_other_base and want.get("name") != base.name:
+    if not allow_other_base and want.get("name") and not same_model(want["name"], base.name):
         raise AdapterError(f"adapter {d} was trained on {want.get('name')!r}, not {base.name!r}")
     wpath = d / WEIGHTS_NAME
     if not wpath.is_file():
@@ -305,7 +356,7 @@ def load_adapter(
     meta = cfg.get("meta") or {}
     adapter = build_adapter(base, mcfg, init_text=meta.get("init_text"), seed=meta.get("seed", 0))
     adapter.load_state_dict({k: v.to(torch.float32) for k, v in sd.items()}, source=str(wpath))
-    adapter.meta = {**meta, **{k: v for k, v in cfg.items() if k not in ("method", "base_model", "meta")}}
+    adapter.meta = {**meta, **{k: v for k, v in cfg.items() if k not in RECORD_KEYS}}
     return adapter.eval()
 
 

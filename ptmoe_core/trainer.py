@@ -13,7 +13,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from .callbacks import EvalReport, StepMetrics, TrainerCallback
 from .config import RunConfig
 from .errors import ConfigError, DataError, PTMoEError
 from .metrics import routing_counts
+from .model_card import TrainingSummary, write_model_card
 from .models import BaseModel, load_base_model
 from .router import RoutingInfo, balance_loss, masked_mean, mutual_information
 
@@ -174,7 +175,8 @@ def train(
             last_eval = run_evaluation(adapter, eval_sets, eval_feats, fmt, tc, step, callbacks)
         save_checkpoint(out, adapter, opt, cfg, step, callbacks)
         adapter_dir = out / FINAL_ADAPTER
-        _publish(out / CHECKPOINTS / _ckpt_name(step), adapter_dir)
+        _publish(out / CHECKPOINTS / _ckpt_name(step), adapter_dir,
+                 TrainingSummary.from_run(cfg, last_eval, len(features)))
     for cb in callbacks:
         cb.on_train_end(status, step, adapter_dir)
     adapter.eval()
@@ -353,7 +355,10 @@ def save_checkpoint(out: Path, adapter: Adapter, opt: torch.optim.Optimizer, cfg
     final = out / CHECKPOINTS / _ckpt_name(step)
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    save_adapter(adapter, tmp, extra={"step": step, "run_name": cfg.name})
+    from .data.formatting import FormatConfig
+
+    fmt = asdict(FormatConfig.from_data_config(cfg.data))  # how inputs were laid out: answering needs the same
+    save_adapter(adapter, tmp, extra={"step": step, "run_name": cfg.name, "format": fmt})
     tensors, groups = _flatten_optimizer(opt)
     save_file(tensors, str(tmp / OPTIMIZER_NAME))
     state = {"step": step, "config": cfg.to_dict(), "param_groups": groups, "time": time.time()}
@@ -365,15 +370,17 @@ def save_checkpoint(out: Path, adapter: Adapter, opt: torch.optim.Optimizer, cfg
     return final
 
 
-def _publish(src: Path, dst: Path) -> None:
-    """Copy the adapter files of a checkpoint to ``dst`` (the run's final adapter)."""
-    from .adapter import CONFIG_NAME, WEIGHTS_NAME
+def _publish(src: Path, dst: Path, training: TrainingSummary | None = None) -> None:
+    """Copy the adapter files of a checkpoint to ``dst`` (the run's final adapter), with its model card."""
+    from .adapter import ADAPTER_FILES
 
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name in (WEIGHTS_NAME, CONFIG_NAME):
-        shutil.copy2(src / name, tmp / name)
+    for name in ADAPTER_FILES:
+        if (src / name).is_file():
+            shutil.copy2(src / name, tmp / name)
+    write_model_card(tmp, training)
     shutil.rmtree(dst, ignore_errors=True)
     tmp.rename(dst)
 

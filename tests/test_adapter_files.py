@@ -25,7 +25,7 @@ def test_save_load_gives_identical_outputs(tiny_base, tmp_path, method):
     save_adapter(a, tmp_path / "ad")
     cfg = json.loads((tmp_path / "ad" / CONFIG_NAME).read_text())
     assert cfg["method"]["method"] == method and cfg["base_model"]["hidden_size"] == 64
-    assert cfg["trainable_params"] == a.num_trainable() and cfg["format_version"] == 1
+    assert cfg["trainable_params"] == a.num_trainable() and cfg["format_version"] == 2
     b = load_adapter(tmp_path / "ad", base=tiny_base)
     bt = batch()
     with torch.no_grad():

@@ -223,7 +223,7 @@ def test_runs_table_compare_rename_download(client, srv, tmp_path):
     f, msg = call(client, "/download_adapter", 1)
     path = f["value"] if isinstance(f, dict) else f
     names = zipfile.ZipFile(path).namelist()
-    assert "adapter_config.json" in names and "adapter_model.safetensors" in names
+    assert {"ptmoe_config.json", "adapter_model.safetensors", "README.md"} <= set(names)  # PT-MoE: studio format + card
     values = call(client, "/copy_from_run", 1)
     assert values[forms.KEYS.index("name")] == "tiny renamed-copy" and values[forms.KEYS.index("steps")] == 4
     assert "Copied" in values[N]

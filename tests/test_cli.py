@@ -55,7 +55,8 @@ def test_train_then_generate_on_tiny_random(tmp_path):
     out = tmp_path / "run"
     r = cli("train", "--config", str(cfg), "--output-dir", str(out), "--set", "train.save_every=2")
     assert r.returncode == 0, r.stderr
-    assert "finished at step 3" in r.stdout and (out / "adapter" / "adapter_config.json").is_file()
+    assert "finished at step 3" in r.stdout and (out / "adapter" / "ptmoe_config.json").is_file()
+    assert (out / "adapter" / "README.md").is_file()  # the model card comes with the final adapter
     assert (out / "checkpoints" / "step-000002").is_dir()
     r = cli("generate", "--adapter", str(out / "adapter"), "--input", "What is 3 plus 4?", "--all-experts", "--json",
             "--max-new-tokens", "3")

@@ -251,3 +251,17 @@ def test_collapsed_expert():
     assert collapsed_expert([None, None]) is None and collapsed_expert([]) is None
     assert collapsed_expert_of_load([0.05, 0.95]) == 1 and collapsed_expert_of_load([3, 7]) is None
     assert collapsed_expert_of_load([0, 0]) is None
+
+
+def test_mutual_information_bits():
+    from ptmoe_core.metrics import mutual_information_bits
+
+    assert mutual_information_bits(["a", "a", "b", "b"], [0, 0, 1, 1]) == pytest.approx(1.0)  # clean split
+    assert mutual_information_bits(["a", "a", "b", "b"], [0, 1, 0, 1]) == pytest.approx(0.0)  # ignores domain
+    assert mutual_information_bits(["a", "b", "c", "d"], [0, 1, 2, 3]) == pytest.approx(2.0)
+    assert mutual_information_bits(["a", "b"], [0, 0]) == 0.0  # one expert carries no information
+    # 3/4 of "a" to expert 0, all of "b" to expert 1: H(E) - H(E|D) = 0.9544 - 0.4056
+    assert mutual_information_bits(["a"] * 4 + ["b"] * 4, [0, 0, 0, 1, 1, 1, 1, 1]) == pytest.approx(0.548795, abs=1e-6)
+    assert mutual_information_bits([], []) == 0.0
+    with pytest.raises(ValueError):
+        mutual_information_bits(["a"], [0, 1])

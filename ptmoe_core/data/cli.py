@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from ..metrics import NUMBER_MATCHES
@@ -25,18 +24,18 @@ def register(subparsers) -> None:
     d.set_defaults(func=cmd_data)
 
     e = subparsers.add_parser("evaluate", help="score an adapter on data specs and print the table")
-    e.add_argument("--adapter", required=True, help="adapter directory")
+    e.add_argument("--adapter", required=True, help="adapter directory, or a Hub repo id (user/name) when online")
     e.add_argument("--data", required=True, nargs="+", metavar="SPEC", help="data specs (their test split)")
     e.add_argument("--split", default="test", help="split of each spec to evaluate (default test; or all)")
     e.add_argument("--max-examples", type=int, default=None, metavar="N", help="cap each data set at N examples")
     e.add_argument("--max-new-tokens", type=int, default=32)
     e.add_argument("--batch-size", type=int, default=16)
     e.add_argument("--max-source-tokens", type=int, default=None,
-                   help="default: the adapter's run config, else 256")
-    e.add_argument("--instruction", default=None, help="default: the adapter's run config, else per answer type")
+                   help="default: the adapter's training format, else 256")
+    e.add_argument("--instruction", default=None, help="default: the adapter's training format, else per answer type")
     e.add_argument("--number-match", default=None, choices=NUMBER_MATCHES,
                    help="number answers: lenient (final value), or lm-evaluation-harness's GSM8K flexible / strict "
-                        "(default: the adapter's run config, else lenient)")
+                        "(default: the adapter's training format, else lenient)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", default=None, metavar="records.jsonl", help="write every scored example as JSONL")
     e.set_defaults(func=cmd_evaluate)
@@ -67,40 +66,20 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..adapter import load_adapter
-    from ..evaluate import evaluate
-    adapter = load_adapter(args.adapter)
-    fmt = _format_for(Path(args.adapter))
-    if args.max_source_tokens is not None:
-        fmt.max_source_tokens = args.max_source_tokens
-    if args.instruction is not None:
-        fmt.instruction = args.instruction
+    from .. import api
+
+    adapter = api.load(args.adapter)
+    fmt = api.format_of(adapter, max_source_tokens=args.max_source_tokens, instruction=args.instruction)
     if args.number_match is not None:
         fmt.number_match = args.number_match
 
     def progress(done: int, total: int) -> None:
         print(f"\r  generated {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
-    res = evaluate(adapter, args.data, max_examples=args.max_examples, max_new_tokens=args.max_new_tokens,
-                   batch_size=args.batch_size, format_cfg=fmt, progress=progress, split=args.split, seed=args.seed)
+    res = api.evaluate_on(adapter, args.data, max_examples=args.max_examples, max_new_tokens=args.max_new_tokens,
+                          batch_size=args.batch_size, format_cfg=fmt, progress=progress, split=args.split,
+                          seed=args.seed)
     print(res.to_table())
     if args.out:
         print(f"records: {res.write_jsonl(args.out)}")
     return 0
-
-
-def _format_for(adapter_dir: Path):
-    """The formatting the adapter was trained with, read from the run's ``run_config.json``
-    (``OUTPUT_DIR/adapter`` or a checkpoint under ``OUTPUT_DIR/checkpoints``), else defaults."""
-    from ..config import RunConfig
-    from ..errors import PTMoEError
-    from .formatting import FormatConfig
-
-    for candidate in (adapter_dir / "run_config.json", adapter_dir.parent / "run_config.json",
-                      adapter_dir.parent.parent / "run_config.json"):
-        if candidate.is_file():
-            try:
-                return FormatConfig.from_data_config(RunConfig.from_file(candidate).data)
-            except PTMoEError:
-                break  # an unreadable run config: evaluate with defaults rather than refuse
-    return FormatConfig()
