@@ -39,17 +39,16 @@ SHAPE = {"method": "ptmoe", "prompt_len": 40, "n_experts": 2, "rank": 36}
 VARIANTS: dict[str, dict] = {
     "paper": {"preset": "paper"},
     "studio": {"preset": "studio"},
-    "paper+norm": {"preset": "paper", "router_norm": True},
-    "paper+lr10": {"preset": "paper", "router_lr_mult": 10.0},
-    "paper+fullrank": {"preset": "paper", "init": "text_vocab"},
+    # Leave-one-out: what each of the studio's aids contributes.
     "studio-norm": {"preset": "studio", "router_norm": False},
     "studio-lr10": {"preset": "studio", "router_lr_mult": 1.0},
     "studio-fullrank": {"preset": "studio", "init": "text"},
-    "studio+inputs-init": {"preset": "studio", "init": "inputs"},
+    "studio-noise": {"preset": "studio", "noise_type": "multiplicative", "noise_std": 0.01},
+    "studio-mi": {"preset": "studio", "mi_loss": 0.0},
+    "studio-balance": {"preset": "studio", "balance_loss": 0.0},
+    # Alternatives not in the preset.
     "studio+bias": {"preset": "studio", "bias_balance": 0.05},
-    "studio+mi": {"preset": "studio", "mi_loss": 0.5},
-    "studio+noise": {"preset": "studio", "noise_type": "additive", "noise_std": 1.0},
-    "studio+balance": {"preset": "studio", "balance_loss": 0.1},
+    "studio+inputs-init": {"preset": "studio", "init": "inputs"},
 }
 BUILTIN_EVAL = ["builtin:qa", "builtin:arith", "builtin:units", "builtin:dates"]
 MIXES = ("builtin", "comparison")

@@ -184,7 +184,7 @@ def _py_str(text: str) -> str:
 
 def _settings_section(m: Mapping[str, Any], init_text: str | None) -> list[str]:
     method = m["method"]
-    if m.get("init") == "text" and not m.get("init_text") and init_text:
+    if m.get("init") in ("text", "text_vocab") and not m.get("init_text") and init_text:
         m = {**m, "init_text": init_text}  # the text the prompt was actually initialised from
     if method == "lora":
         keys = [k for k in m if k.startswith("lora_")]

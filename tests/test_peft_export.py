@@ -29,9 +29,9 @@ from ptmoe_core.models import BaseModel
 QUESTIONS = ["What is 12 plus 30?", "How many grams is 3 kilograms? Answer with the number only."]
 
 
-def trained_like(base: BaseModel, method: str, seed: int = 1) -> Adapter:
+def trained_like(base: BaseModel, method: str, seed: int = 1, init: str = "text") -> Adapter:
     """An adapter moved away from its init, so a fresh one (or a mis-read file) would differ."""
-    cfg = MethodConfig(method=method, prompt_len=6, rank=4, n_experts=3, lora_r=2, lora_alpha=4.0)
+    cfg = MethodConfig(method=method, prompt_len=6, rank=4, n_experts=3, lora_r=2, lora_alpha=4.0, init=init)
     a = build_adapter(base, cfg, init_text="Answer the question.", seed=seed)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
