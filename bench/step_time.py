@@ -64,8 +64,8 @@ def step_benchmark(base, batch: int, seq: int, T: int, iters: int) -> dict:
     opt_b = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-3)
 
     def step_ptmoe():
-        out, _ = ptmoe(data)
-        out.loss.backward()
+        loss, _ = ptmoe.label_loss(data)  # the trainer's path: the LM head only where labels are
+        loss.backward()
         opt_a.step()
         opt_a.zero_grad(set_to_none=True)
 

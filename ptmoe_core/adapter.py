@@ -87,7 +87,11 @@ class Adapter:
 
     # --- forward ----------------------------------------------------------------------------
     def embed_inputs(self, batch: dict[str, Tensor], force_expert: int | None = None) -> PromptedInputs:
-        """(ids, mask, labels, router mask) -> model inputs with the method applied."""
+        """(ids, mask, labels, router mask) -> model inputs with the method applied. Tensors are
+        moved to the base model's device (a no-op when they are there), so callers may build
+        batches on the CPU."""
+        dev = self.base.device
+        batch = {k: v.to(dev) if isinstance(v, Tensor) else v for k, v in batch.items()}
         ids, mask = batch["input_ids"], batch["attention_mask"]
         if self.prompt is not None:
             return self.prompt(ids, mask, batch.get("labels"), batch.get("router_mask"), force_expert)

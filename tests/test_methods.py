@@ -44,7 +44,7 @@ def test_shapes_and_only_adapter_gets_gradients(tiny_base, method):
     assert grads and all(g is not None for n, g in grads.items() if "lora_A" not in n)
     if method in ("ptmoe", "smop"):
         assert routing.probs.shape == (3, 3)
-        assert torch.allclose(routing.probs.sum(-1), torch.ones(3))
+        assert torch.allclose(routing.probs.sum(-1).cpu(), torch.ones(3))
         assert grads["router.linear.weight"].abs().sum() > 0, "the router must receive a gradient"
     else:
         assert routing is None
