@@ -67,8 +67,8 @@ class MethodConfig:
     # off, since non-probationary weights alone give the router no gradient (it would stay as
     # initialised); false with probationary off is allowed and leaves the router untrained.
     straight_through: bool | None = None
-    noise_std: float = 1.0  # sigma of the router-logit noise, training only
-    noise_type: str = "additive"  # l·(1+σε), scale detached (PT-MoE's paper, SMoP) or l+σε
+    noise_std: float = 0.01  # sigma of the router-logit noise, training only
+    noise_type: str = "multiplicative"  # l·(1+σε), scale detached (PT-MoE's paper, SMoP) or l+σε
     init: str = "text_vocab"  # see PROMPT_INITS
     init_text: str | None = None  # default: the task instruction, else a vocabulary sample
     expert_perturb: float = 0.01  # relative std of per-expert noise on A_i so experts can diverge
@@ -78,7 +78,7 @@ class MethodConfig:
     router_lr_mult: float = 10.0  # the router's learning rate = this × the prompt's
     router_norm: bool = True  # standardise the router input with the training inputs' mean/std
     bias_balance: float = 0.0  # step of a per-expert selection bias nudged toward equal load
-    mi_loss: float = 0.5  # weight of −I(input; expert) = −(H(mean p) − mean H(p)) in the loss
+    mi_loss: float = 0.0  # weight of −I(input; expert) = −(H(mean p) − mean H(p)) in the loss
     lora_r: int = 1
     lora_alpha: float = 2.0
     lora_dropout: float = 0.0

@@ -151,11 +151,11 @@ def test_a_changed_field_is_shown_as_differing_from_the_preset():
     cfg = forms.config_from_values(v)
     assert set(forms.preset_differences(cfg)) == {"router_lr_mult", "mi_loss"}
     text = forms.preset_summary(cfg)
-    assert text.startswith("Preset **studio**; differs from it:") and "mi_loss `0.25` (preset `0.5`)" in text
+    assert text.startswith("Preset **studio**; differs from it:") and "mi_loss `0.25` (preset `0.0`)" in text
     assert "--set method.mi_loss=0.25" in forms.cli_command(cfg)
     html = config_html({**cfg.to_dict(), "name": "<b>mine</b>"})
     assert "Method preset <b>studio</b>" in html and "2 method fields differ" in html
-    assert "● method.mi_loss</td><td>0.25</td><td>0.5</td>" in html
+    assert "● method.mi_loss</td><td>0.25</td><td>0.0</td>" in html
     assert "&lt;b&gt;mine&lt;/b&gt;" in html and "<b>mine</b>" not in html
     # a row per resolved value, except the preset (in the heading), plus the table's header row
     assert html.count("<tr") == len(forms.flatten(cfg.to_dict())) - 1 + 1
