@@ -72,6 +72,11 @@ class Evaluation:
         return {"step": self.step, "loss": self.loss, "scores": self.scores, "records": self.records}
 
     @classmethod
+    def from_dict(cls, d: Any, label: str = "evaluation", limits: BundleLimits | None = None) -> Evaluation:
+        """Validated: raises ``BundleError`` naming ``label`` when ``d`` is malformed."""
+        return _evaluation(d, label, limits or BundleLimits())
+
+    @classmethod
     def from_report(cls, r: EvalReport) -> Evaluation:
         return cls(step=int(r.step), scores={k: dict(v) for k, v in r.scores.items()},
                    records=[dict(x) for x in r.records], loss=r.loss)
@@ -122,7 +127,7 @@ class RunBundle:
 
     def manifest(self) -> dict[str, Any]:
         cfg_bytes = _canonical(self.adapter_config, indent=2)
-        return _json_safe({
+        return json_safe({
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "bundle_id": self.bundle_id,
@@ -487,19 +492,19 @@ def _is_num(v: Any) -> bool:
 
 
 def _canonical(d: Any, indent: int | None = None) -> bytes:
-    return json.dumps(_json_safe(d), indent=indent, sort_keys=True, allow_nan=False).encode()
+    return json.dumps(json_safe(d), indent=indent, sort_keys=True, allow_nan=False).encode()
 
 
-def _json_safe(v: Any) -> Any:
+def json_safe(v: Any) -> Any:
     """JSON without NaN / infinity (they become null) and with numpy/torch scalars as numbers."""
     if isinstance(v, float):
         return v if math.isfinite(v) else None
     if isinstance(v, Mapping):
-        return {str(k): _json_safe(x) for k, x in v.items()}
+        return {str(k): json_safe(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
+        return [json_safe(x) for x in v]
     if hasattr(v, "item") and not isinstance(v, (str, bytes)):
-        return _json_safe(v.item())
+        return json_safe(v.item())
     if isinstance(v, Path):
         return str(v)
     return v
