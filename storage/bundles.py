@@ -29,7 +29,7 @@ from ptmoe_core.config import RunConfig
 from ptmoe_core.errors import BundleError
 from ptmoe_core.floor import floor_key
 
-from .errors import StorageError
+from .errors import ParamConflict, StorageError
 from .floors import FloorCache
 from .models import Artifact, EvaluationResult, Experiment, Param, RoutingRecord, Run, RunStatus
 from .records import RoutingRecordInfo
@@ -89,8 +89,15 @@ def run_bundle(storage: Storage, run_id: int) -> RunBundle:
 
 
 def export_run(storage: Storage, run_id: int, path: str | Path) -> Path:
-    """Write run ``run_id`` to the bundle file ``path``."""
-    return write_bundle(run_bundle(storage, run_id), path)
+    """Write run ``run_id`` to the bundle file ``path``. The run remembers the bundle's id, so importing
+    the file back into this database finds the run instead of duplicating it."""
+    b = run_bundle(storage, run_id)
+    out = write_bundle(b, path)
+    try:
+        storage.log_params(run_id, {P_ID: b.bundle_id})
+    except ParamConflict as e:  # cannot happen for an unchanged adapter; the file is written all the same
+        log.warning("%s", e)
+    return out
 
 
 def record_dict(r: RoutingRecordInfo) -> dict[str, Any]:

@@ -5,7 +5,6 @@ the paper's settings."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import subprocess
@@ -30,14 +29,6 @@ loaded = sorted(m for m in sys.modules if m.split(".")[0] in {forbidden!r})
 print("LOADED", loaded)
 sys.exit(code or (3 if loaded else 0))
 """
-
-
-def gallery_module():
-    spec = importlib.util.spec_from_file_location("gallery_script", ROOT / "bench" / "gallery.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # its dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +79,9 @@ def test_the_studio_run_is_the_apps_default(tmp_path):
     """The gallery's "studio defaults" run trains what the Train tab launches by default (CPU, no demo),
     apart from the number of evaluation questions and the name."""
     from app import forms
+    from app.testing import gallery_script
 
-    g = gallery_module()
+    g = gallery_script()
     app_cfg = forms.config_from_values(forms.default_values("smollm2-135m")).to_dict()
     run = next(r for r in g.RUNS if r.key == "ptmoe-studio")
     ours = g.run_config(run, "smollm2-135m", "auto", tmp_path).to_dict()
