@@ -1,13 +1,14 @@
 """Run bundles: one zip file that carries a trained run from one studio (or machine) to another.
 
-A bundle holds exactly three members and nothing else:
+A bundle holds exactly these members and nothing else:
 
     manifest.json              format and version, the base model's name and sizes, the run config,
                                the metric history, every evaluation with its per-example routing
                                records, the checkpoint steps, how the run was made (provenance) and,
                                optionally, the frozen base model's own evaluation (the floor)
-    adapter_config.json        the adapter's config, as ``save_adapter`` writes it
-    adapter_model.safetensors  the adapter's tensors
+    adapter.CONFIG_NAME        the adapter's own config, as ``save_adapter`` writes it
+    adapter.WEIGHTS_NAME       the adapter's tensors (safetensors)
+    ADAPTER_EXTRAS             optional further adapter files (JSON), verbatim
 
 Reading never extracts anything to disk: members are looked up by name from that allow-list (a
 member named ``../x`` or anything else is refused), their unpacked sizes are checked from the zip
@@ -31,14 +32,17 @@ from typing import Any
 
 from .adapter import CONFIG_NAME, WEIGHTS_NAME
 from .callbacks import EvalReport, StepMetrics, TrainerCallback, eval_points, step_points
-from .config import MethodConfig, RunConfig
+from .config import RunConfig
 from .errors import BundleError, ConfigError
 from .models import DIM_KEYS, model_dims
 
 FORMAT = "ptmoe-run-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-MEMBERS = (MANIFEST, CONFIG_NAME, WEIGHTS_NAME)
+MEMBERS = (MANIFEST, CONFIG_NAME, WEIGHTS_NAME)  # every bundle has these
+# Further adapter files a bundle carries verbatim where the adapter folder has them (JSON only, e.g. a
+# PEFT-format adapter_config.json beside the studio's own record); allowed, never required.
+ADAPTER_EXTRAS: tuple[str, ...] = ()
 SUFFIX = ".ptmoe.zip"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy", ".npz", ".joblib")
 _ZIP_TIME = (2024, 1, 1, 0, 0, 0)  # fixed member dates: the same run always gives the same bytes
@@ -56,7 +60,8 @@ class BundleLimits:
     max_records: int = 200_000
 
     def member_cap(self, name: str) -> int:
-        return {MANIFEST: self.manifest_bytes, CONFIG_NAME: self.config_bytes}.get(name, self.weights_bytes)
+        return self.manifest_bytes if name == MANIFEST else self.weights_bytes if name == WEIGHTS_NAME \
+            else self.config_bytes
 
 
 @dataclass
@@ -110,6 +115,7 @@ class RunBundle:
     provenance: dict[str, Any] = field(default_factory=dict)  # command, device, date, source
     floor: Floor | None = None
     created_at: float = field(default_factory=time.time)
+    extras: dict[str, bytes] = field(default_factory=dict)  # ADAPTER_EXTRAS present, as stored
 
     @property
     def method(self) -> str:
@@ -140,7 +146,8 @@ class RunBundle:
             "checkpoints": list(self.checkpoints),
             "provenance": self.provenance,
             "floor": self.floor.to_dict() if self.floor else None,
-            "files": {CONFIG_NAME: _file_entry(cfg_bytes), WEIGHTS_NAME: _file_entry(self.weights)},
+            "files": {CONFIG_NAME: _file_entry(cfg_bytes), WEIGHTS_NAME: _file_entry(self.weights),
+                      **{k: _file_entry(v) for k, v in self.extras.items()}},
         })
 
     def write_adapter(self, directory: str | Path) -> Path:
@@ -148,6 +155,8 @@ class RunBundle:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         (d / WEIGHTS_NAME).write_bytes(self.weights)
+        for name, data in self.extras.items():
+            (d / name).write_bytes(data)
         (d / CONFIG_NAME).write_bytes(_canonical(self.adapter_config, indent=2))
         return d
 
@@ -164,6 +173,7 @@ def write_bundle(bundle: RunBundle, path: str | Path) -> Path:
         MANIFEST: json.dumps(bundle.manifest(), indent=1, sort_keys=True, allow_nan=False).encode(),
         CONFIG_NAME: _canonical(bundle.adapter_config, indent=2),
         WEIGHTS_NAME: bundle.weights,
+        **bundle.extras,
     }
     tmp = p.with_name(p.name + ".tmp")
     try:
@@ -191,10 +201,17 @@ def bundle_from_adapter_dir(adapter_dir: str | Path, *, name: str, config: RunCo
         if p.stat().st_size > cap:
             raise BundleError(f"{p} is {_size(p.stat().st_size)}, more than a bundle may hold ({_size(cap)})")
     adapter_config = _parse_json(cfg_path.read_bytes(), str(cfg_path))
+    extras = {}
+    for extra in ADAPTER_EXTRAS:
+        p = d / extra
+        if p.is_file() and p.stat().st_size <= limits.config_bytes:
+            extras[extra] = p.read_bytes()
+            _parse_json(extras[extra], str(p))
     cfg = config.to_dict() if isinstance(config, RunConfig) else dict(config)
     base = {k: adapter_config.get("base_model", {}).get(k) for k in ("name", *DIM_KEYS)}
     return RunBundle(name=name, config=cfg, base_model=base, adapter_config=adapter_config,
-                     weights=w_path.read_bytes(), trainable_params=adapter_config.get("trainable_params"), **fields)
+                     weights=w_path.read_bytes(), trainable_params=adapter_config.get("trainable_params"),
+                     extras=extras, **fields)
 
 
 class BundleRecorder(TrainerCallback):
@@ -273,13 +290,14 @@ def read_bundle(path: str | Path, *, expect_model: str | None = None, check_base
 
 def _read_members(zf: zipfile.ZipFile, label: str, limits: BundleLimits) -> dict[str, bytes]:
     infos = zf.infolist()
+    allowed = (*MEMBERS, *ADAPTER_EXTRAS)
     seen: set[str] = set()
     for info in infos:
         name = info.filename
-        if name not in MEMBERS:
+        if name not in allowed:
             if name.lower().endswith(PICKLE_SUFFIXES):
                 raise BundleError(f"{label} holds {name!r}, a pickle-format file; bundles carry safetensors only")
-            raise BundleError(f"{label} holds an unexpected member {name!r}; a bundle holds only {', '.join(MEMBERS)}")
+            raise BundleError(f"{label} holds an unexpected member {name!r}; a bundle holds only {', '.join(allowed)}")
         if name in seen:
             raise BundleError(f"{label} holds {name!r} twice")
         seen.add(name)
@@ -316,26 +334,31 @@ def _parse(data: dict[str, bytes], label: str, *, expect_model: str | None, chec
     version = m.get("format_version")
     if version != FORMAT_VERSION:
         raise BundleError(f"{label} has bundle format version {version!r}; this build reads version {FORMAT_VERSION}")
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
+    extras = {k: v for k, v in data.items() if k in ADAPTER_EXTRAS}
+    for name in (CONFIG_NAME, WEIGHTS_NAME, *extras):
         want = (_dict(m, "files", label).get(name) or {}).get("sha256")
         if want != hashlib.sha256(data[name]).hexdigest():
             raise BundleError(f"{label}: {name} does not match the checksum in its manifest (altered or corrupt)")
     adapter_config = _parse_json(data[CONFIG_NAME], f"{label}: {CONFIG_NAME}")
+    for name, raw in extras.items():
+        _parse_json(raw, f"{label}: {name}")
     weights = data[WEIGHTS_NAME]
     n_params = _check_weights(weights, label)
 
     run = _dict(m, "run", label)
     try:
         cfg = RunConfig.from_dict(_dict(run, "config", label)).validate()
-        method = MethodConfig(**_dict(adapter_config, "method", label))
+        # Parsed as a run config parses its method (unknown keys refused, defaults as this build has them).
+        method = RunConfig.from_dict({"method": _dict(adapter_config, "method", label)}).method
         method.validate()
     except (ConfigError, TypeError) as e:
         raise BundleError(f"{label}: invalid run settings ({_first_line(e)})") from e
     if method.method != cfg.method.method:
         raise BundleError(f"{label}: the adapter is {method.method} but the run config says {cfg.method.method}")
     declared = adapter_config.get("trainable_params")
-    if declared is not None and declared != n_params:
-        raise BundleError(f"{label}: the adapter has {n_params:,} parameters, its config declares {declared:,}")
+    if not _is_int(declared) or not 0 < declared <= n_params:  # the file may also hold buffers (router statistics)
+        raise BundleError(f"{label}: the adapter config declares {declared!r} trainable parameters; its tensors "
+                          f"hold {n_params:,} values")
 
     base = _dict(m, "base_model", label)
     a_base = _dict(adapter_config, "base_model", label)
@@ -368,11 +391,12 @@ def _parse(data: dict[str, bytes], label: str, *, expect_model: str | None, chec
         metrics=_metrics(m.get("metrics") or {}, label),
         evaluations=evaluations,
         checkpoints=sorted(int(s) for s in _list(m, "checkpoints", label) if _is_int(s)),
-        trainable_params=n_params,
+        trainable_params=declared,
         info=dict(run.get("info") or {}) if isinstance(run.get("info") or {}, dict) else {},
         provenance=dict(m.get("provenance") or {}) if isinstance(m.get("provenance") or {}, dict) else {},
         floor=floor,
         created_at=float(m["created_at"]) if isinstance(m.get("created_at"), (int, float)) else time.time(),
+        extras=extras,
     )
 
 
@@ -391,7 +415,7 @@ def check_base_model(base: Mapping[str, Any], label: str = "bundle") -> None:
 
 
 def _check_weights(weights: bytes, label: str) -> int:
-    """Parse safetensors (never unpickle); returns the parameter count."""
+    """Parse safetensors (never unpickle); returns how many values its tensors hold."""
     from safetensors import SafetensorError
     from safetensors.torch import load
 
@@ -405,8 +429,8 @@ def _check_weights(weights: bytes, label: str) -> int:
     if not tensors:
         raise BundleError(f"{label}: {WEIGHTS_NAME} holds no tensors")
     for k, t in tensors.items():
-        if not t.is_floating_point() or not bool(t.float().isfinite().all()):
-            raise BundleError(f"{label}: tensor {k} is not a finite floating-point tensor")
+        if t.is_floating_point() and not bool(t.float().isfinite().all()):
+            raise BundleError(f"{label}: tensor {k} contains NaN or infinite values")
     return int(sum(t.numel() for t in tensors.values()))
 
 
@@ -528,6 +552,7 @@ def _first_line(e: BaseException) -> str:
 
 __all__ = [
     "FORMAT",
+    "ADAPTER_EXTRAS",
     "FORMAT_VERSION",
     "MEMBERS",
     "SUFFIX",

@@ -221,7 +221,7 @@ def test_altered_or_non_finite_weights(trained, good, tmp_path):
     p = rezip(good, tmp_path / "nan.zip", adapter_model_DOT_safetensors=data)
     p = with_manifest(p, tmp_path / "nan2.zip",
                       lambda m: m["files"][WEIGHTS_NAME].update(sha256=hashlib.sha256(data).hexdigest()))
-    refused(p, "not a finite")
+    refused(p, "contains NaN or infinite values")
 
 
 def _set_base(good: Path, out: Path, **base) -> Path:
@@ -275,3 +275,29 @@ def test_zip_bombs(good, tmp_path):
     liar = tmp_path / "liar.zip"
     liar.write_bytes(_patch_sizes(bomb.read_bytes(), MANIFEST, 1000, local=False))
     refused(liar, limits=limits)  # the bounded read stops at the claimed size; the CRC then fails
+
+
+def test_extra_adapter_files_travel_verbatim(trained, tmp_path, monkeypatch):
+    """Files named in ADAPTER_EXTRAS (e.g. a PEFT-format config beside the studio's record) are carried
+    when the adapter folder has them, checksummed, and refused when they are not JSON."""
+    import shutil
+
+    import ptmoe_core.bundle as bundle_mod
+    from ptmoe_core.bundle import bundle_from_adapter_dir
+
+    monkeypatch.setattr(bundle_mod, "ADAPTER_EXTRAS", ("extra_config.json",))
+    cfg, res, _ = trained
+    ad = tmp_path / "ad"
+    shutil.copytree(res.adapter_dir, ad)
+    (ad / "extra_config.json").write_text('{"peft_type": "PROMPT_TUNING"}')
+    b = bundle_from_adapter_dir(ad, name="x", config=cfg)
+    p = write_bundle(b, tmp_path / "x.ptmoe.zip")
+    assert "extra_config.json" in members(p)
+    r = read_bundle(p)
+    assert r.extras == {"extra_config.json": b'{"peft_type": "PROMPT_TUNING"}'}
+    assert (r.write_adapter(tmp_path / "out") / "extra_config.json").read_bytes() == r.extras["extra_config.json"]
+    bad = rezip(p, tmp_path / "bad.zip", extra_config_DOT_json=b"not json")
+    refused(bad, "checksum")
+    bad = with_manifest(bad, tmp_path / "bad2.zip", lambda m: m["files"]["extra_config.json"].update(
+        sha256=hashlib.sha256(b"not json").hexdigest()))
+    refused(bad, "extra_config.json is not valid JSON")
