@@ -67,11 +67,10 @@ def members(path: Path) -> dict[str, bytes]:
         return {i.filename: zf.read(i) for i in zf.infolist()}
 
 
-def rezip(path: Path, out: Path, **changes: bytes | None) -> Path:
+def rezip(path: Path, out: Path, changes: dict[str, bytes | None] | None = None) -> Path:
     """A copy of the bundle with members replaced (bytes), removed (None) or added (new names)."""
     m = members(path)
-    for k, v in changes.items():
-        name = k.replace("__", "/").replace("_DOT_", ".")
+    for name, v in (changes or {}).items():
         if v is None:
             m.pop(name, None)
         else:
@@ -85,7 +84,7 @@ def rezip(path: Path, out: Path, **changes: bytes | None) -> Path:
 def with_manifest(path: Path, out: Path, edit) -> Path:
     m = json.loads(members(path)[MANIFEST])
     edit(m)
-    return rezip(path, out, manifest_DOT_json=json.dumps(m).encode())
+    return rezip(path, out, {MANIFEST: json.dumps(m).encode()})
 
 
 def refused(path: Path, *parts: str, **kw) -> str:
@@ -172,7 +171,7 @@ def test_wrong_format_or_version(good, tmp_path):
             f"format version {FORMAT_VERSION + 1}", f"reads version {FORMAT_VERSION}")
     refused(with_manifest(good, tmp_path / "f.zip", lambda m: m.update(format="something-else")),
             "not a PT-MoE run bundle")
-    refused(rezip(good, tmp_path / "j.zip", manifest_DOT_json=b"{not json"), "manifest.json is not valid JSON")
+    refused(rezip(good, tmp_path / "j.zip", {MANIFEST: b"{not json"}), "manifest.json is not valid JSON")
 
 
 @pytest.mark.parametrize("name", ["../x", "/etc/passwd", "adapter/../../x", "notes.txt", "ADAPTER_CONFIG.JSON"])
@@ -186,7 +185,7 @@ def test_unexpected_member_names(good, tmp_path, name):
 
 
 def test_missing_or_duplicate_member(good, tmp_path):
-    refused(rezip(good, tmp_path / "m.zip", adapter_model_DOT_safetensors=None), "adapter_model.safetensors missing")
+    refused(rezip(good, tmp_path / "m.zip", {WEIGHTS_NAME: None}), "adapter_model.safetensors missing")
     out = tmp_path / "dup.zip"
     rezip(good, out)
     with zipfile.ZipFile(out, "a") as zf, pytest.warns(UserWarning):
@@ -205,7 +204,7 @@ def test_a_pickle_is_refused(good, tmp_path):
     refused(out, "pickle-format file", "safetensors only")
     # Pickled bytes under the safetensors name (checksum updated, so only the format can refuse it).
     for name, data in (("torchsave", pickled), ("raw-pickle", b"\x80\x04\x95" + b"\x00" * 40)):
-        p = rezip(good, tmp_path / f"{name}.zip", adapter_model_DOT_safetensors=data)
+        p = rezip(good, tmp_path / f"{name}.zip", {WEIGHTS_NAME: data})
         p = with_manifest(p, tmp_path / f"{name}2.zip",
                           lambda m, d=data: m["files"][WEIGHTS_NAME].update(sha256=hashlib.sha256(d).hexdigest()))
         refused(p, "pickled data", "not safetensors")
@@ -214,11 +213,11 @@ def test_a_pickle_is_refused(good, tmp_path):
 def test_altered_or_non_finite_weights(trained, good, tmp_path):
     sd = load_file(str(trained[1].adapter_dir / WEIGHTS_NAME))
     sd = {k: v.clone() for k, v in sd.items()}
-    refused(rezip(good, tmp_path / "alt.zip", adapter_model_DOT_safetensors=save(sd)), "checksum")
+    refused(rezip(good, tmp_path / "alt.zip", {WEIGHTS_NAME: save(sd)}), "checksum")
     first = sorted(sd)[0]
     sd[first].view(-1)[0] = float("nan")
     data = save(sd)
-    p = rezip(good, tmp_path / "nan.zip", adapter_model_DOT_safetensors=data)
+    p = rezip(good, tmp_path / "nan.zip", {WEIGHTS_NAME: data})
     p = with_manifest(p, tmp_path / "nan2.zip",
                       lambda m: m["files"][WEIGHTS_NAME].update(sha256=hashlib.sha256(data).hexdigest()))
     refused(p, "contains NaN or infinite values")
@@ -233,7 +232,7 @@ def _set_base(good: Path, out: Path, **base) -> Path:
         man["run"]["config"]["model"]["name"] = base["name"]
     cfg_bytes = json.dumps(cfg).encode()
     man["files"][CONFIG_NAME]["sha256"] = hashlib.sha256(cfg_bytes).hexdigest()
-    return rezip(good, out, manifest_DOT_json=json.dumps(man).encode(), adapter_config_DOT_json=cfg_bytes)
+    return rezip(good, out, {MANIFEST: json.dumps(man).encode(), CONFIG_NAME: cfg_bytes})
 
 
 def test_a_bundle_for_another_base_model(good, tmp_path):
@@ -269,7 +268,7 @@ def test_a_1gb_member_is_refused_from_the_directory(good, tmp_path):
 def test_zip_bombs(good, tmp_path):
     """A real bomb (2 MB of zeros in ~2 KB) against small limits, and one whose directory lies."""
     limits = BundleLimits(manifest_bytes=1 << 20, total_bytes=4 << 20)
-    bomb = rezip(good, tmp_path / "bomb.zip", manifest_DOT_json=b" " * (2 << 20))
+    bomb = rezip(good, tmp_path / "bomb.zip", {MANIFEST: b" " * (2 << 20)})
     assert bomb.stat().st_size < 200_000
     refused(bomb, "would unpack to 2.0 MB", limits=limits)
     liar = tmp_path / "liar.zip"
@@ -296,7 +295,7 @@ def test_extra_adapter_files_travel_verbatim(trained, tmp_path, monkeypatch):
     r = read_bundle(p)
     assert r.extras == {"extra_config.json": b'{"peft_type": "PROMPT_TUNING"}'}
     assert (r.write_adapter(tmp_path / "out") / "extra_config.json").read_bytes() == r.extras["extra_config.json"]
-    bad = rezip(p, tmp_path / "bad.zip", extra_config_DOT_json=b"not json")
+    bad = rezip(p, tmp_path / "bad.zip", {"extra_config.json": b"not json"})
     refused(bad, "checksum")
     bad = with_manifest(bad, tmp_path / "bad2.zip", lambda m: m["files"]["extra_config.json"].update(
         sha256=hashlib.sha256(b"not json").hexdigest()))
