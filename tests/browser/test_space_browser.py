@@ -80,7 +80,7 @@ def test_first_visit_shows_a_gallery_run_in_inspect(browser, space, shots):
 
     assert "Demo mode" in page.locator("#pt-header").inner_text()
     assert "temporary" not in page.locator("#pt-header").inner_text()
-    assert f"#{studio}" in page.locator("#pt-inspect-info").inner_text()
+    page.locator("#pt-inspect-info").get_by_text(f"#{studio}").first.wait_for(timeout=20_000)  # the run's summary
     assert rows.count() == 8  # the stored evaluation: 2 questions × 4 built-in sets
     headers = page.locator("#pt-inspect-table thead th").all_inner_texts()
     for h in ("Input", "Expert", "Router p", "Generated answer", "Gold", "Score", "Frozen model (no adapter)"):
