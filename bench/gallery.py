@@ -34,15 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.balance_loss import routing_stats  # noqa: E402
-from ptmoe_core.bundle import (  # noqa: E402
-    SUFFIX,
-    BundleRecorder,
-    Evaluation,
-    Floor,
-    bundle_from_training,
-    read_bundle,
-    write_bundle,
-)
+from ptmoe_core.bundle import SUFFIX, BundleRecorder, Evaluation, Floor, bundle_from_training, read_bundle, write_bundle  # noqa: E402
 from ptmoe_core.config import MethodConfig, RunConfig  # noqa: E402
 from ptmoe_core.floor import evaluate_floor, floor_key  # noqa: E402
 from ptmoe_core.models import load_base_model  # noqa: E402

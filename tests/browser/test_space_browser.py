@@ -8,30 +8,13 @@ Skipped without Chromium or the ``playwright`` package; never downloads a browse
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = os.environ.get("PTMOE_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; see .ci/browser.sh)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +34,6 @@ def space(tmp_path_factory, browser):
     with running_app(root, settings=settings, host="127.0.0.1", poll_s=0.5) as s:
         print(f"\n[space] studio up (gallery imported at first start) in {time.monotonic() - t0:.1f} s")
         yield s
-
-
-@pytest.fixture(scope="module")
-def shots():
-    d = Path(os.environ.get("PTMOE_SCREENSHOTS") or ROOT / "screenshots")
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def test_first_visit_shows_a_gallery_run_in_inspect(browser, space, shots):
