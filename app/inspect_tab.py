@@ -9,9 +9,10 @@ from typing import Any
 
 import gradio as gr
 
-from ptmoe_core.config import ModelConfig, RunConfig
+from ptmoe_core.config import RunConfig
+from ptmoe_core.floor import frozen_adapter
 
-from . import plots, queries, views
+from . import floors, plots, queries, views
 from .data_sources import inside
 from .inspection import InspectResult, rows_from_records, run_inspection, summary, typed_examples
 from .state import AppContext, gpu_wrap
@@ -60,6 +61,9 @@ def build(ctx: AppContext) -> SimpleNamespace:
                                  info="One extra column per expert: what that expert alone generates.")
             baseline = gr.Dropdown([], value=None, allow_custom_value=True, label="Baseline run (optional)",
                                    info="Another run's answers in an extra column, e.g. PT or LoRA.")
+            floor_cb = gr.Checkbox(False, label="Also show the frozen model's answers (no adapter)",
+                                   info="The floor: the same prompts through the base model alone.",
+                                   elem_id="pt-inspect-floor")
             max_new = gr.Slider(1, 64, value=24, step=1, label="Max new tokens")
             go_btn = gr.Button("Inspect", variant="primary", elem_id="pt-inspect-go")
     status = gr.Markdown("", elem_id="pt-inspect-status")
@@ -82,10 +86,6 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
     # ---- helpers -----------------------------------------------------------------------------
 
-    def _base(name: str):
-        device = ctx.settings.device
-        return ctx.base_models.get_or_load((name, device), lambda: _load_base(name, device))
-
     def _adapter(path: str, model_name: str):
         from ptmoe_core.adapter import WEIGHTS_NAME
         from ptmoe_core.api import load
@@ -94,7 +94,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         if not inside(p, ctx.runs_dir):
             raise ValueError(f"{p} is outside the runs folder {ctx.runs_dir}; the studio does not read it")
         stamp = (p / WEIGHTS_NAME).stat().st_mtime if (p / WEIGHTS_NAME).exists() else 0
-        return ctx.adapters.get_or_load((str(p.resolve()), stamp), lambda: load(p, base=_base(model_name)))
+        return ctx.adapters.get_or_load((str(p.resolve()), stamp), lambda: load(p, base=ctx.base_model(model_name)))
 
     def _adapter_path(r: Any, which: str | None) -> str:
         if which in (None, "", FINAL):
@@ -200,8 +200,31 @@ def build(ctx: AppContext) -> SimpleNamespace:
                 names.append(spec_name(s))
         return list(dict.fromkeys(names))
 
+    def _stored(r: Any, label: str, stored_v: Any, baseline_v: Any, floor_v: bool) -> InspectResult:
+        """The routing the job recorded at an evaluation (no generation), with the baseline run's and
+        the frozen model's answers to the same questions when asked for."""
+        from storage.bundles import record_dict
+
+        step = int(stored_v) if stored_v not in (None, "") else None
+        recs = st.routing_records(r.id, step=step)
+        if not recs:
+            raise ValueError(f"run #{r.id} has no stored evaluation records")
+        n_exp = max((len(x.probs) for x in recs if x.probs), default=0)
+        rows = rows_from_records(recs)
+        base_label = None
+        bid = queries.parse_run_id(baseline_v)
+        if bid is not None:
+            b = st.get_run(bid)
+            base_label = f"#{bid} {b.name} ({b.method})"
+            if not floors.attach(rows, [record_dict(x) for x in st.routing_records(bid)], "baseline", base_label):
+                raise ValueError(f"run #{bid} has no stored answers to these questions (another evaluation set?)")
+        if floor_v:
+            floors.attach(rows, floors.floor_of(ctx, r)[1].records, "floor", floors.FROZEN_LABEL)
+        return InspectResult(rows=rows, n_experts=n_exp, method=r.method, baseline_label=base_label,
+                             label=f"{label} · stored evaluation at step {recs[0].step}")
+
     def _generate(run_v, ckpt_v, mode_v, text_v, context_v, answer_type_v, eval_set_v, n_v, seed_v, stored_v,
-                  forced_v, baseline_v, max_new_v, progress=None) -> InspectResult:
+                  forced_v, baseline_v, max_new_v, floor_v=False, progress=None) -> InspectResult:
         rid = queries.parse_run_id(run_v)
         if rid is None:
             raise ValueError("pick a finished run first")
@@ -209,13 +232,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         cfg = RunConfig.from_dict(r.config)
         label = f"run #{rid} {r.name}" + (f" @ step {ckpt_v}" if ckpt_v not in (None, "", FINAL) else "")
         if mode_v == MODES[2]:
-            step = int(stored_v) if stored_v not in (None, "") else None
-            recs = st.routing_records(rid, step=step)
-            if not recs:
-                raise ValueError(f"run #{rid} has no stored evaluation records")
-            n_exp = max((len(x.probs) for x in recs if x.probs), default=0)
-            return InspectResult(rows=rows_from_records(recs), n_experts=n_exp, method=r.method,
-                                 label=f"{label} · stored evaluation at step {recs[0].step}")
+            return _stored(r, label, stored_v, baseline_v, bool(floor_v))
         if mode_v == MODES[1]:
             examples = _eval_examples(cfg, eval_set_v, int(n_v or 4), int(seed_v or 0))
         else:
@@ -234,9 +251,10 @@ def build(ctx: AppContext) -> SimpleNamespace:
             base_adapter = _adapter(_adapter_path(b, _best_available(b)), b.base_model)
             base_fmt = FormatConfig.from_data_config(bcfg.data)
             base_label = f"#{bid} {b.name} ({b.method})"
+        frozen = frozen_adapter(ctx.base_model(r.base_model)) if floor_v else None
         return run_inspection(adapter, examples, fmt, max_new_tokens=int(max_new_v or 24),
                               batch_size=ctx.settings.inspect_batch_size, forced=bool(forced_v), baseline=base_adapter, baseline_fmt=base_fmt,
-                              baseline_label=base_label, label=label, progress=progress)
+                              baseline_label=base_label, floor=frozen, label=label, progress=progress)
 
     gpu_generate = gpu_wrap(_generate)
 
@@ -264,8 +282,12 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
     @friendly
     def inspect(run_v, ckpt_v, mode_v, text_v, context_v, answer_type_v, eval_set_v, n_v, seed_v, stored_v,
-                forced_v, baseline_v, max_new_v, progress=gr.Progress()):  # noqa: B008 - the Gradio idiom
-        """Generate for the inputs (through the bounded inspection queue) and lay out the rows and plots."""
+                forced_v, baseline_v, max_new_v, floor_v=False, progress=gr.Progress()):  # noqa: B008 - the Gradio idiom
+        """Generate for the inputs (through the bounded inspection queue) and lay out the rows and plots.
+        The stored evaluation needs no generation (a missing floor is computed through the queue)."""
+        if mode_v == MODES[2]:
+            return _outputs(_generate(run_v, ckpt_v, mode_v, text_v, context_v, answer_type_v, eval_set_v, n_v,
+                                      seed_v, stored_v, forced_v, baseline_v, max_new_v, floor_v))
         progress(0.0, desc="waiting for a free generation slot")
 
         def report(fraction: float, what: str) -> None:
@@ -273,8 +295,25 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
         res = ctx.inspect_queue.run(lambda: gpu_generate(
             run_v, ckpt_v, mode_v, text_v, context_v, answer_type_v, eval_set_v, n_v, seed_v, stored_v, forced_v,
-            baseline_v, max_new_v, report))
+            baseline_v, max_new_v, floor_v, report))
         return _outputs(res)
+
+    def first_screen() -> list[Any] | None:
+        """A first visit (gallery runs only): updates that open a gallery PT-MoE run's stored
+        evaluation, the paper-settings run as the baseline and the frozen model's answers; None
+        otherwise (the user has runs of their own, or no gallery)."""
+        from storage.bundles import GALLERY, gallery_roles
+
+        if any(r.experiment != GALLERY for r in st.list_runs()):
+            return None
+        roles = gallery_roles(st)
+        main_id = roles.get("ptmoe-studio") or roles.get("ptmoe-paper")
+        if main_id is None:
+            return None
+        base_id = roles.get("ptmoe-paper") if main_id != roles.get("ptmoe-paper") else None
+        run_upd, base_upd = refresh_runs(main_id, base_id)
+        res = _generate(main_id, FINAL, MODES[2], "", "", "text", ALL_SETS, 4, 0, None, False, base_id, 24, True)
+        return [run_upd, base_upd, gr.update(value=MODES[2]), gr.update(value=True), *_outputs(res)]
 
     @friendly
     def show_example(state: dict | None, index: Any):
@@ -299,7 +338,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
     # ---- wiring ------------------------------------------------------------------------------
     inputs = [run, ckpt, mode, text, context, answer_type, eval_set, n_draw, seed, stored_step, forced, baseline,
-              max_new]
+              max_new, floor_cb]
     outputs = [status, table, row_no, detail, heat, conf, dom, proj, usage, result, plots_box]
     refresh.click(refresh_runs, [run, baseline], [run, baseline], api_name="inspect_runs")
     run.change(pick_run, [run], [run_info, ckpt, eval_set, stored_step, max_new], api_name="inspect_run_info")
@@ -311,10 +350,6 @@ def build(ctx: AppContext) -> SimpleNamespace:
     row_no.input(show_example, [result, row_no], [detail], api_visibility="private", show_progress="hidden")
 
     return SimpleNamespace(run=run, baseline=baseline, refresh_runs=refresh_runs, pick_run=pick_run,
-                           run_info=run_info, ckpt=ckpt, eval_set=eval_set, stored_step=stored_step)
+                           run_info=run_info, ckpt=ckpt, eval_set=eval_set, stored_step=stored_step,
+                           first_screen=first_screen, first_outputs=[run, baseline, mode, floor_cb, *outputs])
 
-
-def _load_base(name: str, device: str):
-    from ptmoe_core.models import load_base_model
-
-    return load_base_model(ModelConfig(name=name, device=device))

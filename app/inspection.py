@@ -99,15 +99,17 @@ def run_inspection(
     baseline: Any = None,
     baseline_fmt: Any = None,
     baseline_label: str | None = None,
+    floor: Any = None,
     label: str = "",
     progress: Callable[[float, str], None] | None = None,
 ) -> InspectResult:
-    """Generate through ``adapter`` for every example; optionally once more per forced expert and
-    through a ``baseline`` adapter. Returns one row per example. ``progress(fraction, what)`` is
-    called as batches finish."""
+    """Generate through ``adapter`` for every example; optionally once more per forced expert, through
+    a ``baseline`` adapter and through ``floor`` (the frozen model, ``ptmoe_core.floor.frozen_adapter``).
+    Returns one row per example. ``progress(fraction, what)`` is called as batches finish."""
     from ptmoe_core.api import answer
 
-    n_passes = 1 + (adapter.n_experts if forced and adapter.n_experts > 1 else 0) + (baseline is not None)
+    n_passes = (1 + (adapter.n_experts if forced and adapter.n_experts > 1 else 0) + (baseline is not None)
+                + (floor is not None))
     done_passes = [0]
 
     def tick(what: str):
@@ -135,6 +137,7 @@ def run_inspection(
             "answer_type": ex.get("answer_type", "text"), "ood": bool(ex.get("ood", False)),
             "expert": g.expert, "probs": g.probs, "confidence": g.confidence, "entropy": g.entropy,
             "prediction": g.text, "latency_s": g.latency_s, **_score(g.text, ex), "forced": [], "baseline": None,
+            "floor": None,
         })
     if forced and adapter.n_experts > 1:
         for e in range(adapter.n_experts):
@@ -143,11 +146,16 @@ def run_inspection(
             next_pass()
             for row, ex, g in zip(rows, examples, fg, strict=True):
                 row["forced"].append({"expert": e, "text": g.text, **_score(g.text, ex)})
-    if baseline is not None:
-        bg = answer(baseline, examples, format_cfg=baseline_fmt or fmt, max_new_tokens=max_new_tokens,
-                    batch_size=batch_size, progress=tick("baseline answers"))
-        for row, ex, g in zip(rows, examples, bg, strict=True):
-            row["baseline"] = {"run": baseline_label, "text": g.text, "expert": g.expert, **_score(g.text, ex)}
+    for other, column, what, ofmt in ((baseline, "baseline", "baseline answers", baseline_fmt or fmt),
+                                     (floor, "floor", "frozen model's answers", fmt)):
+        if other is None:
+            continue
+        og = answer(other, examples, format_cfg=ofmt, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                    progress=tick(what))
+        next_pass()
+        for row, ex, g in zip(rows, examples, og, strict=True):
+            row[column] = {"run": baseline_label if column == "baseline" else None, "text": g.text,
+                           "expert": g.expert, **_score(g.text, ex)}
     points, explained = ([], [])
     vecs = [g.router_input for g in gens if g.router_input is not None]
     if len(vecs) == len(gens) and len(vecs) >= 2:
@@ -162,11 +170,12 @@ def rows_from_records(records: Sequence[Any]) -> list[dict[str, Any]]:
     rows = []
     for r in records:
         rows.append({
-            "id": r.example_id, "domain": r.domain or getattr(r, "dataset", None), "question": r.input,
+            "id": r.example_id, "dataset": getattr(r, "dataset", None), "domain": r.domain or getattr(r, "dataset", None),
+            "question": r.input,
             "context": getattr(r, "context", None) or "", "gold": list(r.gold or []),
             "answer_type": getattr(r, "answer_type", None) or "", "ood": r.ood, "expert": r.expert, "probs": r.probs, "confidence": r.confidence,
             "entropy": r.entropy, "prediction": r.prediction, "latency_s": None, "score": r.score,
-            "correct": r.correct, "em": r.em, "f1": r.f1, "forced": [], "baseline": None,
+            "correct": r.correct, "em": r.em, "f1": r.f1, "forced": [], "baseline": None, "floor": None,
         })
     return rows
 

@@ -34,6 +34,12 @@ def create_context(settings: Settings, *, job_settings: Any = None, start_jobs: 
 
     storage = Storage(settings.db, runs_dir=settings.runs_dir)
     storage.runs_dir.mkdir(parents=True, exist_ok=True)
+    if settings.gallery_dir is not None:
+        from storage.bundles import seed_gallery
+
+        seeded = seed_gallery(storage, settings.gallery_dir)
+        if seeded:
+            log.info("first start: imported %d gallery run(s) from %s", len(seeded), settings.gallery_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     manager = JobManager(storage, job_settings or JobSettings())
     if start_jobs:
@@ -56,6 +62,9 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             banner = (f"\n\n> **Demo mode** — small defaults and limits (at most {forms.DEMO_MAX_STEPS} steps and "
                       f"{forms.DEMO_MAX_EXAMPLES} training examples, embedded models only). Runs are shared with "
                       "everyone using this demo.")
+        if not s.persistent:
+            banner += ("\n\n> **Runs here are temporary:** this Space has no persistent storage (`/data`), so runs "
+                       "trained here vanish when it restarts. Export a run (Runs tab) to keep it.")
         gr.Markdown(f"# PT-MoE Studio\n{INTRO}{banner}", elem_id="pt-header")
         with gr.Tabs(selected="train") as tabs:
             with gr.Tab("Train", id="train") as t_train:
@@ -96,7 +105,18 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         demo.load(train.on_load, None, [train.watch, train.copy_run], api_name="current_run")
         demo.load(train.check_config, train.fields, train.check_outputs, api_visibility="private",
                   show_progress="hidden")
-        demo.load(insp.refresh_runs, [insp.run, insp.baseline], [insp.run, insp.baseline], api_visibility="private")
+        def load_inspect(cur_run: Any, cur_base: Any):
+            """A first visit opens on a gallery run's Inspect table; any other keeps the page as it is."""
+            try:
+                first = insp.first_screen()
+            except Exception:  # the first screen is a nicety; a failure must not break the page
+                log.warning("first screen failed", exc_info=True)
+                first = None
+            if first is not None:
+                return [gr.Tabs(selected="inspect"), *first]
+            return [gr.skip(), *insp.refresh_runs(cur_run, cur_base), *[gr.skip()] * (len(insp.first_outputs) - 2)]
+
+        demo.load(load_inspect, [insp.run, insp.baseline], [tabs, *insp.first_outputs], api_visibility="private")
         demo.load(runs.list_runs, runs.filters, runs.list_outputs, api_visibility="private")
     return demo
 

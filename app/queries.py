@@ -39,8 +39,10 @@ def parse_run_id(value: Any) -> int | None:
         return None
 
 
-def run_choices(storage: Any, statuses: Sequence[str] | None = None, need_adapter: bool = False) -> list[tuple[str, int]]:
-    runs = storage.list_runs(status=list(statuses) if statuses else None)
+def run_choices(storage: Any, statuses: Sequence[str] | None = None, need_adapter: bool = False,
+                hide_experiments: Sequence[str] = ()) -> list[tuple[str, int]]:
+    runs = [r for r in storage.list_runs(status=list(statuses) if statuses else None)
+            if r.experiment not in hide_experiments]
     if need_adapter:
         runs = [r for r in runs if r.adapter_path]
     return [(run_label(r), r.id) for r in runs]
@@ -83,12 +85,13 @@ def best_score(storage: Any, run_id: int) -> float | None:
 
 
 def run_rows(storage: Any, *, status: str | None = None, method: str | None = None, search: str | None = None,
-             model: str | None = None, now: float | None = None) -> list[list[Any]]:
+             model: str | None = None, now: float | None = None, hide_experiments: Sequence[str] = ()
+             ) -> list[list[Any]]:
     now = now or time.time()
     runs = storage.list_runs(status=status or None, method=method or None, search=search or None)
     rows = []
     for r in runs:
-        if model and model.lower() not in r.base_model.lower():
+        if (model and model.lower() not in r.base_model.lower()) or r.experiment in hide_experiments:
             continue
         best = best_score(storage, r.id) if r.status == "FINISHED" or r.step else None
         rows.append([
@@ -208,22 +211,22 @@ def final_scores(storage: Any, run_id: int) -> dict[str, float]:
     return out
 
 
-def scores_table(storage: Any, run_ids: Sequence[int]) -> tuple[list[str], list[list[Any]]]:
+def scores_table(storage: Any, run_ids: Sequence[int], floors: Sequence[tuple[str, dict[str, float]]] = ()
+                 ) -> tuple[list[str], list[list[Any]]]:
     """The paper's layout: one row per run (method, parameters), one column per data set, then the
-    macro average. Values are the final evaluation's F1 (accuracy for number tasks)."""
+    macro average. Values are the final evaluation's F1 (accuracy for number tasks). ``floors``:
+    (label, scores) rows of the frozen model, listed last with no trainable parameters."""
     rows, sets = [], set()
     for rid in run_ids:
         r = storage.get_run(rid)
         sc = final_scores(storage, rid)
+        rows.append(([f"#{r.id} {r.name}", r.method, r.trainable_params], sc))
+    rows += [([label, "frozen", 0], sc) for label, sc in floors]
+    for _, sc in rows:
         sets.update(k for k in sc if k != "macro")
-        rows.append((r, sc))
     cols = sorted(sets)
     header = ["Run", "Method", "Params", *cols, "Macro"]
-    body = []
-    for r, sc in rows:
-        body.append([f"#{r.id} {r.name}", r.method, r.trainable_params,
-                     *[sc.get(c) for c in cols], sc.get("macro")])
-    return header, body
+    return header, [[*head, *[sc.get(c) for c in cols], sc.get("macro")] for head, sc in rows]
 
 
 def scores_table_html(header: list[str], body: list[list[Any]]) -> str:

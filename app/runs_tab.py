@@ -1,5 +1,6 @@
-"""Runs tab: every run in a filterable table; overlay curves and compare scores of several; rename,
-delete (with confirmation, files too) and download the adapter of one."""
+"""Runs tab: every run in a filterable table; overlay curves and compare scores of several (with the
+frozen model's as the floor); rename, delete (with confirmation, files too), download the adapter of
+one, export a run as a bundle and import one."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from typing import Any
 
 import gradio as gr
 
+from ptmoe_core.bundle import SUFFIX
 from ptmoe_core.config import METHODS
+from storage.bundles import GALLERY, export_run, import_bundle
 
-from . import plots, queries, views
+from . import floors, plots, queries, views
 from .data_sources import inside
 from .state import AppContext
 from .ui import friendly, require_run_id
@@ -26,7 +29,7 @@ ANY = "any"
 def _download_dir() -> Path:
     d = Path(tempfile.gettempdir()) / "ptmoe-studio-downloads"
     d.mkdir(parents=True, exist_ok=True)
-    for old in d.glob("*.zip"):  # downloads are one-off: keep the folder small
+    for old in d.glob("*.zip"):  # downloads are one-off (bundles end in .zip too): keep the folder small
         if time.time() - old.stat().st_mtime > 3600:
             old.unlink(missing_ok=True)
     return d
@@ -42,6 +45,8 @@ def build(ctx: AppContext) -> SimpleNamespace:
         f_method = gr.Dropdown([ANY, *METHODS], value=ANY, label="Method", scale=1)
         f_model = gr.Textbox(label="Model contains", placeholder="e.g. smollm2", scale=2)
         f_search = gr.Textbox(label="Name contains", placeholder="search run names", scale=2)
+        f_gallery = gr.Checkbox(True, label="show gallery runs", scale=1, elem_id="pt-show-gallery",
+                                info="The example runs shipped with the studio.")
         refresh = gr.Button("↻ Refresh", scale=0, min_width=110)
     table = gr.Dataframe(headers=queries.RUN_COLUMNS, value=[], interactive=False, wrap=True, max_height=360,
                          label="Runs", elem_id="pt-runs-table", show_search="none")
@@ -60,8 +65,11 @@ def build(ctx: AppContext) -> SimpleNamespace:
                 copy_btn = gr.Button("Copy settings to Train", size="sm")
             with gr.Row():
                 download_btn = gr.Button("Download adapter (.zip)", size="sm")
+                export_btn = gr.Button("Export run (.ptmoe.zip)", size="sm", elem_id="pt-export")
                 delete_btn = gr.Button("Delete…", variant="stop", size="sm")
-            download_file = gr.File(label="Adapter", visible=False, interactive=False)
+            download_file = gr.File(label="Download", visible=False, interactive=False)
+            import_btn = gr.UploadButton("Import a run bundle (.ptmoe.zip)…", file_types=[".zip"], file_count="single",
+                                         size="sm", elem_id="pt-import")
             with gr.Column(visible=False, variant="panel") as confirm_box:
                 confirm_md = gr.Markdown("")
                 with gr.Row():
@@ -74,6 +82,9 @@ def build(ctx: AppContext) -> SimpleNamespace:
             compare = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="Runs to compare",
                                   info="Their loss and evaluation curves are overlaid; the table shows final "
                                        "scores per data set with parameter counts.", elem_id="pt-compare")
+            with_floor = gr.Checkbox(False, label="Include the frozen model (no adapter)", elem_id="pt-compare-floor",
+                                     info="The base model's own scores on the same evaluation sets: the floor "
+                                          "(computed once per model and evaluation sets, then cached).")
             scores_html = gr.HTML(queries.scores_table_html([], []), elem_id="pt-scores")
             with gr.Row():
                 loss_plot = gr.Plot(plots.empty("Training loss", "Select runs to compare."), show_label=False)
@@ -81,14 +92,17 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
     # ---- handlers ----------------------------------------------------------------------------
 
-    def _choices() -> list[tuple[str, int]]:
-        return queries.run_choices(st)
+    def _hidden(show_gallery: bool) -> tuple[str, ...]:
+        return () if show_gallery else (GALLERY,)
 
     @friendly
-    def list_runs(status: str, method: str, model: str, search: str, current: list[Any] | None = None):
+    def list_runs(status: str, method: str, model: str, search: str, current: list[Any] | None = None,
+                  show_gallery: bool = True):
+        hide = _hidden(show_gallery)
         rows = queries.run_rows(st, status=None if status in (None, ANY) else status,
-                                method=None if method in (None, ANY) else method, search=search, model=model)
-        ch = _choices()
+                                method=None if method in (None, ANY) else method, search=search, model=model,
+                                hide_experiments=hide)
+        ch = queries.run_choices(st, hide_experiments=hide)
         ids = {c[1] for c in ch}
         cur = [queries.parse_run_id(x) for x in (current or [])]
         keep = [i for i in cur if i in ids]
@@ -105,6 +119,8 @@ def build(ctx: AppContext) -> SimpleNamespace:
                  + (f" · {r.trainable_params:,} trainable parameters" if r.trainable_params else "")]
         if r.adapter_path:
             lines.append(f"adapter: `{r.adapter_path}`")
+        if r.reason == "imported":
+            lines.append(f"imported from a run bundle (experiment “{views.esc(r.experiment)}”)")
         if r.error_message:
             lines.append(f"**{'Stopped' if r.status == 'KILLED' else 'Error'}:** {views.esc(r.error_message)}")
         return "\n\n".join(lines)
@@ -127,9 +143,10 @@ def build(ctx: AppContext) -> SimpleNamespace:
         return gr.update(value=rid), gr.update(value=cur)
 
     @friendly
-    def compare_runs(selected: list[Any] | None):
+    def compare_runs(selected: list[Any] | None, floor: bool = False):
         ids = [i for i in (queries.parse_run_id(x) for x in (selected or [])) if i is not None]
-        header, body = queries.scores_table(st, ids)
+        extra = floors.floor_rows(ctx, [st.get_run(i) for i in ids]) if floor else []
+        header, body = queries.scores_table(st, ids, extra)
         losses, evals = {}, {}
         for rid in ids:
             r = st.get_run(rid)
@@ -160,11 +177,13 @@ def build(ctx: AppContext) -> SimpleNamespace:
                 f"⚠ Delete run **#{rid} {views.esc(r.name)}**{where} (checkpoints, adapter, log)? This cannot be undone.")
 
     @friendly
-    def delete_run(run: Any, status: str, method: str, model: str, search: str, current: list[Any] | None):
+    def delete_run(run: Any, status: str, method: str, model: str, search: str, current: list[Any] | None,
+                   show_gallery: bool = True):
         rid = require_run_id(run)
         removed = st.delete_run(rid, delete_files=True)
         msg = f"Deleted run #{rid}" + (f" and {len(removed)} path(s) on disk." if removed else ".")
-        rows, ch_upd, cmp_upd = list_runs(status, method, model, search, [c for c in current or [] if c != rid])
+        rows, ch_upd, cmp_upd = list_runs(status, method, model, search, [c for c in current or [] if c != rid],
+                                          show_gallery)
         return (msg, gr.update(visible=False), rows, gr.update(choices=ch_upd["choices"], value=None), cmp_upd,
                 _details(None))
 
@@ -180,16 +199,39 @@ def build(ctx: AppContext) -> SimpleNamespace:
         path = shutil.make_archive(str(stem), "zip", root_dir=r.adapter_path)
         return gr.update(value=path, visible=True), f"Adapter of run #{rid} ready to download."
 
-    filters = [f_status, f_method, f_model, f_search, compare]
+    @friendly
+    def export_bundle(run: Any):
+        rid = require_run_id(run)
+        r = st.get_run(rid)
+        path = export_run(st, rid, _download_dir() / f"run{rid}-{_safe(r.name)}{SUFFIX}")
+        return (gr.update(value=str(path), visible=True),
+                f"Run #{rid} exported ({path.stat().st_size / 1024:.0f} KB): config, adapter, curves, evaluations "
+                "with routing. Another studio imports it with “Import a run bundle”.")
+
+    @friendly
+    def import_upload(file: Any, status: str, method: str, model: str, search: str, current: list[Any] | None,
+                      show_gallery: bool = True):
+        if file is None:
+            raise gr.Error("Choose a .ptmoe.zip file to import.")
+        path = Path(file if isinstance(file, str) else getattr(file, "name", file))
+        res = import_bundle(st, path)
+        msg = (f"Imported **{views.esc(res.name)}** as run #{res.run_id} (experiment “imported”)." if res.created
+               else f"This bundle is already here as run #{res.run_id} ({views.esc(res.name)}); nothing imported.")
+        rows, ch_upd, cmp_upd = list_runs(status, method, model, search, current, show_gallery)
+        return msg, rows, gr.update(choices=ch_upd["choices"], value=res.run_id), cmp_upd
+
+    filters = [f_status, f_method, f_model, f_search, compare, f_gallery]
     list_outputs = [table, sel, compare]
     refresh.click(list_runs, filters, list_outputs, api_name="list_runs")
-    for f in (f_status, f_method):
+    for f in (f_status, f_method, f_gallery):
         f.change(list_runs, filters, list_outputs, api_visibility="private")
     for f in (f_model, f_search):
         f.submit(list_runs, filters, list_outputs, api_visibility="private")
     table.select(pick_row, [table, compare], [sel, compare], api_visibility="private")
     sel.change(select_run, [sel], [details, new_name, confirm_box, download_file, action_md], api_name="run_details")
-    compare.change(compare_runs, [compare], [scores_html, loss_plot, eval_plot], api_name="compare_runs")
+    compare.change(compare_runs, [compare, with_floor], [scores_html, loss_plot, eval_plot], api_name="compare_runs")
+    with_floor.change(compare_runs, [compare, with_floor], [scores_html, loss_plot, eval_plot],
+                      api_visibility="private")
     rename_btn.click(rename_run, [sel, new_name], [action_md, details], api_name="rename_run").then(
         list_runs, filters, list_outputs, api_visibility="private")
     delete_btn.click(ask_delete, [sel], [confirm_box, confirm_md], api_visibility="private")
@@ -197,6 +239,9 @@ def build(ctx: AppContext) -> SimpleNamespace:
     confirm_btn.click(delete_run, [sel, *filters], [action_md, confirm_box, table, sel, compare, details],
                       api_name="delete_run")
     download_btn.click(download_adapter, [sel], [download_file, action_md], api_name="download_adapter")
+    export_btn.click(export_bundle, [sel], [download_file, action_md], api_name="export_run")
+    import_btn.upload(import_upload, [import_btn, *filters], [action_md, table, sel, compare],
+                      api_name="import_bundle")
 
     return SimpleNamespace(table=table, sel=sel, compare=compare, filters=filters, list_outputs=list_outputs,
                            list_runs=list_runs, inspect_btn=inspect_btn, copy_btn=copy_btn)

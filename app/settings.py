@@ -3,7 +3,10 @@
 Every setting comes from a command-line flag, else an environment variable, else a default.
 Binding to anything but a loopback address needs credentials (``--auth`` or ``PTMOE_AUTH``), except
 on a Hugging Face Space (``SPACE_ID`` set), which binds 0.0.0.0 behind the Hub's own front end and,
-without a GPU, opens in demo mode with small defaults.
+without a GPU, opens in demo mode with small defaults. On a Space the database, runs and data live
+under its persistent storage ``/data`` (``PTMOE_SPACE_STORAGE`` overrides the path) when it has it;
+without it they are temporary and the page says so. ``PTMOE_GALLERY`` names the gallery folder
+(empty: none).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_UPLOAD_MB = 20
+GALLERY_DIR = Path(__file__).resolve().parents[1] / "gallery"  # example runs an empty studio imports
+SPACE_STORAGE = "/data"  # a Hugging Face Space's persistent storage, when the Space has it
 
 
 class SettingsError(ValueError):
@@ -43,6 +48,8 @@ class Settings:
     inspect_batch_size: int = 8  # inputs per generation batch in Inspect
     model_cache_size: int = 2  # adapters (with their base models) kept in memory for Inspect
     poll_s: float = 2.0  # how often open pages refresh the live run
+    gallery_dir: Path | None = GALLERY_DIR  # None: no gallery at first start
+    persistent: bool = True  # False: a Space without persistent storage (runs vanish on restart)
 
     @property
     def on_space(self) -> bool:
@@ -155,13 +162,25 @@ def from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None =
     conc = args.inspect_concurrency or int(env.get("PTMOE_INSPECT_CONCURRENCY") or 1)
     if conc < 1:
         raise SettingsError(f"inspect concurrency must be >= 1, got {conc}")
-    data_dir = Path(args.data_dir or env.get("PTMOE_DATA_DIR") or "data").expanduser().resolve()
+    db = args.db or None
+    data_raw = args.data_dir or env.get("PTMOE_DATA_DIR")
     runs = args.runs_dir or env.get("PTMOE_RUNS_DIR")
+    persistent = True
+    if space_id and not (db or env.get("PTMOE_DB") or runs):
+        # A Space keeps files only under its persistent storage (when it has it); elsewhere they vanish.
+        root = Path(env.get("PTMOE_SPACE_STORAGE") or SPACE_STORAGE)
+        persistent = root.is_dir() and os.access(root, os.W_OK | os.X_OK)
+        if persistent:
+            home = root / "ptmoe-studio"
+            db, runs = str(home / "runs" / "studio.db"), str(home / "runs")
+            data_raw = data_raw or str(home / "data")
+    data_dir = Path(data_raw or "data").expanduser().resolve()
+    gallery = env.get("PTMOE_GALLERY")
     return Settings(
         host=host,
         port=port,
         auth=auth,
-        db=args.db or None,
+        db=db,
         data_dir=data_dir,
         runs_dir=Path(runs).expanduser().resolve() if runs else None,
         model=args.model or env.get("PTMOE_MODEL") or DEFAULT_MODEL,
@@ -171,4 +190,6 @@ def from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None =
         gpu=bool(gpu),
         space_id=space_id,
         inspect_concurrency=conc,
+        gallery_dir=GALLERY_DIR if gallery is None else (Path(gallery).expanduser().resolve() if gallery else None),
+        persistent=persistent,
     )

@@ -138,6 +138,18 @@ class AppContext:
             inspect_queue=InspectQueue(settings.inspect_concurrency),
         )
 
+    def base_model(self, name: str) -> Any:
+        """The frozen base model ``name`` on the inspection device, loaded once (LRU cache)."""
+        device = self.settings.device
+
+        def load() -> Any:
+            from ptmoe_core.config import ModelConfig
+            from ptmoe_core.models import load_base_model
+
+            return load_base_model(ModelConfig(name=name, device=device))
+
+        return self.base_models.get_or_load((name, device), load)
+
     @property
     def runs_dir(self) -> Path:
         return Path(self.storage.runs_dir)

@@ -24,20 +24,21 @@ class Served:
 
 
 def tiny_settings(root: Path, **overrides: Any) -> Settings:
+    """No gallery unless asked for (``gallery_dir=...``): tests start from an empty studio."""
     s = Settings(db=str(root / "runs" / "studio.db"), data_dir=root / "data", runs_dir=root / "runs",
-                 model="tiny-random", device="cpu", poll_s=0.5)
+                 model="tiny-random", device="cpu", poll_s=0.5, gallery_dir=None)
     return replace(s, **overrides)
 
 
 @contextlib.contextmanager
-def running_app(root: Path, **overrides: Any) -> Iterator[Served]:
+def running_app(root: Path, settings: Settings | None = None, **overrides: Any) -> Iterator[Served]:
     """Storage + job supervisor (fast timings) + the app on a free local port; all stopped on exit,
-    running jobs cancelled."""
+    running jobs cancelled. ``settings`` (e.g. from ``settings.from_args``) replaces the tiny defaults."""
     from storage import JobSettings
 
     from .main import build_app, close_context, create_context, launch_kwargs
 
-    settings = tiny_settings(root, **overrides)
+    settings = replace(settings, **overrides) if settings is not None else tiny_settings(root, **overrides)
     ctx = create_context(settings, job_settings=JobSettings(poll_interval_s=0.2, heartbeat_interval_s=1.0,
                                                             cancel_grace_s=20.0, kill_grace_s=5.0))
     demo = build_app(ctx)
@@ -52,3 +53,25 @@ def running_app(root: Path, **overrides: Any) -> Iterator[Served]:
         if ctx.queue is not None:
             ctx.queue.stop(cancel_running=True, timeout=30)
         close_context(ctx)
+
+
+def gallery_script() -> Any:
+    """``bench/gallery.py`` as a module (bench/ is a folder of scripts, not a package)."""
+    import importlib.util
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "gallery.py"
+    spec = importlib.util.spec_from_file_location("ptmoe_gallery_script", script)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def make_tiny_gallery(out: Path, steps: int = 2, eval_examples: int = 2) -> Path:
+    """The gallery as ``bench/gallery.py`` makes it, on the tiny random model (seconds, not minutes)."""
+    code = gallery_script().main(["--model", "tiny-random", "--device", "cpu", "--steps", str(steps),
+                                  "--eval-examples", str(eval_examples), "--out", str(out)])
+    if code != 0:
+        raise RuntimeError(f"bench/gallery.py failed with exit code {code}")
+    return out

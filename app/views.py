@@ -67,6 +67,9 @@ def _clip(s: str, n: int = 220) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+FLOOR_HEADER = "Frozen model (no adapter)"
+
+
 def inspect_table(rows: Sequence[dict], baseline_label: str | None = None) -> str:
     """The side-by-side view: one row per input. Rows carry ``data-row`` so a click can open the
     full example. Optional columns appear when the rows have forced-expert or baseline answers."""
@@ -75,10 +78,13 @@ def inspect_table(rows: Sequence[dict], baseline_label: str | None = None) -> st
                 "evaluation set, then press <b>Inspect</b>.</div>")
     n_forced = max((len(r.get("forced") or []) for r in rows), default=0)
     has_base = any(r.get("baseline") for r in rows)
+    has_floor = any(r.get("floor") for r in rows)
     head = ["#", "Input", "Expert", "Router p", "Conf.", "Generated answer", "Gold", "Score"]
     head += [f"Forced e{e}" for e in range(n_forced)]
     if has_base:
         head.append(f"Baseline: {baseline_label or 'other run'}")
+    if has_floor:
+        head.append(FLOOR_HEADER)
     out = ['<div class="pt-table-wrap"><table class="pt-table" id="pt-inspect-table"><thead><tr>']
     out += [f"<th>{esc(h)}</th>" for h in head]
     out.append("</tr></thead><tbody>")
@@ -104,10 +110,11 @@ def inspect_table(rows: Sequence[dict], baseline_label: str | None = None) -> st
             f = forced[e] if e < len(forced) else None
             cells.append(f'<td class="pt-answer">{esc(_clip(f["text"], 120)) if f else ""}'
                          f'{"<br>" + score_cell(f.get("score"), f.get("correct")) if f and gold else ""}</td>')
-        if has_base:
-            b = r.get("baseline") or {}
-            cells.append(f'<td class="pt-answer">{esc(_clip(b.get("text", ""), 120))}'
-                         f'{"<br>" + score_cell(b.get("score"), b.get("correct")) if b and gold else ""}</td>')
+        for column, shown in (("baseline", has_base), ("floor", has_floor)):
+            if shown:
+                b = r.get(column) or {}
+                cells.append(f'<td class="pt-answer">{esc(_clip(b.get("text", ""), 120))}'
+                             f'{"<br>" + score_cell(b.get("score"), b.get("correct")) if b and gold else ""}</td>')
         out.append(f'<tr data-row="{i}" title="click to see this example in full">{"".join(cells)}</tr>')
     out.append("</tbody></table></div>")
     return "".join(out)
@@ -150,10 +157,12 @@ def example_detail(row: dict | None, index: int | None = None) -> str:
         parts.append(f'<div class="pt-k">Forced {expert_chip(f["expert"], forced=True)}</div>'
                      f'<div class="pt-v pt-pre">{esc(f["text"])}'
                      f'{" · score " + score_cell(f.get("score"), f.get("correct")) if gold else ""}</div>')
-    b = row.get("baseline")
-    if b:
-        parts.append(f'<div class="pt-k">Baseline ({esc(b.get("run"))})</div><div class="pt-v pt-pre">{esc(b.get("text"))}'
-                     f'{" · score " + score_cell(b.get("score"), b.get("correct")) if gold else ""}</div>')
+    for column, title in (("baseline", "Baseline ({run})"), ("floor", FLOOR_HEADER)):
+        b = row.get(column)
+        if b:
+            parts.append(f'<div class="pt-k">{esc(title.format(run=b.get("run")))}</div><div class="pt-v pt-pre">'
+                         f'{esc(b.get("text"))}'
+                         f'{" · score " + score_cell(b.get("score"), b.get("correct")) if gold else ""}</div>')
     if row.get("latency_s") is not None:
         parts.append(f'<div class="pt-muted">generation time of its batch: {row["latency_s"]:.2f} s</div>')
     parts.append("</div>")

@@ -41,6 +41,25 @@ class EvalReport:
     loss: float | None = None
 
 
+def step_points(m: StepMetrics) -> list[tuple[str, float]]:
+    """The metric series one step adds, by the names the studio stores and plots them under."""
+    pts = [("loss", m.loss), ("lr", m.lr), ("tokens_per_s", m.tokens_per_s), ("grad_norm", m.grad_norm)]
+    if m.router_entropy is not None:
+        pts.append(("router_entropy", m.router_entropy))
+    pts += [(f"expert_load/{i}", v) for i, v in enumerate(m.expert_load)]
+    return [(k, float(v)) for k, v in pts]
+
+
+def eval_points(report: EvalReport) -> list[tuple[str, float]]:
+    """The metric series an evaluation adds: ``eval/loss`` and ``eval/<data set>/<score>``."""
+    pts = [("eval/loss", float(report.loss))] if report.loss is not None else []
+    for dataset, scores in report.scores.items():
+        for k, v in scores.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                pts.append((f"eval/{dataset}/{k}", float(v)))
+    return pts
+
+
 class TrainerCallback:
     """Override what you need; every hook is a no-op by default."""
 

@@ -23,3 +23,8 @@ class ModelLoadError(PTMoEError):
 
 class AdapterError(PTMoEError):
     """An adapter directory that is corrupt or does not match the base model."""
+
+
+class BundleError(PTMoEError):
+    """A run bundle that is refused: corrupt, of another format version, with unexpected or oversized
+    members, pickled tensors, or for a base model this installation does not have."""

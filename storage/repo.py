@@ -422,24 +422,23 @@ class Storage:
 
     def log_metrics(self, run_id: int, points: Iterable[MetricPoint], *, step: int | None = None) -> int:
         """Append points in one transaction (and the run's progress ``step`` if given); returns the count."""
-        now = time.time()
-        rows = []
-        for p in points:
-            key, st, value = p[0], int(p[1]), _finite_or_none(p[2])
-            rows.append({"run_id": run_id, "key": str(key), "step": st, "value": value,
-                         "timestamp": float(p[3]) if len(p) > 3 else now})
+        rows = metric_rows(run_id, points, time.time())
         if not rows and step is None:
             return 0
 
         def tx(s: Session) -> int:
-            if rows:
-                s.execute(insert(Metric), rows)
-                self._update_series(s, run_id, rows)
+            self.insert_metrics(s, run_id, rows)
             if step is not None:
                 s.execute(update(Run).where(Run.id == run_id).values(step=step))
             return len(rows)
 
         return self._write(tx)
+
+    def insert_metrics(self, s: Session, run_id: int, rows: list[dict[str, Any]]) -> None:
+        """Inside a transaction: add ``metric_rows`` and keep their series' summaries and chunks current."""
+        if rows:
+            s.execute(insert(Metric), rows)
+            self._update_series(s, run_id, rows)
 
     def _update_series(self, s: Session, run_id: int, rows: list[dict[str, Any]]) -> None:
         by_key: dict[str, list[dict[str, Any]]] = {}
@@ -551,25 +550,8 @@ class Storage:
         split: str = "validation",
     ) -> None:
         """Store an evaluation: one row per data set (and "macro"), one routing record per example."""
-        now = time.time()
-        results = []
-        for dataset, sc in scores.items():
-            sc = dict(sc)
-            results.append(
-                {
-                    "run_id": run_id,
-                    "step": step,
-                    "dataset": str(dataset),
-                    "em": _num(sc, "em", "exact_match"),
-                    "f1": _num(sc, "f1"),
-                    "accuracy": _num(sc, "accuracy", "acc"),
-                    "count": _int(sc, "n", "count", "num_examples"),
-                    "loss": _finite_or_none(loss) if loss is not None else None,
-                    "scores": _json_safe(sc),
-                    "created_at": now,
-                }
-            )
-        recs = [_routing_row(run_id, step, split, r) for r in records]
+        results = evaluation_rows(run_id, step, scores, loss, time.time())
+        recs = [routing_row(run_id, step, split, r) for r in records]
 
         def tx(s: Session) -> None:
             if results:
@@ -789,7 +771,35 @@ def _int(d: Mapping[str, Any], *keys: str) -> int | None:
     return None if f is None else int(f)
 
 
-def _routing_row(run_id: int, step: int, split: str, r: Mapping[str, Any]) -> dict[str, Any]:
+def metric_rows(run_id: int, points: Iterable[MetricPoint], now: float) -> list[dict[str, Any]]:
+    """``metrics`` table rows of (key, step, value[, timestamp]) points; NaN is stored as NULL."""
+    return [{"run_id": run_id, "key": str(p[0]), "step": int(p[1]), "value": _finite_or_none(p[2]),
+             "timestamp": float(p[3]) if len(p) > 3 else now} for p in points]
+
+
+def evaluation_rows(run_id: int, step: int, scores: Mapping[str, Mapping[str, Any]], loss: float | None,
+                    now: float) -> list[dict[str, Any]]:
+    """``evaluation_results`` rows: one per data set (and "macro")."""
+    out = []
+    for dataset, sc in scores.items():
+        sc = dict(sc)
+        out.append({
+            "run_id": run_id,
+            "step": step,
+            "dataset": str(dataset),
+            "em": _num(sc, "em", "exact_match"),
+            "f1": _num(sc, "f1"),
+            "accuracy": _num(sc, "accuracy", "acc"),
+            "count": _int(sc, "n", "count", "num_examples"),
+            "loss": _finite_or_none(loss) if loss is not None else None,
+            "scores": _json_safe(sc),
+            "created_at": now,
+        })
+    return out
+
+
+def routing_row(run_id: int, step: int, split: str, r: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``routing_records`` row from an evaluation record as ``ptmoe_core.evaluate`` writes it."""
     gold = r.get("gold", [])
     gold = [str(g) for g in gold] if isinstance(gold, (list, tuple)) else [str(gold)]
     probs = r.get("probs")

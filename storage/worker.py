@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ptmoe_core.callbacks import EvalReport, StepMetrics, TrainerCallback
+from ptmoe_core.callbacks import EvalReport, StepMetrics, TrainerCallback, eval_points, step_points
 from ptmoe_core.config import RunConfig
 from ptmoe_core.errors import PTMoEError
 
@@ -125,11 +125,7 @@ class StorageCallback(TrainerCallback):
 
     def on_step(self, m: StepMetrics) -> None:
         ts = time.time()
-        pts = [("loss", m.loss), ("lr", m.lr), ("tokens_per_s", m.tokens_per_s), ("grad_norm", m.grad_norm)]
-        if m.router_entropy is not None:
-            pts.append(("router_entropy", m.router_entropy))
-        pts += [(f"expert_load/{i}", v) for i, v in enumerate(m.expert_load)]
-        pts += domain_routing.points(m.domain_routing)
+        pts = step_points(m) + domain_routing.points(m.domain_routing)
         self._buffer += [(k, m.step, float(v), ts) for k, v in pts]
         self._step = self.last_step = m.step
         load = " load " + "/".join(f"{x:.2f}" for x in m.expert_load) if m.expert_load else ""
@@ -139,12 +135,7 @@ class StorageCallback(TrainerCallback):
 
     def on_evaluate(self, report: EvalReport) -> None:
         ts = time.time()
-        if report.loss is not None:
-            self._buffer.append(("eval/loss", report.step, float(report.loss), ts))
-        for dataset, scores in report.scores.items():
-            for k, v in scores.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    self._buffer.append((f"eval/{dataset}/{k}", report.step, float(v), ts))
+        self._buffer += [(k, report.step, v, ts) for k, v in eval_points(report)]
         macro = report.scores.get("macro", {})
         log.info("evaluation at step %d: %s", report.step,
                  ", ".join(f"{k} {v:.3f}" for k, v in macro.items() if k != "n") or "no scores")

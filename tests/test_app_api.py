@@ -25,6 +25,7 @@ EXPECTED = {
     "/inspect_runs", "/inspect_run_info", "/inspect", "/show_example", "/list_runs", "/run_details",
     "/compare_runs", "/rename_run", "/delete_run", "/download_adapter", "/current_run", "/apply_preset",
 }
+EXPECTED |= {"/export_run", "/import_bundle"}  # run bundles
 CALLED: set[str] = set()
 N = len(forms.KEYS)
 
@@ -190,7 +191,7 @@ def test_inspect_typed_inputs_side_by_side(client):
         call(client, "/show_example", 5)
 
 
-def test_inspect_eval_sets_checkpoint_and_stored(client):
+def test_inspect_eval_sets_checkpoint_and_stored(client, srv):
     out = call(client, "/inspect", 1, "2", "Draw from the run's evaluation sets", "", "", "text", "all evaluation sets",
                2, 0, None, False, None, 4)
     assert "8 inputs" in out[0] and "@ step 2" in out[0]  # 2 per set × 4 built-in sets
@@ -203,6 +204,17 @@ def test_inspect_eval_sets_checkpoint_and_stored(client):
     out = call(client, "/inspect", 1, "final", "The run's stored evaluation", "", "", "text", "all evaluation sets",
                2, 0, "4", False, None, 4)
     assert "stored evaluation at step 4" in out[0] and "12 inputs" in out[0]  # 3 per set × 4 sets
+    assert "Frozen model" not in out[1] and "Baseline" not in out[1]
+    # The stored evaluation with a baseline run's stored answers and the frozen model's (the floor,
+    # computed once and cached in the runs folder).
+    out = call(client, "/inspect", 1, "final", "The run's stored evaluation", "", "", "text", "all evaluation sets",
+               2, 0, "4", False, 1, 4, True)
+    assert "Baseline: #1" in out[1] and "Frozen model (no adapter)" in out[1] and out[1].count('<tr data-row="') == 12
+    assert len(list((srv.ctx.runs_dir / "floors").glob("*.json"))) == 1
+    # Typed inputs through the frozen model as well.
+    out = call(client, "/inspect", 1, "final", "Type inputs", "What is 2 plus 2? => 4", "", "number",
+               "all evaluation sets", 2, 0, None, False, None, 4, True)
+    assert "Frozen model (no adapter)" in out[1] and "Frozen model (no adapter)" in call(client, "/show_example", 1)
     with pytest.raises(AppError, match="type at least one input"):
         call(client, "/inspect", 1, "final", "Type inputs", "  ", "", "text", "all evaluation sets", 2, 0, None,
              False, None, 4)
@@ -227,6 +239,27 @@ def test_runs_table_compare_rename_download(client, srv, tmp_path):
     values = call(client, "/copy_from_run", 1)
     assert values[forms.KEYS.index("name")] == "tiny renamed-copy" and values[forms.KEYS.index("steps")] == 4
     assert "Copied" in values[N]
+
+
+def test_floor_export_and_import(client, srv, tmp_path):
+    """The frozen model's scores as the floor; a run exported as a bundle; importing it back finds it
+    already here; a broken file is refused in one line, changing nothing."""
+    scores, _, _ = call(client, "/compare_runs", [1], True)
+    assert "tiny-random · frozen model (no adapter)" in scores and "frozen" in scores
+    f, msg = call(client, "/export_run", 1)
+    bundle = Path(f["value"] if isinstance(f, dict) else f)
+    assert bundle.name.endswith(".ptmoe.zip") and "exported" in msg
+    from ptmoe_core.bundle import read_bundle
+
+    assert read_bundle(bundle).name == "tiny renamed" and read_bundle(bundle).floor is not None
+    msg, *_ = call(client, "/import_bundle", handle_file(str(bundle)), "any", "any", "", "", [], True)
+    assert "already here as run #1" in msg
+    bad = tmp_path / "broken.ptmoe.zip"
+    bad.write_bytes(bundle.read_bytes()[:500])
+    with pytest.raises(AppError, match="truncated or corrupt zip") as e:
+        call(client, "/import_bundle", handle_file(str(bad)), "any", "any", "", "", [], True)
+    assert "\n" not in str(e.value)
+    assert [row[0] for row in call(client, "/list_runs", "any", "any", "", "", [], True)[0]["data"]] == [1]
 
 
 def test_stop_and_delete(client, srv):

@@ -162,11 +162,15 @@ def build_datasets(data_cfg: DataConfig) -> tuple[datasets.Dataset, dict[str, da
     """
     cache: dict[str, datasets.DatasetDict] = {}
     train = mix(data_cfg.train, seed=data_cfg.seed, max_examples=data_cfg.max_train_examples, cache=cache)
+    return train, run_eval_sets(data_cfg, cache)
+
+
+def run_eval_sets(data_cfg: DataConfig, cache: dict[str, datasets.DatasetDict] | None = None
+                  ) -> dict[str, datasets.Dataset]:
+    """The evaluation sets of a run, as ``build_datasets`` names and caps them."""
     if data_cfg.eval:
-        evals = eval_sets(data_cfg.eval, split="test", seed=data_cfg.seed,
-                          max_examples=data_cfg.max_eval_examples, cache=cache)
-    else:
-        plain = [_without_split(parse_spec(s)) for s in data_cfg.train]  # validation, whatever split= says
-        evals = eval_sets(plain, split="validation", seed=data_cfg.seed,
-                          max_examples=data_cfg.max_eval_examples, cache=cache, skip_empty=True)
-    return train, evals
+        return eval_sets(data_cfg.eval, split="test", seed=data_cfg.seed,
+                         max_examples=data_cfg.max_eval_examples, cache=cache)
+    plain = [_without_split(parse_spec(s)) for s in data_cfg.train]  # validation, whatever split= says
+    return eval_sets(plain, split="validation", seed=data_cfg.seed,
+                     max_examples=data_cfg.max_eval_examples, cache=cache, skip_empty=True)

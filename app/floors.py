@@ -1,0 +1,62 @@
+"""The frozen model as the floor, for the Runs comparison and the Inspect table: the base model's own
+answers and scores on a run's evaluation sets, read from the runs folder's cache (storage.floors) or
+computed once through the inspection queue when missing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ptmoe_core.bundle import Evaluation
+from ptmoe_core.config import RunConfig
+from ptmoe_core.floor import evaluate_floor, floor_inputs, floor_key
+from storage.floors import FloorCache
+
+from .queries import score_of
+from .state import AppContext, gpu_wrap
+
+FROZEN_LABEL = "frozen model (no adapter)"
+
+
+def floor_of(ctx: AppContext, run: Any) -> tuple[str, Evaluation]:
+    """(floor key, the frozen model's evaluation) on ``run``'s evaluation sets."""
+    cfg = RunConfig.from_dict(run.config)
+    key = floor_key(cfg)
+    cache = FloorCache(ctx.runs_dir)
+    hit = cache.get(key)
+    if hit is not None:
+        return key, hit
+
+    def compute() -> Evaluation:
+        return cache.get_or_compute(key, lambda: evaluate_floor(cfg, base=ctx.base_model(cfg.model.name)),
+                                    floor_inputs(cfg))
+
+    return key, ctx.inspect_queue.run(gpu_wrap(compute))
+
+
+def floor_rows(ctx: AppContext, runs: Sequence[Any]) -> list[tuple[str, dict[str, float]]]:
+    """One (label, {data set: headline score}) per distinct floor of ``runs``, for the scores table."""
+    seen: dict[str, tuple[str, dict[str, float]]] = {}
+    for r in runs:
+        key, ev = floor_of(ctx, r)
+        if key not in seen:
+            scores = {name: v for name, sc in ev.scores.items() if (v := score_of(sc)) is not None}
+            seen[key] = (f"{r.base_model} · {FROZEN_LABEL}", scores)
+    return list(seen.values())
+
+
+def attach(rows: list[dict[str, Any]], records: Sequence[dict[str, Any]], field: str, label: str) -> int:
+    """Put each matching evaluation record's answer into ``row[field]`` (matched by data set and
+    example id, so only the same question counts); returns how many rows got one."""
+    def key(d: dict[str, Any]) -> tuple[str, str]:
+        return str(d.get("dataset") or d.get("domain") or ""), str(d.get("id"))
+
+    by_key = {key(r): r for r in records}
+    n = 0
+    for row in rows:
+        rec = by_key.get(key(row))
+        if rec is not None:
+            row[field] = {"run": label, "text": rec.get("prediction") or "", "expert": rec.get("expert"),
+                          "score": rec.get("score"), "correct": rec.get("correct")}
+            n += 1
+    return n

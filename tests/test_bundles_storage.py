@@ -1,0 +1,258 @@
+"""Bundles in and out of the database (storage.bundles, ``python -m storage export/import``):
+export -> import reproduces a run (its Inspect rows exactly); a malformed bundle changes nothing;
+the gallery seeds an empty studio once and never touches a user's runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from sqlalchemy import func, select
+
+from app.inspection import rows_from_records
+from ptmoe_core.adapter import WEIGHTS_NAME, load_adapter
+from ptmoe_core.bundle import read_bundle
+from ptmoe_core.config import RunConfig
+from ptmoe_core.errors import BundleError
+from ptmoe_core.floor import evaluate_floor, floor_key
+from ptmoe_core.trainer import train
+from storage import RunStatus, Storage
+from storage.bundles import (
+    GALLERY,
+    export_run,
+    find_bundle,
+    gallery_roles,
+    import_bundle,
+    run_bundle,
+    seed_gallery,
+)
+from storage.floors import FloorCache
+from storage.models import Metric, Param, RoutingRecord, Run
+from storage.worker import StorageCallback, _record_result
+from tests.jobs_fixtures import db_url
+from tests.test_bundle import WEIGHTS_NAME as W
+from tests.test_bundle import _patch_sizes, _set_base, rezip, tiny_config, with_manifest
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    with db_url(request.param, tmp_path) as u:
+        yield u
+
+
+def record_tiny_run(storage: Storage, cfg: RunConfig, base, experiment: str = "default") -> int:
+    """Train ``cfg`` in-process the way a job does, reporting through the worker's callback."""
+    rid = storage.submit(cfg, experiment=experiment)
+    storage.transition(rid, RunStatus.RUNNING)
+    cb = StorageCallback(storage, rid)
+    res = train(RunConfig.from_dict(storage.get_run(rid).config), [cb], base=base)
+    cb.flush()
+    _record_result(storage, rid, res, SimpleNamespace(reason=None), cb.last_step)
+    return rid
+
+
+@pytest.fixture(scope="module")
+def source(tiny_base, tmp_path_factory):
+    """A studio with two finished tiny runs (PT-MoE with its floor cached, and PT), exported."""
+    root = tmp_path_factory.mktemp("source")
+    st = Storage(str(root / "runs" / "studio.db"), runs_dir=root / "runs")
+    ids = [record_tiny_run(st, tiny_config(root / m, m), tiny_base) for m in ("ptmoe", "pt")]
+    cfg = RunConfig.from_dict(st.get_run(ids[0]).config)
+    from ptmoe_core.bundle import Evaluation
+
+    FloorCache(st.runs_dir).put(floor_key(cfg), Evaluation.from_report(evaluate_floor(cfg, base=tiny_base)))
+    files = [export_run(st, rid, root / "out" / f"run{rid}.ptmoe.zip") for rid in ids]
+    yield SimpleNamespace(storage=st, ids=ids, files=files, root=root)
+    st.close()
+
+
+@pytest.fixture
+def dest(url, tmp_path):
+    s = Storage(url, runs_dir=tmp_path / "dest-runs")
+    yield s
+    s.close()
+
+
+def snapshot(st: Storage) -> tuple:
+    """Everything an import could leave behind: row counts and files."""
+    def tx(s):
+        return tuple(s.execute(select(func.count()).select_from(t)).scalar_one() for t in (Run, Param, Metric, RoutingRecord))
+
+    files = sorted(str(p.relative_to(st.runs_dir)) for p in st.runs_dir.rglob("*")) if st.runs_dir.exists() else []
+    return st.db.run(tx, write=False), [f for f in files if not f.startswith("studio.db")]
+
+
+def without(obj, *fields):
+    return {k: v for k, v in dataclasses.asdict(obj).items() if k not in fields}
+
+
+# ---- export -> import ------------------------------------------------------------------------
+
+
+def test_export_import_reproduces_the_run(source, dest, tiny_base):
+    src, rid = source.storage, source.ids[0]
+    res = import_bundle(dest, source.files[0])
+    assert res.created
+    a, b = src.get_run(rid), dest.get_run(res.run_id)
+    assert b.status is RunStatus.FINISHED and b.reason == "imported" and b.experiment == "imported"
+    for f in ("name", "method", "base_model", "data_specs", "trainable_params", "step", "total_steps"):
+        assert getattr(a, f) == getattr(b, f), f
+    assert {**a.config, "output_dir": ""} == {**b.config, "output_dir": ""}
+    assert Path(b.output_dir).is_relative_to(dest.runs_dir)
+    # The Inspect table of the stored evaluation: the same rows, exactly.
+    for step in src.routing_steps(rid):
+        ra, rb = src.routing_records(rid, step=step), dest.routing_records(res.run_id, step=step)
+        assert rows_from_records(ra) == rows_from_records(rb) and len(ra) > 0
+        assert [without(x, "run_id") for x in ra] == [without(x, "run_id") for x in rb]
+    assert dest.routing_steps(res.run_id) == src.routing_steps(rid)
+    assert [without(e, "run_id", "created_at") for e in src.evaluations(rid)] == \
+        [without(e, "run_id", "created_at") for e in dest.evaluations(res.run_id)]
+    ha, hb = src.metric_history(rid), dest.metric_history(res.run_id)
+    assert set(ha) == set(hb) and all(ha[k].steps == hb[k].steps and ha[k].values == hb[k].values for k in ha)
+    assert [c.step for c in dest.checkpoints(res.run_id)] == [c.step for c in src.checkpoints(rid)]
+    assert not any(c.exists for c in dest.checkpoints(res.run_id))  # the list travels, not the files
+    # The adapter is the trained one and loads.
+    ad = load_adapter(b.adapter_path, base=tiny_base)
+    want = load_file(str(Path(a.adapter_path) / WEIGHTS_NAME))
+    assert all(torch.equal(ad.state_dict()[k], want[k]) for k in want)
+    # Its floor came along; re-exporting gives the same bundle.
+    key = floor_key(RunConfig.from_dict(b.config))
+    assert FloorCache(dest.runs_dir).get(key) is not None
+    assert run_bundle(dest, res.run_id).bundle_id == read_bundle(source.files[0]).bundle_id
+    assert dest.params(res.run_id)["info.device"] == "cpu"
+
+
+def test_importing_twice_does_not_duplicate(source, dest):
+    first = import_bundle(dest, source.files[0])
+    before = snapshot(dest)
+    again = import_bundle(dest, source.files[0], experiment="other")
+    assert (again.run_id, again.created) == (first.run_id, False)
+    assert snapshot(dest) == before
+    assert find_bundle(dest, read_bundle(source.files[0]).bundle_id) == first.run_id
+
+
+def _malformed(good: Path, d: Path) -> dict[str, Path]:
+    huge = d / "huge.zip"
+    huge.write_bytes(_patch_sizes(good.read_bytes(), W, 1 << 30))
+    cut = d / "cut.zip"
+    cut.write_bytes(good.read_bytes()[:-200])
+    out = d / "escape.zip"
+    rezip(good, out)
+    import zipfile
+
+    with zipfile.ZipFile(out, "a") as zf:
+        zf.writestr("../x", b"x")
+    pick = rezip(good, d / "pickle.zip")
+    with zipfile.ZipFile(pick, "a") as zf:
+        zf.writestr("adapter_model.bin", b"\x80\x04\x95" + b"\x00" * 20)
+    return {
+        "truncated": cut,
+        "version": with_manifest(good, d / "v.zip", lambda m: m.update(format_version=99)),
+        "../x": out,
+        "pickle": pick,
+        "other base": _set_base(good, d / "base.zip", hidden_size=2048),
+        "1 GB member": huge,
+    }
+
+
+def test_malformed_bundles_change_nothing(source, dest, tmp_path):
+    import_bundle(dest, source.files[1])  # a database with something in it
+    before = snapshot(dest)
+    for what, path in _malformed(source.files[0], tmp_path).items():
+        with pytest.raises(BundleError) as e:
+            import_bundle(dest, path)
+        assert "\n" not in str(e.value), what
+        assert snapshot(dest) == before, what
+
+
+def test_a_failure_inside_the_transaction_leaves_nothing(source, dest, monkeypatch):
+    before = snapshot(dest)
+
+    def boom(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(dest, "insert_metrics", boom)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        import_bundle(dest, source.files[0])
+    assert snapshot(dest) == before
+
+
+def test_only_a_finished_run_exports(source, tmp_path):
+    st = source.storage
+    rid = st.submit(tiny_config(tmp_path / "q"))
+    with pytest.raises(BundleError, match=f"run {rid} has no final adapter"):
+        export_run(st, rid, tmp_path / "q.ptmoe.zip")
+    assert not (tmp_path / "q.ptmoe.zip").exists()
+    st.delete_run(rid)
+
+
+def test_cli_export_and_import(source, tmp_path, capsys):
+    from storage.__main__ import main
+
+    src_db = str(source.root / "runs" / "studio.db")
+    out = tmp_path / "cli.ptmoe.zip"
+    assert main(["export", str(source.ids[1]), str(out), "--db", src_db]) == 0
+    assert "exported run" in capsys.readouterr().out
+    db = str(tmp_path / "cli" / "studio.db")
+    assert main(["import", str(out), "--db", db, "--experiment", "mine"]) == 0
+    assert "as run 1" in capsys.readouterr().out
+    assert main(["import", str(out), "--db", db]) == 0
+    assert "already in this database as run 1" in capsys.readouterr().out
+    for args, msg in ((["import", str(tmp_path / "nope.zip")], "no such file"),
+                      (["export", "999", str(tmp_path / "x.zip")], "run 999 does not exist")):
+        assert main([*args, "--db", db]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and msg in err and err.count("\n") == 1, err
+
+
+# ---- the gallery -----------------------------------------------------------------------------
+
+
+def gallery_dir(source, d: Path) -> Path:
+    g = d / "gallery"
+    g.mkdir()
+    for i, f in enumerate(source.files):
+        shutil.copy(f, g / f"{i}-{f.name}")
+    (g / "broken.ptmoe.zip").write_bytes(b"not a zip")
+    return g
+
+
+def test_gallery_seeds_an_empty_studio_once(source, dest, tmp_path):
+    g = gallery_dir(source, tmp_path)
+    got = seed_gallery(dest, g)
+    assert len(got) == 2 and all(x.created for x in got)  # the broken file is skipped, not fatal
+    runs = dest.list_runs()
+    assert {r.experiment for r in runs} == {GALLERY} and len(runs) == 2
+    assert seed_gallery(dest, g) == [] and len(dest.list_runs()) == 2
+    # Deleted gallery runs do not come back at the next start.
+    for r in runs:
+        dest.delete_run(r.id)
+    assert seed_gallery(dest, g) == [] and dest.list_runs() == []
+
+
+def test_gallery_never_touches_a_users_studio(source, dest, tmp_path):
+    mine = import_bundle(dest, source.files[0], experiment="default")
+    before = snapshot(dest)
+    assert seed_gallery(dest, gallery_dir(source, tmp_path)) == []
+    assert snapshot(dest) == before and dest.get_run(mine.run_id).experiment == "default"
+
+
+def test_gallery_roles(source, dest, tmp_path, monkeypatch):
+    import storage.bundles as sb
+
+    real = sb.read_bundle
+
+    def with_key(path, **kw):  # what bench/gallery.py writes into each bundle's provenance
+        b = real(path, **kw)
+        b.provenance["gallery_key"] = b.method
+        return b
+
+    monkeypatch.setattr(sb, "read_bundle", with_key)
+    seed_gallery(dest, gallery_dir(source, tmp_path))
+    roles = gallery_roles(dest)
+    assert set(roles) == {"ptmoe", "pt"} and dest.get_run(roles["pt"]).method == "pt"
