@@ -49,16 +49,23 @@ def run(tmp_path, preset: str, seed: int, **method):
         "model": {"name": "tiny-random", "device": "cpu"},
         "method": {"method": "ptmoe", "preset": preset, "prompt_len": 4, "rank": 3, "n_experts": 2, **method},
         "data": {"train": ["builtin:unused"], "max_source_tokens": 64, "max_answer_tokens": 4},
-        "train": {"steps": 30, "batch_size": 8, "warmup_steps": 2, "seed": seed, "max_new_tokens": 2},
+        "train": {"steps": 48, "batch_size": 8, "lr": 0.05, "warmup_steps": 2, "seed": seed, "max_new_tokens": 2},
     })
     return cfg, (two_domains(64, "train", seed), {"toy": two_domains(32, "test", seed + 100)})
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_studio_preset_separates_disjoint_domains(tiny_base, tmp_path, seed):
-    cfg, data = run(tmp_path, "studio", seed)
-    res = train(cfg, base=tiny_base, data=data, resume=False)
-    assert mi_bits(res.evaluation.records) >= 0.8, Counter((r["domain"], r["expert"]) for r in res.evaluation.records)
+def test_studio_preset_separates_disjoint_domains_where_the_paper_collapses(tiny_base, tmp_path):
+    # tiny-random's LM loss barely moves, so this checks the router's own dynamics: on standardised
+    # inputs the two domains lie far apart and the studio's router settles on that split; the
+    # paper's router sees near-identical mean embeddings and stays undecided or on one expert.
+    mi = {}
+    for preset in ("studio", "paper"):
+        for seed in (0, 1, 2):
+            cfg, data = run(tmp_path, preset, seed)
+            mi[preset, seed] = mi_bits(train(cfg, base=tiny_base, data=data, resume=False).evaluation.records)
+    studio, paper = [mi["studio", s] for s in range(3)], [mi["paper", s] for s in range(3)]
+    assert sum(studio) / 3 >= 0.5 and min(studio) >= 0.4, mi
+    assert sum(paper) / 3 <= 0.2, mi
 
 
 def test_presets_resolve_and_record_every_value():
@@ -99,7 +106,7 @@ def test_adapter_written_before_presets_loads_and_routes_as_before(tiny_base, tm
 
 def test_router_norm_statistics_travel_with_the_adapter(tiny_base, tmp_path):
     cfg, data = run(tmp_path, "studio", 0)
-    cfg.train.steps = 2
+    cfg.train.steps, cfg.train.warmup_steps = 2, 1
     res = train(cfg, base=tiny_base, data=data, resume=False)
     loaded = load_adapter(res.adapter_dir, base=tiny_base)
     mean = loaded.prompt.router.input_mean
