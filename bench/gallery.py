@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import datetime as dt
 import os
 import platform
@@ -35,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.balance_loss import routing_stats  # noqa: E402
 from ptmoe_core.bundle import SUFFIX, BundleRecorder, Evaluation, Floor, bundle_from_training, read_bundle, write_bundle  # noqa: E402
-from ptmoe_core.config import MethodConfig, RunConfig  # noqa: E402
+from ptmoe_core.config import RunConfig  # noqa: E402
 from ptmoe_core.floor import evaluate_floor, floor_key  # noqa: E402
 from ptmoe_core.models import load_base_model  # noqa: E402
 from ptmoe_core.trainer import train  # noqa: E402
@@ -65,22 +64,10 @@ BUDGET: dict[str, Any] = {
     "train": {"steps": 40, "batch_size": 4, "warmup_steps": 4, "eval_every": 20, "save_every": 20,
               "max_new_tokens": 16, "eval_batch_size": 8},
 }
-# Where MethodConfig has no ``preset`` field yet, the presets differ as they do in the app today:
-# the paper's method has no balance loss; the studio's default adds one of weight 0.1.
-PRESET_FALLBACK = {"paper": {"balance_loss": 0.0}, "studio": {"balance_loss": 0.1}}
-
-
-def has_presets() -> bool:
-    return "preset" in {f.name for f in dataclasses.fields(MethodConfig)}
-
-
 def run_config(run: GalleryRun, model: str, device: str, out: Path, steps: int | None = None,
                eval_examples: int | None = None) -> RunConfig:
     """The run's full config: BUDGET, then its overrides, the model and the optional smoke-test sizes."""
     d = _merge(copy.deepcopy(BUDGET), copy.deepcopy(run.overrides))
-    method = d["method"]
-    if not has_presets() and "preset" in method:
-        method.update(PRESET_FALLBACK[method.pop("preset")])
     d.update(name=f"gallery · {run.title}", output_dir=str(out / run.key), model={"name": model, "device": device})
     if steps is not None:
         t = d["train"]
@@ -171,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                     floors[key] = Floor(key, Evaluation.from_report(evaluate_floor(cfg, base=base)))
                 provenance = {
                     "gallery_key": run.key, "title": run.title, "command": command, "run_overrides": run.overrides,
-                    "presets": "MethodConfig.preset" if has_presets() else f"fallback {PRESET_FALLBACK}",
+                    "preset": cfg.method.preset,
                     "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "train_seconds":
                     round(result.elapsed_s, 1), "git_commit": git_commit(), **host,
                 }
