@@ -202,6 +202,35 @@ def _majority_text(row: dict) -> str:
 # Report
 
 
+def _aids(method: dict) -> dict:
+    """A run's resolved method settings that differ from the paper preset's (the open choices and aids)."""
+    from ptmoe_core.presets import preset_values
+
+    paper = preset_values("paper", "ptmoe")
+    return {k: method.get(k) for k, v in paper.items() if method.get(k) != v}
+
+
+def _is_preset(method: dict, preset: str) -> bool:
+    from ptmoe_core.presets import preset_values
+
+    return all(method.get(k) == v for k, v in preset_values(preset, "ptmoe").items())
+
+
+def _settings_text(method: dict) -> str:
+    aids = _aids(method)
+    text = "paper" + "".join(f", {k}={v}" for k, v in aids.items()) if aids else "paper"
+    return text + (" **(= studio preset)**" if _is_preset(method, "studio") else "")
+
+
+def _preset_rows(rows: list[dict], preset: str) -> dict[int, dict]:
+    """seed -> the first run of ``rows`` whose settings are ``preset``'s (rounds pooled)."""
+    out: dict[int, dict] = {}
+    for r in rows:
+        if _is_preset(r["method"], preset) and r["seed"] not in out:
+            out[r["seed"]] = r
+    return out
+
+
 def _mean(xs):
     xs = [x for x in xs if x == x]
     return sum(xs) / len(xs) if xs else float("nan")
@@ -216,6 +245,17 @@ def report(results: dict, path: Path, plot: bool = True) -> str:
              "Scores: token F1 for spans, accuracy for numbers; macro = mean over sets. "
              "I(domain; expert) in bits over the evaluation questions (1.0 = two experts splitting the domains "
              "cleanly). Every figure below comes from that command's runs; none was edited by hand.", ""]
+    if results.get("sources", [])[1:]:
+        lines += ["The plan ran in rounds (below). Round r1 tried each aid alone, on top of the paper's settings and "
+                  "of a first studio candidate; round r2 put the promising aids together and left each out in turn. "
+                  "A variant's *settings* are its resolved values that differ from the paper's; the one marked "
+                  "**(= studio preset)** is what `preset: studio` (the default) trains today, and the targets "
+                  "below are computed on it, pooled over rounds by seed.", ""]
+    for i, src in enumerate(results.get("sources", [])[1:] and results["sources"], 1):
+        lines.append(f"- round r{i}: `{src['command']}` on {src['date']}, {src['device']}"
+                     f"{' (' + src['gpu'] + ')' if src.get('gpu') else ''}, {src['dtype']}")
+    if results.get("sources", [])[1:]:
+        lines.append("")
     for mix in MIXES:
         rows = [r for r in runs if r["mix"] == mix]
         if not rows:
@@ -229,7 +269,7 @@ def report(results: dict, path: Path, plot: bool = True) -> str:
             if not vs:
                 continue
             mis = [r["mi_bits"] for r in vs]
-            settings = ", ".join(f"{k}={v}" for k, v in results["variants"][name].items())
+            settings = _settings_text(vs[0]["method"])
             lines.append(f"| {name} | {settings} | {_mean(mis):.2f} ({', '.join(f'{x:.2f}' for x in mis)}) | "
                          f"{_mean([r['confidence'] for r in vs]):.2f} | {min(min(r['load']) for r in vs):.0%} | "
                          f"{100 * _mean([r['macro'] for r in vs]):.1f} | {_mean([r['train_s'] for r in vs]):.1f} s |")
@@ -249,9 +289,9 @@ def report(results: dict, path: Path, plot: bool = True) -> str:
         if floor:
             lines.append("| *frozen model* | " + " | ".join(f"{100 * floor['per_set'].get(s, float('nan')):.1f}" for s in sets) + " |")
         lines += ["", "Majority expert per domain (share of that domain's questions), per seed:", ""]
-        for name in ("paper", "studio"):
-            for r in [r for r in rows if r["variant"] == name]:
-                lines.append(f"- {name}, seed {r['seed']}: {_majority_text(r)}")
+        for preset in ("paper", "studio"):
+            for seed, r in sorted(_preset_rows(rows, preset).items()):
+                lines.append(f"- {preset} preset ({r['variant']}), seed {seed}: {_majority_text(r)}")
         lines.append("")
         lines += _targets(mix, rows, seeds)
     text = "\n".join(lines) + "\n"
@@ -263,12 +303,19 @@ def report(results: dict, path: Path, plot: bool = True) -> str:
 
 
 def _targets(mix: str, rows: list[dict], seeds: list[int]) -> list[str]:
-    st = {r["seed"]: r for r in rows if r["variant"] == "studio"}
-    pa = {r["seed"]: r for r in rows if r["variant"] == "paper"}
+    st, pa = _preset_rows(rows, "studio"), _preset_rows(rows, "paper")
     if not st:
-        return []
+        out = ["Targets (issue 10): **the current studio preset was not run on this mix** (no GPU time was left); "
+               "what the variants that ran did:", ""]
+        for name in dict.fromkeys(r["variant"] for r in rows):
+            vs = [r for r in rows if r["variant"] == name]
+            if any(r["mix"] == "comparison" for r in vs):
+                out.append(f"- {name}: SQuAD (QA) and GSM8K (math) go to different majority experts in "
+                           f"{sum(_qa_math_apart(r) for r in vs)} of {len(vs)} seeds")
+        return [*out, ""]
     ok = lambda c: "met" if c else "**missed**"  # noqa: E731
-    out = ["Targets (issue 10):", ""]
+    out = [f"Targets (issue 10), for the current studio preset ({', '.join(sorted({r['variant'] for r in st.values()}))}, "
+           f"{len(st)} seed(s)):", ""]
     if mix == "builtin":
         mis = [r["mi_bits"] for r in st.values()]
         conf = _mean([r["confidence"] for r in st.values()])
@@ -288,16 +335,17 @@ def _targets(mix: str, rows: list[dict], seeds: list[int]) -> list[str]:
             tp, ts = _mean([r["train_s"] for r in pa.values()]), _mean([r["train_s"] for r in st.values()])
             out.append(f"- training wall time studio / paper: {ts / tp:.2f}× (change < 10 %: {ok(abs(ts / tp - 1) < 0.10)})")
     else:
-        apart = 0
-        for r in st.values():
-            m = r["majority"]
-            qa = [v[0] for d, v in m.items() if d.startswith("squad")]
-            math_ = [v[0] for d, v in m.items() if d.startswith("gsm8k")]
-            if qa and math_ and qa[0] != math_[0]:
-                apart += 1
+        apart = sum(_qa_math_apart(r) for r in st.values())
         out.append(f"- studio: SQuAD (QA) and GSM8K (math) go to different majority experts in {apart} of "
                    f"{len(st)} seeds (≥ 2 of 3): {ok(apart >= min(2, len(st)))}")
     return [*out, ""]
+
+
+def _qa_math_apart(r: dict) -> bool:
+    m = r["majority"]
+    qa = [v[0] for d, v in m.items() if d.startswith("squad")]
+    math_ = [v[0] for d, v in m.items() if d.startswith("gsm8k")]
+    return bool(qa and math_ and qa[0] != math_[0])
 
 
 def _plot(results: dict, png: Path) -> None:
@@ -315,7 +363,7 @@ def _plot(results: dict, png: Path) -> None:
             vs = [r for r in results["runs"] if r["mix"] == mix and r["variant"] == name]
             if vs:
                 fig.add_trace(go.Box(y=[r["mi_bits"] for r in vs], name=name, boxpoints="all", showlegend=False), 1, i)
-    fig.update_yaxes(title_text="I(domain; expert), bits", range=[0, 2.1])
+    fig.update_yaxes(title_text="I(domain; expert), bits (max 1 with 2 experts)", range=[0, 1.05])
     fig.update_layout(width=1200, height=500, title="Routing by variant (each point a seed)", margin={"b": 140})
     png.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -323,6 +371,13 @@ def _plot(results: dict, png: Path) -> None:
         print(f"wrote {png}")
     except Exception as e:  # kaleido needs a Chromium; the table stands without the plot
         print(f"plot not written ({e})", file=sys.stderr)
+
+
+def _read_json(path: Path) -> dict:
+    import gzip
+
+    raw = path.read_bytes()
+    return json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,12 +400,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "routing.md")
     args = p.parse_args(argv)
     if args.report_from:
-        parts = [json.loads(Path(f).read_text()) for f in args.report_from]
-        results = {"meta": parts[0]["meta"], "variants": {}, "runs": [], "floor": {}}
-        for part in parts:
-            results["variants"].update(part["variants"])
-            results["runs"] += part["runs"]
-            results["floor"].update(part.get("floor", {}))
+        parts = [_read_json(Path(f)) for f in args.report_from]
+        results = {"meta": parts[0]["meta"], "variants": {}, "runs": [], "floor": {},
+                   "sources": [p["meta"] for p in parts]}
+        for i, part in enumerate(parts, 1):
+            # Several files are rounds of the plan (named roundN-*.json[.gz]): their variants get the round's tag.
+            name = Path(args.report_from[i - 1]).name.split("-")[0].replace("round", "r")
+            tag = (lambda v, name=name: f"{name} {v}") if len(parts) > 1 else (lambda v: v)
+            results["variants"].update({tag(k): v for k, v in part["variants"].items()})
+            results["runs"] += [{**r, "variant": tag(r["variant"])} for r in part["runs"]]
+            for mix, f in part.get("floor", {}).items():
+                results["floor"].setdefault(mix, f)
         print(report(results, args.out))
         return 0
     try:
