@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import platform
 import random
 import sys
@@ -72,14 +71,6 @@ def primary(r: dict) -> float:
     return float(r["score"])
 
 
-def mutual_information_bits(pairs: list[tuple[str, int]]) -> float:
-    n = len(pairs)
-    if not n:
-        return float("nan")
-    joint, dom, exp = Counter(pairs), Counter(d for d, _ in pairs), Counter(e for _, e in pairs)
-    return sum(c / n * math.log2(c * n / (dom[d] * exp[e])) for (d, e), c in joint.items())
-
-
 def per_set(records: list[dict]) -> dict[str, float]:
     sets: dict[str, list[float]] = {}
     for r in records:
@@ -88,6 +79,8 @@ def per_set(records: list[dict]) -> dict[str, float]:
 
 
 def routing_summary(records: list[dict], n_experts: int) -> dict:
+    from ptmoe_core.metrics import mutual_information_bits
+
     pairs = [(r["domain"], int(r["expert"])) for r in records if r.get("expert") is not None]
     load = Counter(e for _, e in pairs)
     majority = {}
@@ -97,7 +90,7 @@ def routing_summary(records: list[dict], n_experts: int) -> dict:
         majority[d] = [e, k / sum(c.values())]
     conf = [float(r["confidence"]) for r in records if r.get("confidence") is not None]
     return {
-        "mi_bits": mutual_information_bits(pairs),
+        "mi_bits": mutual_information_bits([d for d, _ in pairs], [e for _, e in pairs]) if pairs else float("nan"),
         "confidence": sum(conf) / len(conf) if conf else float("nan"),
         "load": [load.get(i, 0) / max(1, len(pairs)) for i in range(n_experts)],
         "majority": majority,

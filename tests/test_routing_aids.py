@@ -7,7 +7,6 @@ import dataclasses
 import json
 import math
 import random
-from collections import Counter
 
 import pytest
 import torch
@@ -15,6 +14,7 @@ import torch
 from ptmoe_core.adapter import CONFIG_NAME, build_adapter, load_adapter, save_adapter
 from ptmoe_core.config import MethodConfig, RunConfig
 from ptmoe_core.errors import ConfigError
+from ptmoe_core.metrics import mutual_information_bits
 from ptmoe_core.presets import preset_values
 from ptmoe_core.router import Router, mutual_information
 from ptmoe_core.trainer import train
@@ -37,10 +37,7 @@ def two_domains(n: int, split: str, seed: int) -> list[dict]:
 
 
 def mi_bits(records: list[dict]) -> float:
-    pairs = [(r["domain"], r["expert"]) for r in records]
-    n = len(pairs)
-    joint, dom, exp = Counter(pairs), Counter(d for d, _ in pairs), Counter(e for _, e in pairs)
-    return sum(c / n * math.log2(c * n / (dom[d] * exp[e])) for (d, e), c in joint.items())
+    return mutual_information_bits([r["domain"] for r in records], [r["expert"] for r in records])
 
 
 def run(tmp_path, preset: str, seed: int, **method):
