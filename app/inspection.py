@@ -111,12 +111,13 @@ def run_inspection(
     label: str = "",
     progress: Callable[[float, str], None] | None = None,
 ) -> InspectResult:
-    """Generate through ``adapter`` for every example; optionally once more per forced expert and
-    through a ``baseline`` adapter. Returns one row per example. ``progress(fraction, what)`` is
-    called as batches finish."""
-    from ptmoe_core.generate import generate
+    """Generate through ``adapter`` for every example, optionally with each expert forced too (in the
+    same batched pass), and through a ``baseline`` adapter. Returns one row per example.
+    ``progress(fraction, what)`` is called as batches finish."""
+    from ptmoe_core.generate import generate, generate_all_experts
 
-    n_passes = 1 + (adapter.n_experts if forced and adapter.n_experts > 1 else 0) + (baseline is not None)
+    with_forced = forced and adapter.n_experts > 1
+    n_passes = 1 + (baseline is not None)
     done_passes = [0]
 
     def tick(what: str):
@@ -134,25 +135,24 @@ def run_inspection(
         raise ValueError(f"{len(examples)} inputs: inspect at most {MAX_INPUTS} at a time")
     t0 = time.time()
     enc = _encode(adapter, examples, fmt)
-    gens = generate(adapter, enc, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                    return_router_input=adapter.is_routed, progress=tick("routed answers"))
+    if with_forced:
+        gens, forced_gens = generate_all_experts(adapter, enc, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                                 return_router_input=True, progress=tick("routed and forced answers"))
+    else:
+        gens = generate(adapter, enc, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                        return_router_input=adapter.is_routed, progress=tick("routed answers"))
+        forced_gens = [[] for _ in gens]
     next_pass()
     rows = []
-    for ex, g in zip(examples, gens, strict=True):
+    for ex, g, fg in zip(examples, gens, forced_gens, strict=True):
         rows.append({
             "id": ex.get("id"), "domain": ex.get("domain"), "question": ex.get("question", ""),
             "context": ex.get("context", ""), "gold": list(ex.get("answers") or []),
             "answer_type": ex.get("answer_type", "text"), "ood": bool(ex.get("ood", False)),
             "expert": g.expert, "probs": g.probs, "confidence": g.confidence, "entropy": g.entropy,
-            "prediction": g.text, "latency_s": g.latency_s, **_score(g.text, ex), "forced": [], "baseline": None,
+            "prediction": g.text, "latency_s": g.latency_s, **_score(g.text, ex), "baseline": None,
+            "forced": [{"expert": e, "text": f.text, **_score(f.text, ex)} for e, f in enumerate(fg)],
         })
-    if forced and adapter.n_experts > 1:
-        for e in range(adapter.n_experts):
-            fg = generate(adapter, enc, max_new_tokens=max_new_tokens, batch_size=batch_size, force_expert=e,
-                          progress=tick(f"expert {e} forced"))
-            next_pass()
-            for row, ex, g in zip(rows, examples, fg, strict=True):
-                row["forced"].append({"expert": e, "text": g.text, **_score(g.text, ex)})
     if baseline is not None:
         benc = _encode(baseline, examples, baseline_fmt or fmt)
         bg = generate(baseline, benc, max_new_tokens=max_new_tokens, batch_size=batch_size,

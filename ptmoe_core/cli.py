@@ -96,18 +96,21 @@ def cmd_train(args) -> int:
 def cmd_generate(args) -> int:
     from .adapter import load_adapter
     from .data.formatting import FormatConfig, encode_example
-    from .generate import generate
+    from .generate import generate, generate_all_experts
 
     adapter = load_adapter(args.adapter)
     fmt = FormatConfig(max_source_tokens=args.max_source_tokens, instruction=args.instruction)
     examples = [{"id": str(i), "domain": "input", "question": q, "context": args.context or "", "answers": [""],
                  "answer_type": args.answer_type, "split": "test", "ood": False} for i, q in enumerate(args.input)]
     encoded = [encode_example(adapter.base.tokenizer, ex, fmt, with_answer=False) for ex in examples]
-    experts = range(adapter.n_experts) if args.all_experts else [args.force_expert]
-    rows = []
-    for e in experts:
-        for q, g in zip(args.input, generate(adapter, encoded, max_new_tokens=args.max_new_tokens, force_expert=e), strict=True):
-            rows.append({"input": q, "forced": e, **asdict(g)})
+    if args.all_experts and adapter.is_routed:  # every expert forced, in one batched pass
+        _, forced = generate_all_experts(adapter, encoded, max_new_tokens=args.max_new_tokens)
+        answers = {e: [f[e] for f in forced] for e in range(adapter.n_experts)}
+    else:
+        e = 0 if args.all_experts else args.force_expert
+        answers = {e: generate(adapter, encoded, max_new_tokens=args.max_new_tokens, force_expert=e)}
+    rows = [{"input": q, "forced": e, **asdict(g)} for e, gens in answers.items()
+            for q, g in zip(args.input, gens, strict=True)]
     if args.json:
         for r in rows:
             r.pop("router_input", None)
