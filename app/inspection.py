@@ -103,13 +103,14 @@ def run_inspection(
     label: str = "",
     progress: Callable[[float, str], None] | None = None,
 ) -> InspectResult:
-    """Generate through ``adapter`` for every example; optionally once more per forced expert, through
-    a ``baseline`` adapter and through ``floor`` (the frozen model, ``ptmoe_core.floor.frozen_adapter``).
-    Returns one row per example. ``progress(fraction, what)`` is called as batches finish."""
-    from ptmoe_core.api import answer
+    """Generate through ``adapter`` for every example, optionally with each expert forced too (in the
+    same batched pass), and through a ``baseline`` adapter and ``floor`` (the frozen model,
+    ``ptmoe_core.floor.frozen_adapter``). Returns one row per example. ``progress(fraction, what)`` is
+    called as batches finish."""
+    from ptmoe_core.api import answer, answer_all_experts
 
-    n_passes = (1 + (adapter.n_experts if forced and adapter.n_experts > 1 else 0) + (baseline is not None)
-                + (floor is not None))
+    with_forced = forced and adapter.n_experts > 1
+    n_passes = 1 + (baseline is not None) + (floor is not None)
     done_passes = [0]
 
     def tick(what: str):
@@ -126,26 +127,25 @@ def run_inspection(
     if len(examples) > MAX_INPUTS:
         raise ValueError(f"{len(examples)} inputs: inspect at most {MAX_INPUTS} at a time")
     t0 = time.time()
-    gens = answer(adapter, examples, format_cfg=fmt, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                  return_router_input=adapter.is_routed, progress=tick("routed answers"))
+    if with_forced:
+        gens, forced_gens = answer_all_experts(adapter, examples, format_cfg=fmt, max_new_tokens=max_new_tokens,
+                                               batch_size=batch_size, return_router_input=True,
+                                               progress=tick("routed and forced answers"))
+    else:
+        gens = answer(adapter, examples, format_cfg=fmt, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                      return_router_input=adapter.is_routed, progress=tick("routed answers"))
+        forced_gens = [[] for _ in gens]
     next_pass()
     rows = []
-    for ex, g in zip(examples, gens, strict=True):
+    for ex, g, fg in zip(examples, gens, forced_gens, strict=True):
         rows.append({
             "id": ex.get("id"), "domain": ex.get("domain"), "question": ex.get("question", ""),
             "context": ex.get("context", ""), "gold": list(ex.get("answers") or []),
             "answer_type": ex.get("answer_type", "text"), "ood": bool(ex.get("ood", False)),
             "expert": g.expert, "probs": g.probs, "confidence": g.confidence, "entropy": g.entropy,
-            "prediction": g.text, "latency_s": g.latency_s, **_score(g.text, ex), "forced": [], "baseline": None,
-            "floor": None,
+            "prediction": g.text, "latency_s": g.latency_s, **_score(g.text, ex), "baseline": None, "floor": None,
+            "forced": [{"expert": e, "text": f.text, **_score(f.text, ex)} for e, f in enumerate(fg)],
         })
-    if forced and adapter.n_experts > 1:
-        for e in range(adapter.n_experts):
-            fg = answer(adapter, examples, format_cfg=fmt, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                        force_expert=e, progress=tick(f"expert {e} forced"))
-            next_pass()
-            for row, ex, g in zip(rows, examples, fg, strict=True):
-                row["forced"].append({"expert": e, "text": g.text, **_score(g.text, ex)})
     for other, column, what, ofmt in ((baseline, "baseline", "baseline answers", baseline_fmt or fmt),
                                      (floor, "floor", "frozen model's answers", fmt)):
         if other is None:

@@ -119,13 +119,16 @@ def cmd_generate(args) -> int:
 
     adapter = api.load(args.adapter)
     fmt = api.format_of(adapter, max_source_tokens=args.max_source_tokens, instruction=args.instruction)
-    experts = range(adapter.n_experts) if args.all_experts else [args.force_expert]
-    rows = []
-    for e in experts:
-        gens = api.answer(adapter, args.input, context=args.context, answer_type=args.answer_type, force_expert=e,
-                          max_new_tokens=args.max_new_tokens, format_cfg=fmt)
-        for q, g in zip(args.input, gens, strict=True):
-            rows.append({"input": q, "forced": e, **asdict(g)})
+    kw = dict(context=args.context or "", answer_type=args.answer_type, max_new_tokens=args.max_new_tokens,
+              format_cfg=fmt)
+    if args.all_experts and adapter.is_routed:  # every expert forced, in one batched pass
+        _, forced = api.answer_all_experts(adapter, args.input, **kw)
+        answers = {e: [f[e] for f in forced] for e in range(adapter.n_experts)}
+    else:
+        e = 0 if args.all_experts else args.force_expert
+        answers = {e: api.answer(adapter, args.input, force_expert=e, **kw)}
+    rows = [{"input": q, "forced": e, **asdict(g)} for e, gens in answers.items()
+            for q, g in zip(args.input, gens, strict=True)]
     if args.json:
         for r in rows:
             r.pop("router_input", None)
