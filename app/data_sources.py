@@ -14,6 +14,8 @@ from typing import Any
 
 from ptmoe_core.errors import PTMoEError
 
+from .escaping import code
+
 SOURCES = ["Built-in tasks", "Upload a file", "File from the data folder", "Hugging Face data set"]
 FILE_FORMATS = [
     ("auto (by extension)", "auto"),
@@ -181,7 +183,7 @@ def preview_rows(specs: list[str], n: int, data_dir: Path | None = None) -> tupl
     for spec in specs:
         full = resolve_spec(spec, data_dir) if data_dir is not None else spec
         got = src.preview(full, n)
-        notes.append(f"`{spec}`: {len(got)} row{'s' if len(got) != 1 else ''}")
+        notes.append(f"{code(spec)}: {len(got)} row{'s' if len(got) != 1 else ''}")
         for ex in got:
             ctx = ex.get("context") or ""
             rows.append([ex.get("domain"), ex.get("split"), ex.get("question"),

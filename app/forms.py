@@ -15,6 +15,8 @@ from ptmoe_core.config import DEFAULT_LR, DEFAULT_PROMPT_LR, METHODS, RunConfig
 from ptmoe_core.errors import ConfigError
 from ptmoe_core.params import LLAMA_32_1B, ModelShape, count_params
 
+from .escaping import esc
+
 METHOD_LABELS = {
     "ptmoe": "PT-MoE",
     "pt": "PT (prompt tuning)",
@@ -298,20 +300,21 @@ def params_html(cfg: RunConfig | None, shape: ModelShape | None, model_note: str
     if cfg is None:
         return '<div class="pt-params pt-muted">Trainable parameters: fix the highlighted field first.</div>'
     if shape is None:
-        return f'<div class="pt-params pt-muted">Trainable parameters: {model_note or "model shape unknown"}</div>'
+        return f'<div class="pt-params pt-muted">Trainable parameters: {esc(model_note or "model shape unknown")}</div>'
     c = param_counts(cfg, shape)
     m = cfg.method
     label = METHOD_LABELS[m.method]
-    lora_targets = ", ".join(m.lora_targets)
+    lora_targets = esc(", ".join(m.lora_targets))
+    model = esc(cfg.model.name)
     parts = [f'<div class="pt-params">Trainable parameters — <b>{c["method"]:,}</b> {label}']
     if m.method != "lora":
         ratio = c["method"] / c["lora"] if c["lora"] else 0
         parts.append(f' &nbsp;·&nbsp; LoRA r={m.lora_r} on {lora_targets}: <b>{c["lora"]:,}</b> '
                      f'<span class="pt-muted">({ratio:.2f}× LoRA)</span>')
-        parts.append(f'<br><span class="pt-muted">on {cfg.model.name} (H={shape.hidden}, {shape.layers} layers); '
+        parts.append(f'<br><span class="pt-muted">on {model} (H={shape.hidden}, {shape.layers} layers); '
                      f'same settings on the paper\'s Llama-3.2-1B: {c["paper"]:,}</span>')
     else:
-        parts.append(f'<br><span class="pt-muted">on {cfg.model.name} (H={shape.hidden}, {shape.layers} layers)</span>')
+        parts.append(f'<br><span class="pt-muted">on {model} (H={shape.hidden}, {shape.layers} layers)</span>')
     parts.append("</div>")
     return "".join(parts)
 

@@ -13,7 +13,8 @@ from ptmoe_core.config import ModelConfig, RunConfig
 
 from . import plots, queries, views
 from .data_sources import inside
-from .inspection import InspectResult, rows_from_records, run_inspection, summary, typed_examples
+from .escaping import code
+from .inspection import MAX_TYPED_CHARS, InspectResult, rows_from_records, run_inspection, summary, typed_examples
 from .state import AppContext, gpu_wrap
 from .ui import friendly
 
@@ -165,7 +166,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         desc = f"**#{r.id} {views.esc(r.name)}** · {r.method}"
         if routed:
             desc += f" with N={m.get('n_experts')} experts, T={m.get('prompt_len')}"
-        desc += f" · base `{r.base_model}` · data `{', '.join(r.data_specs)}`"
+        desc += f" · base {code(r.base_model)} · data {code(', '.join(r.data_specs))}"
         if r.trainable_params:
             desc += f" · {r.trainable_params:,} trainable parameters"
         if not routed:

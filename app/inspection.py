@@ -16,7 +16,10 @@ import torch
 
 from ptmoe_core import metrics
 
+from .escaping import esc
+
 MAX_INPUTS = 64
+MAX_TYPED_CHARS = 20_000  # typed inputs (all lines) and the shared passage, each: checked before any work
 ANSWER_SEP = "=>"
 
 
@@ -187,7 +190,7 @@ def summary(result: InspectResult) -> str:
     scored = [r for r in rows if r.get("score") is not None]
     parts = [f"{len(rows)} input{'s' if len(rows) != 1 else ''}"]
     if result.label:
-        parts.insert(0, result.label)
+        parts.insert(0, esc(result.label))
     if scored:
         acc = sum(1 for r in scored if r.get("correct")) / len(scored)
         mean = sum(r["score"] for r in scored) / len(scored)

@@ -12,6 +12,7 @@ from typing import Any
 import gradio as gr
 
 from . import forms, inspect_tab, runs_tab, train_tab, views
+from .escaping import code
 from .settings import Settings
 from .state import AppContext
 
@@ -65,8 +66,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             with gr.Tab("Runs", id="runs") as t_runs:
                 runs = runs_tab.build(ctx)
         gr.Markdown(
-            f"<div class='pt-muted'>Database: <code>{views.esc(ctx.storage.label)}</code> · runs folder: "
-            f"<code>{views.esc(ctx.runs_dir)}</code> · data folder: <code>{views.esc(ctx.data_dir)}</code></div>",
+            f"<div class='pt-muted'>Database: {code(ctx.storage.label)} · runs folder: "
+            f"{code(ctx.runs_dir)} · data folder: {code(ctx.data_dir)}</div>",
             elem_id="pt-footer",
         )
 

@@ -1,7 +1,8 @@
 """Plotly figures as pure functions of plain data (lists, dicts); no I/O, no state.
 
 Every builder returns a figure even for empty input (with a note saying what will appear), so a
-page never shows a broken plot. Expert ``i`` has the same colour in every figure.
+page never shows a broken plot. Expert ``i`` has the same colour in every figure. Names that come from
+users or files (runs, data sets, inputs) are escaped: Plotly renders its labels as a subset of HTML.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import math
 from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
+
+from .escaping import esc
 
 EXPERT_COLORS = ["#4f46e5", "#e11d48", "#059669", "#d97706", "#0891b2", "#7c3aed", "#65a30d", "#db2777",
                  "#2563eb", "#ea580c", "#0d9488", "#9333ea"]
@@ -86,7 +89,7 @@ def eval_curves(series: Mapping[str, tuple[Sequence[int], Sequence[float]]], met
         return empty(title, "Appears after the first evaluation.")
     fig = go.Figure()
     for i, (name, (x, y)) in enumerate(sorted(series.items())):
-        fig.add_scatter(x=list(x), y=list(y), mode="lines+markers", name=name,
+        fig.add_scatter(x=list(x), y=list(y), mode="lines+markers", name=esc(name),
                         line={"color": RUN_COLORS[i % len(RUN_COLORS)], "width": 3 if name == "macro" else 1.5})
     fig.update_yaxes(rangemode="tozero")
     return _layout(fig, title, "step", metric)
@@ -131,7 +134,7 @@ def overlay_curves(runs: Mapping[str, tuple[Sequence[int], Sequence[float]]], ti
     fig = go.Figure()
     for i, (label, (x, vals)) in enumerate(runs.items()):
         ys = ema(vals) if smooth and len(vals) >= 5 else list(vals)
-        fig.add_scatter(x=list(x), y=ys, mode="lines" if len(x) > 1 else "markers", name=label,
+        fig.add_scatter(x=list(x), y=ys, mode="lines" if len(x) > 1 else "markers", name=esc(label),
                         line={"color": RUN_COLORS[i % len(RUN_COLORS)]})
     if not smooth:  # scores: start the axis at 0 so a flat 0 is not drawn mid-plot
         fig.update_yaxes(rangemode="tozero")
@@ -153,7 +156,7 @@ def prob_heatmap(probs: Sequence[Sequence[float]], chosen: Sequence[int | None],
     order = [i for _, _, i in rows]
     n = max(len(probs[i]) for i in order)
     z = [list(probs[i]) + [0.0] * (n - len(probs[i])) for i in order]
-    ylab = [f"#{i + 1} → e{chosen[i]} · {_short(labels[i], 40)}" for i in order]
+    ylab = [f"#{i + 1} → e{chosen[i]} · {esc(_short(labels[i], 40))}" for i in order]
     fig = go.Figure(go.Heatmap(
         z=z, x=[expert_name(e) for e in range(n)], y=ylab, zmin=0, zmax=1, colorscale="Blues",
         colorbar={"title": "p", "thickness": 12},
@@ -190,13 +193,14 @@ def usage_matrix(groups: Sequence[str], experts: Sequence[int | None], n_experts
         return empty(title, "Needs a routed adapter (PT-MoE, SMoP).")
     names = sorted({g for g, _ in pairs})
     counts = {g: [0] * n_experts for g in names}
+    shown = [esc(g) for g in names]
     for g, e in pairs:
         if 0 <= e < n_experts:
             counts[g][e] += 1
     z = [[c / max(1, sum(counts[g])) for c in counts[g]] for g in names]
     text = [[f"{c}/{sum(counts[g])}" for c in counts[g]] for g in names]
     fig = go.Figure(go.Heatmap(
-        z=z, x=[expert_name(e) for e in range(n_experts)], y=names, zmin=0, zmax=1, colorscale="Purples",
+        z=z, x=[expert_name(e) for e in range(n_experts)], y=shown, zmin=0, zmax=1, colorscale="Purples",
         text=text, texttemplate="%{text}", colorbar={"title": "share", "thickness": 12},
         hovertemplate="%{y} → %{x}: %{z:.0%} (%{text})<extra></extra>",
     ))
@@ -213,7 +217,7 @@ def usage_bars(groups: Sequence[str], experts: Sequence[int | None], n_experts: 
     names = sorted({g for g, _ in pairs})
     fig = go.Figure()
     for e in range(n_experts):
-        fig.add_bar(x=names, y=[sum(1 for g, x in pairs if g == n and x == e) for n in names],
+        fig.add_bar(x=[esc(n) for n in names], y=[sum(1 for g, x in pairs if g == n and x == e) for n in names],
                     name=expert_name(e), marker_color=expert_color(e))
     fig.update_layout(barmode="stack")
     fig = _layout(fig, title, "", "inputs")
@@ -232,7 +236,7 @@ def projection_scatter(points: Sequence[Sequence[float]], experts: Sequence[int 
         idx = [i for i, x in enumerate(experts) if x == e]
         fig.add_scatter(
             x=[points[i][0] for i in idx], y=[points[i][1] if len(points[i]) > 1 else 0.0 for i in idx],
-            mode="markers", name=expert_name(e), text=[f"#{i + 1} {_short(labels[i], 60)}" for i in idx],
+            mode="markers", name=expert_name(e), text=[f"#{i + 1} {esc(_short(labels[i], 60))}" for i in idx],
             hovertemplate="%{text}<extra></extra>",
             marker={"size": 9, "color": expert_color(e) if e is not None else "#6b7280", "line": {"width": 0.5,
                                                                                               "color": "white"}},

@@ -16,6 +16,7 @@ from ptmoe_core.config import METHODS
 
 from . import plots, queries, views
 from .data_sources import inside
+from .escaping import code
 from .state import AppContext
 from .ui import friendly, require_run_id
 
@@ -100,11 +101,11 @@ def build(ctx: AppContext) -> SimpleNamespace:
             return "_No run selected._"
         r = st.get_run(run_id)
         lines = [f"{views.status_badge(str(r.status))} **#{r.id} {views.esc(r.name)}** · {r.method} on "
-                 f"`{r.base_model}` · data `{', '.join(r.data_specs)}`",
+                 f"{code(r.base_model)} · data {code(', '.join(r.data_specs))}",
                  f"step {r.step}/{r.total_steps or '?'} · duration {views.fmt_duration(r.duration_s(time.time()))}"
                  + (f" · {r.trainable_params:,} trainable parameters" if r.trainable_params else "")]
         if r.adapter_path:
-            lines.append(f"adapter: `{r.adapter_path}`")
+            lines.append(f"adapter: {code(r.adapter_path)}")
         if r.error_message:
             lines.append(f"**{'Stopped' if r.status == 'KILLED' else 'Error'}:** {views.esc(r.error_message)}")
         return "\n\n".join(lines)
@@ -155,7 +156,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         r = st.get_run(rid)
         if r.status == "RUNNING":
             raise gr.Error(f"Run #{rid} is running: stop it first (Train tab), then delete it.")
-        where = f" and its folder `{r.output_dir}`" if r.output_dir else ""
+        where = f" and its folder {code(r.output_dir)}" if r.output_dir else ""
         return (gr.update(visible=True),
                 f"⚠ Delete run **#{rid} {views.esc(r.name)}**{where} (checkpoints, adapter, log)? This cannot be undone.")
 

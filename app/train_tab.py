@@ -18,6 +18,7 @@ from ptmoe_core.config import DEVICES, SCHEDULES, RunConfig
 
 from . import data_sources as ds
 from . import forms, plots, queries, views
+from .escaping import code, esc
 from .state import AppContext
 from .ui import friendly, message, require_run_id
 from .ui import log as logger
@@ -223,7 +224,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         values = forms.as_values(args)
         cfg, errors, shape, note = _check(values)
         if errors:
-            summary = "**Fix before launching:** " + "; ".join(f"{_label(k)} — {v}" for k, v in errors.items())
+            summary = "**Fix before launching:** " + _reasons(errors)
         else:
             summary = "✓ Ready to launch."
         try:
@@ -255,7 +256,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         values = forms.as_values(args)
         cfg, errors, _, _ = _check(values)
         if errors or cfg is None:
-            msg = "**Not launched:** " + "; ".join(f"{_label(k)} — {v}" for k, v in errors.items())
+            msg = "**Not launched:** " + _reasons(errors)
             return [*_field_updates(errors), msg, gr.update(), gr.update(), *_open_for(errors)]
         cfg.data.train = [ds.resolve_spec(s, ctx.data_dir) for s in cfg.data.train]
         cfg.data.eval = [ds.resolve_spec(s, ctx.data_dir) for s in cfg.data.eval]
@@ -383,7 +384,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
             return gr.skip(), gr.skip(), ""
         saved = ds.save_upload(path, ctx.settings.upload_dir, ctx.settings.max_upload_mb)
         spec = ds.file_spec(fmt, saved.relative_to(ctx.data_dir))
-        return spec, "", f"Saved the upload as `{saved.relative_to(ctx.data_dir)}` in the data folder."
+        return spec, "", f"Saved the upload as {code(saved.relative_to(ctx.data_dir))} in the data folder."
 
     @friendly
     def specs_from_folder(rel: str | None, fmt: str):
@@ -405,7 +406,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         for s in items:
             why = _spec_check(s)
             if why:
-                raise gr.Error(f"{s}: {why}")
+                raise gr.Error(esc(f"{s}: {why}"))
         rows, note = ds.preview_rows(items, int(n or 8), ctx.data_dir)
         return rows, note
 
@@ -457,6 +458,11 @@ def build(ctx: AppContext) -> SimpleNamespace:
 def _label(key: str) -> str:
     return {"train_specs": "training data", "eval_specs": "evaluation data", "n_experts": "experts N",
             "prompt_len": "prompt length T", "rank": "rank R", "lr": "learning rate"}.get(key, key.replace("_", " "))
+
+
+def _reasons(errors: dict[str, str]) -> str:
+    """The field problems as Markdown (the reasons quote user values: escaped)."""
+    return "; ".join(f"{_label(k)} — {esc(v)}" for k, v in errors.items())
 
 
 def _safe(name: str) -> str:
