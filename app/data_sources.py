@@ -168,12 +168,7 @@ def check_spec(spec: str, data_dir: Path) -> str | None:
                     "(the studio reads data only from there)")
         if not full.exists():
             return f"{s.arg} not found in the data folder {data_dir}"
-    if s.prefix == "hf":
-        name = s.arg.split(":", 1)[0]
-        if name.startswith((".", "/", "~")) or Path(name).expanduser().exists():
-            return (f"{name} looks like a local path; hf: takes a Hub data set name — for a local file use "
-                    "jsonl:/csv:/parquet: with a file in the data folder")
-    return None
+    return None  # hf: names were checked by parse_spec (Hub ids only, never a local path or built-in reader)
 
 
 def preview_rows(specs: list[str], n: int, data_dir: Path | None = None) -> tuple[list[list[Any]], str]:
