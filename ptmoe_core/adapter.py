@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .config import MethodConfig, ModelConfig
+from .config import MethodConfig, ModelConfig, RunConfig
 from .errors import AdapterError, ConfigError
 from .models import BaseModel, load_base_model
 from .params import ModelShape, count_params
@@ -139,6 +139,12 @@ def build_adapter(base: BaseModel, cfg: MethodConfig, init_text: str | None = No
         absent = [t for t in cfg.lora_targets if t not in names]
         if absent:
             raise ConfigError("method.lora_targets", f"{absent} not found in {base.name}")
+        # A rank above a layer's smaller side adds nothing; refuse it before peft allocates the matrices.
+        full = min((min(m.in_features, m.out_features) for n, m in base.model.named_modules()
+                    if n.rsplit(".", 1)[-1] in cfg.lora_targets and hasattr(m, "in_features")), default=None)
+        if full is not None and cfg.lora_r > full:
+            raise ConfigError("method.lora_r", f"r={cfg.lora_r} exceeds the full rank {full} of the target layers "
+                                               f"of {base.name}")
         lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM")
         with torch.random.fork_rng(devices=[]):
@@ -201,6 +207,14 @@ def read_adapter_config(directory: str | Path) -> dict:
         raise AdapterError(f"{p} is corrupt: {e}") from e
     if not isinstance(cfg, dict) or "method" not in cfg or "base_model" not in cfg:
         raise AdapterError(f"{p} is not a ptmoe_core adapter config (no 'method' / 'base_model')")
+    for key, kind in (("method", dict), ("base_model", dict), ("meta", (dict, type(None))), ("format_version", int)):
+        if key in cfg and (not isinstance(cfg[key], kind) or isinstance(cfg[key], bool)):
+            raise AdapterError(f"{p} is malformed: {key!r} is a {type(cfg[key]).__name__}")
+    meta = cfg.get("meta") or {}
+    if not isinstance(meta.get("seed", 0), int) or isinstance(meta.get("seed"), bool):
+        raise AdapterError(f"{p} is malformed: meta.seed is {meta['seed']!r}, not an integer")
+    if not isinstance(meta.get("init_text") or "", str):
+        raise AdapterError(f"{p} is malformed: meta.init_text is a {type(meta['init_text']).__name__}, not text")
     if cfg.get("format_version", 0) > FORMAT_VERSION:
         raise AdapterError(f"{p} has format version {cfg['format_version']}; this build reads up to {FORMAT_VERSION}")
     return cfg
@@ -215,7 +229,7 @@ def load_adapter(
     d = Path(directory)
     cfg = read_adapter_config(d)
     try:
-        mcfg = MethodConfig(**cfg["method"])
+        mcfg = RunConfig.from_dict({"method": cfg["method"]}).method  # typed and coerced like any config
         mcfg.validate()
     except (TypeError, ConfigError) as e:
         raise AdapterError(f"{d / CONFIG_NAME}: invalid method settings: {e}") from e
