@@ -41,10 +41,12 @@ def build(ctx: AppContext) -> SimpleNamespace:
             mode = gr.Radio(MODES, value=MODES[0], label="Inputs", elem_id="pt-inspect-mode")
             with gr.Group(visible=True) as g_type:
                 text = gr.Textbox(label="Inputs, one per line", lines=5, placeholder=PLACEHOLDER,
+                                  max_length=MAX_TYPED_CHARS,
                                   info="Optionally add the gold answer after “=>” to score the output "
                                        "(several golds separated by “|”).", elem_id="pt-inspect-text")
                 with gr.Row():
-                    context = gr.Textbox(label="Passage (optional, shared by all lines)", lines=2, scale=3)
+                    context = gr.Textbox(label="Passage (optional, shared by all lines)", lines=2, scale=3,
+                                         max_length=MAX_TYPED_CHARS)
                     answer_type = gr.Dropdown(["text", "number", "span"], value="text", label="Answer type",
                                               info="How gold answers are scored (number: final-number match).",
                                               scale=1)

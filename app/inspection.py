@@ -50,6 +50,10 @@ class InspectResult:
 
 def typed_examples(text: str, context: str = "", answer_type: str = "text") -> list[dict[str, Any]]:
     """One example per non-empty line; ``question => gold`` adds a gold answer to score against."""
+    if len(text or "") > MAX_TYPED_CHARS:
+        raise ValueError(f"the inputs are {len(text):,} characters; inspect at most {MAX_TYPED_CHARS:,} at a time")
+    if len(context or "") > MAX_TYPED_CHARS:
+        raise ValueError(f"the passage is {len(context):,} characters; at most {MAX_TYPED_CHARS:,} are allowed")
     out = []
     for i, line in enumerate(x for x in (text or "").splitlines() if x.strip()):
         q, sep, gold = line.rpartition(ANSWER_SEP) if ANSWER_SEP in line else (line, "", "")

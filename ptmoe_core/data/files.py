@@ -38,8 +38,9 @@ def max_bytes_limit(max_bytes: int | None = None) -> int:
     return DEFAULT_MAX_BYTES
 
 
-def check_file(path: str | Path, max_bytes: int | None = None) -> Path:
-    """The path of a readable, non-empty regular file within the size limit."""
+def check_file(path: str | Path, max_bytes: int | None = None, whole: bool = True) -> Path:
+    """The path of a readable, non-empty regular file within the size limit (``whole=False``: the file
+    is read only in part, a preview, so only the bytes read count against the limit)."""
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"{p}: file not found")
@@ -49,7 +50,7 @@ def check_file(path: str | Path, max_bytes: int | None = None) -> Path:
         raise DataError(f"{p}: file is not readable (permission denied)")
     size = p.stat().st_size
     limit = max_bytes_limit(max_bytes)
-    if size > limit:
+    if whole and size > limit:
         raise DataError(
             f"{p}: file is {_mb(size)}, over the {_mb(limit)} limit (raise it with max_bytes= or {MAX_BYTES_ENV})"
         )
@@ -115,10 +116,10 @@ def _loads(text: str, where: str, lineno: int) -> Any:
         raise DataError(f"{where}, line {lineno}: JSON nested too deeply to be a data row") from None
 
 
-def iter_lines(path: str | Path, max_bytes: int | None = None) -> Iterator[tuple[int, str]]:
+def iter_lines(path: str | Path, max_bytes: int | None = None, whole: bool = True) -> Iterator[tuple[int, str]]:
     """(line number, text) of every line, streamed: a preview that stops early reads only its lines.
     ``.gz`` files are unzipped on the fly; the byte limit counts the unzipped bytes."""
-    p = check_file(path, max_bytes)
+    p = check_file(path, max_bytes, whole)
     limit = max_bytes_limit(max_bytes)
     gz = p.suffix.lower() == ".gz"
     seen = 0
@@ -150,7 +151,7 @@ def iter_jsonl(path: str | Path, max_bytes: int | None = None,
     that is not a JSON object is an error, and so is a file of more than ``max_rows_limit()`` rows."""
     cap = row_cap(max_rows)
     n = 0
-    for lineno, line in iter_lines(path, max_bytes):
+    for lineno, line in iter_lines(path, max_bytes, whole=not cap.preview):
         if not line.strip():
             continue
         if n >= cap.rows:
@@ -172,8 +173,8 @@ def read_csv(path: str | Path, max_bytes: int | None = None,
     ``max_rows`` only that many rows are read."""
     p = Path(path)
     delimiter = "\t" if p.suffix.lower() in (".tsv", ".tab") or p.name.lower().endswith(".tsv.gz") else ","
-    reader = csv.DictReader((line for _, line in iter_lines(p, max_bytes)), delimiter=delimiter)
     cap = row_cap(max_rows)
+    reader = csv.DictReader((line for _, line in iter_lines(p, max_bytes, whole=not cap.preview)), delimiter=delimiter)
     try:
         columns = list(reader.fieldnames or [])
         rows: list[tuple[int, dict[str, Any]]] = []
@@ -202,9 +203,9 @@ def read_parquet(path: str | Path, max_bytes: int | None = None,
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    p = check_file(path, max_bytes)
-    limit = max_bytes_limit(max_bytes)
     cap = row_cap(max_rows)
+    p = check_file(path, max_bytes, whole=not cap.preview)
+    limit = max_bytes_limit(max_bytes)
     try:
         pf = pq.ParquetFile(p)
         if not cap.preview and pf.metadata.num_rows > cap.rows:

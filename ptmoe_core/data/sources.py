@@ -325,8 +325,8 @@ def preview(spec: str, n: int = 5, *, seed: int = 0, max_bytes: int | None = Non
         rows = [{**r, "split": k.strip("_")} for k in sorted(parts, key=order.index) for r in parts[k]]
         return rows[:n]
     if s.split:
-        return load_spec(s, seed=seed, limit=n).to_list()
-    dd = load_spec(s, seed=seed, limit=n)
+        return load_spec(s, seed=seed, limit=n, max_bytes=max_bytes).to_list()
+    dd = load_spec(s, seed=seed, limit=n, max_bytes=max_bytes)
     rows: list[dict[str, Any]] = []
     for k in SPLITS:
         rows.extend(dd[k].to_list())
