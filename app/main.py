@@ -6,12 +6,15 @@ the job supervisor; ``launch(ctx)`` serves the app with the settings' host, port
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 import gradio as gr
 
-from . import forms, inspect_tab, runs_tab, train_tab, views
+from ptmoe_core.data.files import MAX_BYTES_ENV
+
+from . import inspect_tab, runs_tab, train_tab, views
 from .escaping import code
 from .settings import Settings
 from .state import AppContext
@@ -33,10 +36,18 @@ def create_context(settings: Settings, *, job_settings: Any = None, start_jobs: 
     """Open the database (creating/upgrading it) and start the job supervisor."""
     from storage import JobManager, JobSettings, Storage
 
+    from .data_sources import prune_uploads
+
     storage = Storage(settings.db, runs_dir=settings.runs_dir)
     storage.runs_dir.mkdir(parents=True, exist_ok=True)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    manager = JobManager(storage, job_settings or JobSettings())
+    if settings.upload_ttl_h is not None:
+        prune_uploads(settings.upload_dir, settings.upload_ttl_h)
+    job_settings = job_settings or JobSettings()
+    if settings.limits is not None:  # a job reads no more of a data file (unzipped too) than could be uploaded
+        job_settings = dataclasses.replace(job_settings, extra_env={**job_settings.extra_env,
+                                                                    MAX_BYTES_ENV: str(settings.max_data_bytes)})
+    manager = JobManager(storage, job_settings)
     if start_jobs:
         manager.start()
     return AppContext.create(settings, storage, manager)
@@ -53,10 +64,12 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     s = ctx.settings
     with gr.Blocks(title="PT-MoE Studio", delete_cache=(3600, 3600)) as demo:
         banner = ""
-        if s.demo:
-            banner = (f"\n\n> **Demo mode** — small defaults and limits (at most {forms.DEMO_MAX_STEPS} steps and "
-                      f"{forms.DEMO_MAX_EXAMPLES} training examples, embedded models only). Runs are shared with "
-                      "everyone using this demo.")
+        if s.limits is not None:
+            lim = s.limits
+            banner = (f"\n\n> **Demo mode** — small defaults and limits (at most {lim.steps} steps, batches of "
+                      f"{lim.batch_size}, {lim.max_train_examples:,} training examples, embedded models only, no Hub "
+                      f"data). Runs are shared with everyone using this demo; uploads are deleted after "
+                      f"{s.upload_ttl_h:g} hours.")
         gr.Markdown(f"# PT-MoE Studio\n{INTRO}{banner}", elem_id="pt-header")
         with gr.Tabs(selected="train") as tabs:
             with gr.Tab("Train", id="train") as t_train:

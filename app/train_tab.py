@@ -209,7 +209,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                           elem_classes=["invalid"] if k in errors else []) for k in forms.KEYS]
 
     def _check(values: dict[str, Any]):
-        cfg, errors = forms.check(values, demo=settings.demo, spec_check=_spec_check)
+        cfg, errors = forms.check(values, limits=settings.limits, spec_check=_spec_check)
         shape, note = (None, "")
         if cfg is not None or "model" not in errors:
             shape, note = _model_check(str(values.get("model") or ""))
@@ -255,6 +255,9 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def launch(*args: Any):
         values = forms.as_values(args)
         cfg, errors, _, _ = _check(values)
+        full = queries.queue_full(st, settings.limits) if not errors else None
+        if full:
+            errors["name"] = full
         if errors or cfg is None:
             msg = "**Not launched:** " + _reasons(errors)
             return [*_field_updates(errors), msg, gr.update(), gr.update(), *_open_for(errors)]
@@ -382,7 +385,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def specs_from_upload(path: str | None, fmt: str):
         if not path:
             return gr.skip(), gr.skip(), ""
-        saved = ds.save_upload(path, ctx.settings.upload_dir, ctx.settings.max_upload_mb)
+        saved = ds.save_upload(path, ctx.settings.upload_dir, ctx.settings.max_upload_mb, ctx.settings.upload_ttl_h)
         spec = ds.file_spec(fmt, saved.relative_to(ctx.data_dir))
         return spec, "", f"Saved the upload as {code(saved.relative_to(ctx.data_dir))} in the data folder."
 
@@ -407,7 +410,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
             why = _spec_check(s)
             if why:
                 raise gr.Error(esc(f"{s}: {why}"))
-        rows, note = ds.preview_rows(items, int(n or 8), ctx.data_dir)
+        rows, note = ds.preview_rows(items, int(n or 8), ctx.data_dir, max_bytes=settings.max_data_bytes)
         return rows, note
 
     # ================================ wiring ================================
