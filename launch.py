@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         launch(ctx)
     except KeyboardInterrupt:
         pass
+    except OSError as e:  # the port is taken, or the address is not this machine's
+        print(f"launch.py: cannot listen on {settings.host}:{settings.port}: {e.strerror or e}", file=sys.stderr)
+        return 2
     finally:
         close_context(ctx)
     return 0

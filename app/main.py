@@ -1,7 +1,8 @@
 """The studio: three tabs (Train, Inspect, Runs) wired to the engine and to storage.
 
 ``build_app(ctx)`` returns the ``gr.Blocks``; ``create_context(settings)`` opens storage and starts
-the job supervisor; ``launch(ctx)`` serves the app with the settings' host, port, auth and limits.
+the job supervisor; ``launch(ctx)`` serves the app with the settings' host, port, auth and limits,
+behind the host and origin checks of ``serving``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import gradio as gr
 
 from ptmoe_core.data.files import MAX_BYTES_ENV
 
-from . import inspect_tab, runs_tab, train_tab, views
+from . import inspect_tab, runs_tab, serving, train_tab, views
 from .escaping import code
 from .settings import Settings
 from .state import AppContext
@@ -115,8 +116,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     return demo
 
 
-def launch_kwargs(settings: Settings) -> dict[str, Any]:
-    """What ``Blocks.launch`` gets: bind address, login, upload limit, no extra file access."""
+def gradio_kwargs(settings: Settings) -> dict[str, Any]:
+    """What ``gr.mount_gradio_app`` gets: login, upload limit, no extra file access, look."""
     return {
         "server_name": settings.host,
         "server_port": settings.port,
@@ -132,9 +133,19 @@ def launch_kwargs(settings: Settings) -> dict[str, Any]:
     }
 
 
-def launch(ctx: AppContext, demo: gr.Blocks | None = None, **overrides: Any) -> gr.Blocks:
+def serve(ctx: AppContext, demo: gr.Blocks | None = None, port: int | None = None) -> serving.Server:
+    """The studio's HTTP server (not started): ``port`` None = the settings' port, 0 = a free one."""
     demo = demo or build_app(ctx)
     demo.queue(default_concurrency_limit=8)
-    kwargs = {**launch_kwargs(ctx.settings), **overrides}
-    demo.launch(**kwargs)
-    return demo
+    app = serving.asgi_app(ctx.settings, demo, gradio_kwargs(ctx.settings))
+    return serving.Server(app, ctx.settings.host, ctx.settings.port if port is None else port)
+
+
+def launch(ctx: AppContext) -> None:
+    """Serve until interrupted (Ctrl-C). uvicorn runs in a thread, as under ``Blocks.launch``: the main
+    thread takes the interrupt and shuts the server down cleanly."""
+    server = serve(ctx).start()
+    try:
+        server.wait()
+    finally:
+        server.stop()

@@ -75,6 +75,7 @@ class Settings:
     model_cache_size: int = 2  # adapters (with their base models) kept in memory for Inspect
     poll_s: float = 2.0  # how often open pages refresh the live run
     upload_ttl_h: float | None = None  # uploads older than this are deleted (demo mode: DEMO_UPLOAD_TTL_H)
+    allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides the bind address's (e.g. a reverse proxy's)
 
     @property
     def on_space(self) -> bool:
@@ -157,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                      "(env PTMOE_DEMO=1; automatic on a Space "
                                                                      "unless the secret PTMOE_AUTH is set)")
     p.add_argument("--inspect-concurrency", type=int, help="inspection generations at once (default 1)")
+    p.add_argument("--allowed-hosts", help="extra Host names to accept, comma-separated, e.g. the name a reverse "
+                                           "proxy forwards (env PTMOE_ALLOWED_HOSTS). Requests for any other host "
+                                           "are refused, except on 0.0.0.0 without this list")
     return p
 
 
@@ -215,7 +219,17 @@ def from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None =
         space_id=space_id,
         inspect_concurrency=conc,
         upload_ttl_h=DEMO_UPLOAD_TTL_H if demo else None,
+        allowed_hosts=_host_list(args.allowed_hosts if args.allowed_hosts is not None
+                                 else env.get("PTMOE_ALLOWED_HOSTS")),
     )
+
+
+def _host_list(value: str | None) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower() for h in (value or "").split(",") if h.strip())
+    bad = [h for h in hosts if "*" in h[1:] or (h.startswith("*") and not h.startswith("*.")) or "/" in h]
+    if bad:
+        raise SettingsError(f"allowed hosts are names like studio.example.org or *.example.org, got {bad[0]!r}")
+    return hosts
 
 
 def _demo_mode(flag: bool | None, env_value: str | None, space_id: str | None, auth: tuple) -> bool:
