@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 from typing import Any
 
 import gradio as gr
@@ -59,6 +60,7 @@ def close_context(ctx: AppContext) -> None:
     if ctx.queue is not None:
         ctx.queue.stop()
     ctx.storage.close()
+    shutil.rmtree(ctx.scratch, ignore_errors=True)
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:

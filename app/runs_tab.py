@@ -4,7 +4,6 @@ delete (with confirmation, files too) and download the adapter of one."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,15 +21,6 @@ from .ui import friendly, require_run_id
 
 STATUSES = ["QUEUED", "RUNNING", "FINISHED", "FAILED", "KILLED"]
 ANY = "any"
-
-
-def _download_dir() -> Path:
-    d = Path(tempfile.gettempdir()) / "ptmoe-studio-downloads"
-    d.mkdir(parents=True, exist_ok=True)
-    for old in d.glob("*.zip"):  # downloads are one-off: keep the folder small
-        if time.time() - old.stat().st_mtime > 3600:
-            old.unlink(missing_ok=True)
-    return d
 
 
 def build(ctx: AppContext) -> SimpleNamespace:
@@ -177,7 +167,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
             raise gr.Error(f"Run #{rid} has no adapter yet (status {r.status}).")
         if not inside(r.adapter_path, ctx.runs_dir):
             raise gr.Error(f"The adapter of run #{rid} lies outside the runs folder; not serving it.")
-        stem = _download_dir() / f"run{rid}-{_safe(r.name)}-adapter"
+        stem = ctx.scratch_dir() / f"run{rid}-{_safe(r.name)}-adapter"
         path = shutil.make_archive(str(stem), "zip", root_dir=r.adapter_path)
         return gr.update(value=path, visible=True), f"Adapter of run #{rid} ready to download."
 

@@ -6,7 +6,6 @@ shows the same run; nothing about a run lives in the browser session."""
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -354,7 +353,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def save_config(*args: Any):
         values = forms.as_values(args)
         cfg = forms.config_from_values(values)
-        out = Path(tempfile.mkdtemp(prefix="ptmoe-config-")) / f"{_safe(cfg.name)}.yaml"
+        out = ctx.scratch_dir() / f"{_safe(cfg.name)}.yaml"
         out.write_text(forms.config_yaml(cfg), encoding="utf-8")
         return gr.update(value=str(out), visible=True)
 

@@ -61,3 +61,48 @@ def test_allowed_hosts_follow_the_bind_address():
     s = from_args(["--allowed-hosts", "Studio.Example.org, *.lan"], env={}, gpu=False)
     assert s.allowed_hosts == ("studio.example.org", "*.lan")
     assert "studio.example.org" in allowed_hosts(s)
+
+
+def test_downloads_use_a_private_folder_that_no_planted_link_redirects(loopback):
+    """The old predictable /tmp/ptmoe-studio-downloads followed a planted link (overwriting its target)
+    and its cleanup deleted other studios' zips; each studio now writes in its own 0700 folder."""
+    import os
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from gradio_client import Client
+
+    st = loopback.ctx.storage
+    run_id = st.submit({"name": "dl", "model": {"name": "tiny-random", "device": "cpu"},
+                        "data": {"train": ["jsonl:/nonexistent/none.jsonl"]}, "train": {"steps": 1, "warmup_steps": 0}})
+    deadline = time.monotonic() + 120
+    while not st.get_run(run_id).is_final and time.monotonic() < deadline:
+        time.sleep(0.2)  # the job fails at once (no such file), or is still queued
+    adapter = Path(st.get_run(run_id).output_dir) / "adapter"
+    adapter.mkdir(parents=True, exist_ok=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    st.set_adapter(run_id, adapter)
+
+    shared = Path(tempfile.gettempdir()) / "ptmoe-studio-downloads"
+    shared.mkdir(exist_ok=True)
+    victim = Path(tempfile.mkdtemp()) / "victim.txt"
+    victim.write_text("precious")
+    planted = shared / f"run{run_id}-dl-adapter.zip"
+    other = shared / "another-studios-download.zip"
+    try:
+        planted.unlink(missing_ok=True)
+        planted.symlink_to(victim)
+        other.write_text("theirs")
+        hours_ago = time.time() - 7200
+        os.utime(other, (hours_ago, hours_ago))
+        f, msg = Client(loopback.url, verbose=False).predict(run_id, api_name="/download_adapter")
+        assert "ready" in msg
+        assert victim.read_text() == "precious", "a planted link redirected the download"
+        assert other.read_text() == "theirs", "another studio's file was cleaned up"
+        scratch = loopback.ctx.scratch
+        assert scratch.stat().st_mode & 0o777 == 0o700 and scratch.parent == Path(tempfile.gettempdir())
+        assert list(scratch.rglob("*.zip")), "the zip is built in the studio's own folder"
+    finally:
+        planted.unlink(missing_ok=True)
+        other.unlink(missing_ok=True)
