@@ -4,7 +4,8 @@ Why a process per run: a crash, a CUDA error or a memory blow-up in one run cann
 the other runs with it, and a stuck run can be killed with its whole process group. The queue lives
 in the database, so it survives app restarts; running jobs are not children the app must keep alive
 (their output goes to a log file, never to a pipe), so a restarted app finds them by pid + heartbeat
-and supervises them again.
+and supervises them again. Each job records its host with its pid: studios on other machines sharing
+the database judge it by its heartbeat alone (its pid means nothing in their ``/proc``).
 
 One background thread polls (``tick``): reap exited jobs, mark stale runs FAILED, escalate cancels
 (flag → SIGTERM → SIGKILL of the process group), start queued runs while a device slot is free.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -52,6 +54,7 @@ class JobSettings:
     log_tail_lines: int = 40  # stored with a failure
     target: str | None = None  # tests and benchmarks only: "module:function" instead of the trainer
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    host: str | None = None  # this machine's name in the database (default: socket.gethostname())
 
 
 @dataclass
@@ -95,6 +98,7 @@ class JobManager:
         self.storage = storage
         self.settings = settings or JobSettings()
         self.devices = _resolve_slots(self.settings.slots)
+        self.host = self.settings.host or socket.gethostname()
         self._jobs: dict[int, _Job] = {}
         self._lock = threading.RLock()
         self._wake = threading.Event()
@@ -248,6 +252,12 @@ class JobManager:
         for run in running.values():
             job = self._jobs.get(run.id)
             stale = self._is_stale(run, now)
+            if job is None and run.host not in (None, self.host):
+                # Another machine's job: no pid check, no signal; only its silence says it is gone.
+                if stale:
+                    self._end_unreported(run, f"no heartbeat for {now - (run.heartbeat_at or now):.0f}s from "
+                                              f"its host {run.host}")
+                continue
             if job is None:
                 if run.pid is None:
                     if stale:  # claimed, but its process never started
@@ -303,7 +313,7 @@ class JobManager:
         while len(self._jobs) < len(self.devices):
             used = [j.device for j in self._jobs.values()]
             device = next((d for d in self.devices if d not in used), self.devices[0])
-            run = self.storage.claim_next(device)
+            run = self.storage.claim_next(device, self.host)
             if run is None:
                 return
             self._spawn(run, device)
@@ -340,7 +350,7 @@ class JobManager:
                 pass
             return
         self._jobs[run.id] = _Job(run.id, proc.pid, device, proc)
-        self.storage.set_pid(run.id, proc.pid)
+        self.storage.set_pid(run.id, proc.pid, self.host)
         log.info("started run %s as pid %s on %s", run.id, proc.pid, device)
 
 
