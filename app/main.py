@@ -139,6 +139,7 @@ def serve(ctx: AppContext, demo: gr.Blocks | None = None, port: int | None = Non
     """The studio's HTTP server (not started): ``port`` None = the settings' port, 0 = a free one."""
     demo = demo or build_app(ctx)
     demo.queue(default_concurrency_limit=8)
+    serving.calm_queue(demo)
     app = serving.asgi_app(ctx.settings, demo, gradio_kwargs(ctx.settings))
     return serving.Server(app, ctx.settings.host, ctx.settings.port if port is None else port)
 

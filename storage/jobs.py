@@ -46,6 +46,7 @@ class JobSettings:
 
     slots: int | Sequence[str] | None = None  # None: one job per device (each GPU, else one for the CPU)
     poll_interval_s: float = 1.0
+    idle_poll_interval_s: float | None = None  # with no job of ours running (None: 5 x poll_interval_s)
     heartbeat_interval_s: float = 5.0  # how often a job writes its heartbeat
     heartbeat_grace_s: float = 30.0  # a RUNNING run without a heartbeat for this long is stale
     start_grace_s: float = 180.0  # the same before the job's first heartbeat (imports, model download)
@@ -191,7 +192,11 @@ class JobManager:
             except Exception as e:  # the supervisor must outlive any single failure
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.exception("job supervisor tick failed")
-            self._wake.wait(self.settings.poll_interval_s)
+            # Idle (no job of ours, so nothing was queued either: _fill took it), poll less often; a submit
+            # or cancel through this manager wakes it at once, another process's within the idle interval.
+            s = self.settings
+            idle = s.idle_poll_interval_s if s.idle_poll_interval_s is not None else 5 * s.poll_interval_s
+            self._wake.wait(s.poll_interval_s if self._jobs else idle)
             self._wake.clear()
 
     def tick(self) -> None:
