@@ -83,6 +83,7 @@ class Server:
         self.port = self.sock.getsockname()[1]
         shown = "127.0.0.1" if host in ("127.0.0.1", *WILDCARD_BINDS) else f"[{host.strip('[]')}]" if ":" in host else host
         self.url = f"http://{shown}:{self.port}/"
+        self.app = app
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3))
         self.thread: threading.Thread | None = None
 
@@ -105,6 +106,12 @@ class Server:
         return self
 
     def stop(self) -> None:
+        # Open pages hold heartbeat streams; Gradio ends them when its app's stop_event is set (as
+        # Blocks.close does), so the shutdown need not wait them out.
+        for route in getattr(self.app, "routes", []):
+            stop_event = getattr(getattr(route, "app", None), "stop_event", None)
+            if stop_event is not None:
+                stop_event.set()
         self.server.should_exit = True
         if self.thread is not None:
             self.thread.join(timeout=10)

@@ -163,7 +163,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                     save_btn = gr.Button("Save configuration (.yaml)", size="sm")
                     load_file = gr.File(label="Load a configuration (.yaml / .json)", file_types=[".yaml", ".yml",
                                                                                                   ".json"],
-                                        type="filepath", height=80)
+                                        type="filepath", height=80, elem_id="pt-load-config")
                 saved_file = gr.File(label="Configuration file", visible=False, interactive=False)
                 with gr.Row():
                     copy_run = gr.Dropdown([], value=None, allow_custom_value=True, label="Copy settings from run", scale=3)
