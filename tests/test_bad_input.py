@@ -27,6 +27,18 @@ def run_cli(capsys, *args: str) -> str:
     return lines[0]
 
 
+@pytest.fixture
+def no_training(monkeypatch):
+    """A config that should be refused must never reach the trainer (on a build that accepts it, the
+    test fails at once instead of training the defaults, or 1e300 steps)."""
+    import ptmoe_core.trainer
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the bad configuration was accepted and training started")
+
+    monkeypatch.setattr(ptmoe_core.trainer, "train", refuse)
+
+
 def write(path: Path, text: str) -> str:
     path.write_text(text, encoding="utf-8")
     return str(path)
@@ -47,16 +59,16 @@ def write(path: Path, text: str) -> str:
     ("model: [a, b\ntrain: {steps: 3}\n", "line 2"),
     ("a: &x [1, 2]\nb: *x\n", "aliases"),
 ])
-def test_train_config_errors_are_one_line(tmp_path, capsys, body, needle):
+def test_train_config_errors_are_one_line(tmp_path, capsys, no_training, body, needle):
     line = run_cli(capsys, "train", "--config", write(tmp_path / "c.yaml", body))
     assert needle in line, line
 
 
-def test_a_folder_given_as_config_says_it_is_a_folder(tmp_path, capsys):
+def test_a_folder_given_as_config_says_it_is_a_folder(tmp_path, capsys, no_training):
     assert "is a folder" in run_cli(capsys, "train", "--config", str(tmp_path))
 
 
-def test_nan_through_set_is_refused(capsys, tmp_path):
+def test_nan_through_set_is_refused(capsys, tmp_path, no_training):
     line = run_cli(capsys, "train", "--config", write(tmp_path / "c.yaml", TINY), "--set", "method.noise_std=NaN")
     assert "method.noise_std" in line
 
