@@ -29,13 +29,17 @@ MAX_ROWS_ENV = "PTMOE_DATA_MAX_ROWS"
 def max_bytes_limit(max_bytes: int | None = None) -> int:
     if max_bytes is not None:
         return int(max_bytes)
-    env = os.environ.get(MAX_BYTES_ENV)
-    if env:
-        try:
-            return int(env)
-        except ValueError:
-            raise DataError(f"{MAX_BYTES_ENV}={env!r} is not a number of bytes") from None
-    return DEFAULT_MAX_BYTES
+    return _env_limit(MAX_BYTES_ENV, DEFAULT_MAX_BYTES, "bytes")
+
+
+def _env_limit(name: str, default: int, unit: str) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise DataError(f"{name}={value!r} is not a number of {unit}") from None
 
 
 def check_file(path: str | Path, max_bytes: int | None = None, whole: bool = True) -> Path:
@@ -248,10 +252,4 @@ def row_cap(max_rows: int | None) -> RowCap:
 
 
 def max_rows_limit() -> int:
-    env = os.environ.get(MAX_ROWS_ENV)
-    if env:
-        try:
-            return int(env)
-        except ValueError:
-            raise DataError(f"{MAX_ROWS_ENV}={env!r} is not a number of rows") from None
-    return DEFAULT_MAX_ROWS
+    return _env_limit(MAX_ROWS_ENV, DEFAULT_MAX_ROWS, "rows")

@@ -7,29 +7,19 @@ Skipped without Chromium or the ``playwright`` package; never downloads a browse
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
+from tests.browser import test_studio_browser as studio
+
+browser = studio.browser  # the same headless Chromium fixture (skips without Chromium or playwright)
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("PTMOE_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 ROOT = Path(__file__).resolve().parents[2]
 PAYLOAD = '<img src=x onerror="window.__xss=(window.__xss||0)+1">'
 TEXT = "<img src=x onerror="  # what the page shows when the payload is text
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; see .ci/browser.sh)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def _stored_runs(st) -> None:
