@@ -1,7 +1,8 @@
 """PT-MoE Studio entry point: ``python launch.py [--host 127.0.0.1] [--port 7860] [--auth user:pass] ...``
 
 Binds 127.0.0.1 unless told otherwise; any other address needs ``--auth`` (or ``PTMOE_AUTH``). On a
-Hugging Face Space (``SPACE_ID`` set) it binds 0.0.0.0 and, without a GPU, starts in demo mode.
+Hugging Face Space (``SPACE_ID`` set) it binds 0.0.0.0 and starts in demo mode (limits on every knob,
+GPU or not) unless the Space secret ``PTMOE_AUTH`` is set, in which case visitors log in instead.
 ``python launch.py --help`` lists every option and its environment variable.
 """
 
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         launch(ctx)
     except KeyboardInterrupt:
         pass
+    except OSError as e:  # the port is taken, or the address is not this machine's
+        print(f"launch.py: cannot listen on {settings.host}:{settings.port}: {e.strerror or e}", file=sys.stderr)
+        return 2
     finally:
         close_context(ctx)
     return 0

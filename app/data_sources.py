@@ -14,6 +14,8 @@ from typing import Any
 
 from ptmoe_core.errors import PTMoEError
 
+from .escaping import code
+
 SOURCES = ["Built-in tasks", "Upload a file", "File from the data folder", "Hugging Face data set"]
 FILE_FORMATS = [
     ("auto (by extension)", "auto"),
@@ -105,9 +107,12 @@ def list_data_files(data_dir: Path) -> list[str]:
     return out
 
 
-def save_upload(tmp_path: str | Path, upload_dir: Path, max_mb: int) -> Path:
-    """Copy an uploaded file into the data folder's uploads/ (same content → same file)."""
+def save_upload(tmp_path: str | Path, upload_dir: Path, max_mb: int, ttl_h: float | None = None) -> Path:
+    """Copy an uploaded file into the data folder's uploads/ (same content → same file); with ``ttl_h``
+    (demo mode) uploads older than that many hours are deleted first."""
     src = Path(tmp_path)
+    if ttl_h is not None:
+        prune_uploads(upload_dir, ttl_h)
     size = src.stat().st_size
     if size > max_mb * 1024 * 1024:
         raise ValueError(f"{src.name} is {size / 1e6:.1f} MB, over the {max_mb} MB upload limit")
@@ -121,6 +126,23 @@ def save_upload(tmp_path: str | Path, upload_dir: Path, max_mb: int) -> Path:
     if not dst.exists():
         shutil.copyfile(src, dst)
     return dst
+
+
+def prune_uploads(upload_dir: Path, ttl_h: float) -> list[Path]:
+    """Delete uploads not modified for ``ttl_h`` hours (a public demo must not fill its disk); returns
+    what was removed. Only regular files directly in ``upload_dir`` (the studio's own copies)."""
+    if not upload_dir.is_dir():
+        return []
+    cutoff = time.time() - ttl_h * 3600
+    removed = []
+    for p in upload_dir.iterdir():
+        try:
+            if p.is_file() and not p.is_symlink() and p.stat().st_mtime < cutoff:
+                p.unlink()
+                removed.append(p)
+        except OSError:  # vanished meanwhile, or not ours to delete
+            continue
+    return removed
 
 
 def inside(p: str | Path, root: Path) -> bool:
@@ -166,28 +188,28 @@ def check_spec(spec: str, data_dir: Path) -> str | None:
                     "(the studio reads data only from there)")
         if not full.exists():
             return f"{s.arg} not found in the data folder {data_dir}"
-    if s.prefix == "hf":
-        name = s.arg.split(":", 1)[0]
-        if name.startswith((".", "/", "~")) or Path(name).expanduser().exists():
-            return (f"{name} looks like a local path; hf: takes a Hub data set name — for a local file use "
-                    "jsonl:/csv:/parquet: with a file in the data folder")
-    return None
+    return None  # hf: names were checked by parse_spec (Hub ids only, never a local path or built-in reader)
 
 
-def preview_rows(specs: list[str], n: int, data_dir: Path | None = None) -> tuple[list[list[Any]], str]:
+def preview_rows(specs: list[str], n: int, data_dir: Path | None = None,
+                 max_bytes: int | None = None) -> tuple[list[list[Any]], str]:
+    """The first ``n`` rows of each spec, reading at most ``max_bytes`` of a file (unzipped too)."""
     src = _sources()
     rows: list[list[Any]] = []
     notes = []
     for spec in specs:
         full = resolve_spec(spec, data_dir) if data_dir is not None else spec
-        got = src.preview(full, n)
-        notes.append(f"`{spec}`: {len(got)} row{'s' if len(got) != 1 else ''}")
+        got = src.preview(full, n, max_bytes=max_bytes)
+        notes.append(f"{code(spec)}: {len(got)} row{'s' if len(got) != 1 else ''}")
         for ex in got:
             ctx = ex.get("context") or ""
             rows.append([ex.get("domain"), ex.get("split"), ex.get("question"),
                          ctx if len(ctx) <= 300 else ctx[:299] + "…", " | ".join(ex.get("answers") or []),
                          ex.get("answer_type")])
-    return rows, "First rows of " + "; ".join(notes)
+    note = "First rows of " + "; ".join(notes)
+    if any(r[1] == "unsplit" for r in rows):
+        note += " (a single file is split into train / validation / test by a seeded shuffle when a run loads it)"
+    return rows, note
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,9 +13,12 @@ from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from ptmoe_core.config import DEFAULT_LR, DEFAULT_PROMPT_LR, METHODS, RunConfig
-from ptmoe_core.errors import ConfigError
+from ptmoe_core.errors import ConfigError, PTMoEError
 from ptmoe_core.params import LLAMA_32_1B, ModelShape, count_params
 from ptmoe_core.presets import DEFAULT_PRESET, PRESETS, differences, preset_values
+
+from .escaping import esc
+from .settings import DEMO_LIMITS, Limits
 
 METHOD_LABELS = {
     "ptmoe": "PT-MoE",
@@ -26,8 +29,6 @@ METHOD_LABELS = {
 }
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 EMBEDDED_MODELS = ("smollm2-135m", "tiny-random")
-DEMO_MAX_STEPS = 300
-DEMO_MAX_EXAMPLES = 2000
 
 
 @dataclass(frozen=True)
@@ -281,12 +282,13 @@ def config_from_values(values: Mapping[str, Any], base: RunConfig | None = None)
     return RunConfig.from_dict(d)
 
 
-def check(values: Mapping[str, Any], *, demo: bool = False,
+def check(values: Mapping[str, Any], *, demo: bool = False, limits: Limits | None = None,
           spec_check: Callable[[str], str | None] | None = None) -> tuple[RunConfig | None, dict[str, str]]:
     """(config, {form key: reason}) — the config is None when something is wrong.
 
-    Besides ``RunConfig.validate`` (the engine's own rules), demo limits and the data specs
-    (``spec_check(spec)`` returns a reason or None) are checked here."""
+    Besides ``RunConfig.validate`` (the engine's own rules), the ``limits`` of a shared studio
+    (``demo`` alone means ``DEMO_LIMITS``) and the data specs (``spec_check(spec)`` returns a reason or
+    None) are checked here."""
     errors: dict[str, str] = {}
     try:
         cfg = config_from_values(values)
@@ -296,13 +298,9 @@ def check(values: Mapping[str, Any], *, demo: bool = False,
         return None, errors
     if not cfg.name:
         errors["name"] = "give the run a name"
-    if demo:
-        if cfg.model.name not in EMBEDDED_MODELS:
-            errors["model"] = f"demo mode trains only the embedded models ({', '.join(EMBEDDED_MODELS)})"
-        if cfg.train.steps > DEMO_MAX_STEPS:
-            errors["steps"] = f"demo mode allows at most {DEMO_MAX_STEPS} steps"
-        if cfg.data.max_train_examples is None or cfg.data.max_train_examples > DEMO_MAX_EXAMPLES:
-            errors["max_train_examples"] = f"demo mode allows at most {DEMO_MAX_EXAMPLES} training examples"
+    limits = limits or (DEMO_LIMITS if demo else None)
+    if limits is not None:
+        errors.update(limit_errors(cfg, limits))
     if spec_check is not None:
         for key, specs in (("train_specs", cfg.data.train), ("eval_specs", cfg.data.eval)):
             for s in specs:
@@ -310,6 +308,59 @@ def check(values: Mapping[str, Any], *, demo: bool = False,
                 if why:
                     errors.setdefault(key, why)
     return (None if errors else cfg), errors
+
+
+def limit_errors(cfg: RunConfig, lim: Limits) -> dict[str, str]:
+    """{form key: reason} for every value over a shared studio's limits."""
+    t, d, m = cfg.train, cfg.data, cfg.method
+    caps = [  # (form key, value, ceiling, what)
+        ("steps", t.steps, lim.steps, "steps"),
+        ("batch_size", t.batch_size, lim.batch_size, "examples per batch"),
+        ("grad_accum", t.grad_accum, lim.grad_accum, "accumulated micro-batches"),
+        ("max_new_tokens", t.max_new_tokens, lim.max_new_tokens, "new tokens"),
+        ("max_source_tokens", d.max_source_tokens, lim.max_source_tokens, "input tokens"),
+        ("max_answer_tokens", d.max_answer_tokens, lim.max_answer_tokens, "answer tokens"),
+        ("max_eval_examples", d.max_eval_examples, lim.max_eval_examples, "evaluation examples per set"),
+        ("max_train_examples", d.max_train_examples or 10**12, lim.max_train_examples, "training examples"),
+    ]
+    if m.method == "lora":
+        caps.append(("lora_r", m.lora_r, lim.lora_r, "LoRA rank"))
+    else:
+        caps.append(("prompt_len", m.prompt_len, lim.prompt_len, "virtual tokens"))
+        if m.is_routed:
+            caps.append(("n_experts", m.n_experts, lim.n_experts, "experts"))
+    errors = {key: f"demo mode allows at most {cap:,} {what}" for key, value, cap, what in caps if value > cap}
+    seen = t.steps * t.batch_size * t.grad_accum
+    if seen > lim.examples_seen and "steps" not in errors:
+        errors["steps"] = (f"demo mode allows at most {lim.examples_seen:,} examples seen (steps x batch x "
+                           f"accumulation = {seen:,}), so one run cannot hold the job slot for long")
+    for key, every, cap, what in (("eval_every", t.eval_every, lim.evaluations, "evaluations"),
+                                  ("save_every", t.save_every, lim.checkpoints, "checkpoints")):
+        if every and t.steps / every > cap:
+            errors[key] = f"demo mode allows at most {cap} {what} per run (every {-(-t.steps // cap)} steps or 0)"
+    if cfg.model.name not in lim.models:
+        errors["model"] = f"demo mode trains only the embedded models ({', '.join(lim.models)})"
+    for key, specs in (("train_specs", d.train), ("eval_specs", d.eval)):
+        why = next((w for w in (_spec_limit(s, lim) for s in specs) if w), None)
+        if why:
+            errors[key] = why
+    return errors
+
+
+def _spec_limit(spec: str, lim: Limits) -> str | None:
+    from ptmoe_core.data.sources import parse_spec
+
+    try:
+        s = parse_spec(spec)
+    except PTMoEError:
+        return None  # malformed: the spec check says why
+    if s.prefix == "hf" and not lim.hub_data:
+        return "demo mode reads no Hugging Face data sets (hf:); use the built-in tasks or upload a file"
+    if s.prefix == "builtin":
+        for key in ("n", "n_eval"):
+            if int(s.options.get(key) or 0) > lim.builtin_n:
+                return f"demo mode allows at most {key}={lim.builtin_n:,} built-in examples per task"
+    return None
 
 
 def field_key(config_field: str) -> str:
@@ -352,20 +403,21 @@ def params_html(cfg: RunConfig | None, shape: ModelShape | None, model_note: str
     if cfg is None:
         return '<div class="pt-params pt-muted">Trainable parameters: fix the highlighted field first.</div>'
     if shape is None:
-        return f'<div class="pt-params pt-muted">Trainable parameters: {model_note or "model shape unknown"}</div>'
+        return f'<div class="pt-params pt-muted">Trainable parameters: {esc(model_note or "model shape unknown")}</div>'
     c = param_counts(cfg, shape)
     m = cfg.method
     label = METHOD_LABELS[m.method]
-    lora_targets = ", ".join(m.lora_targets)
+    lora_targets = esc(", ".join(m.lora_targets))
+    model = esc(cfg.model.name)
     parts = [f'<div class="pt-params">Trainable parameters — <b>{c["method"]:,}</b> {label}']
     if m.method != "lora":
         ratio = c["method"] / c["lora"] if c["lora"] else 0
         parts.append(f' &nbsp;·&nbsp; LoRA r={m.lora_r} on {lora_targets}: <b>{c["lora"]:,}</b> '
                      f'<span class="pt-muted">({ratio:.2f}× LoRA)</span>')
-        parts.append(f'<br><span class="pt-muted">on {cfg.model.name} (H={shape.hidden}, {shape.layers} layers); '
+        parts.append(f'<br><span class="pt-muted">on {model} (H={shape.hidden}, {shape.layers} layers); '
                      f'same settings on the paper\'s Llama-3.2-1B: {c["paper"]:,}</span>')
     else:
-        parts.append(f'<br><span class="pt-muted">on {cfg.model.name} (H={shape.hidden}, {shape.layers} layers)</span>')
+        parts.append(f'<br><span class="pt-muted">on {model} (H={shape.hidden}, {shape.layers} layers)</span>')
     parts.append("</div>")
     return "".join(parts)
 

@@ -14,7 +14,8 @@ from ptmoe_core.floor import frozen_adapter
 
 from . import floors, plots, queries, views
 from .data_sources import inside
-from .inspection import InspectResult, rows_from_records, run_inspection, summary, typed_examples
+from .escaping import code
+from .inspection import MAX_TYPED_CHARS, InspectResult, rows_from_records, run_inspection, summary, typed_examples
 from .state import AppContext, gpu_wrap
 from .ui import friendly
 
@@ -41,10 +42,12 @@ def build(ctx: AppContext) -> SimpleNamespace:
             mode = gr.Radio(MODES, value=MODES[0], label="Inputs", elem_id="pt-inspect-mode")
             with gr.Group(visible=True) as g_type:
                 text = gr.Textbox(label="Inputs, one per line", lines=5, placeholder=PLACEHOLDER,
+                                  max_length=MAX_TYPED_CHARS,
                                   info="Optionally add the gold answer after “=>” to score the output "
                                        "(several golds separated by “|”).", elem_id="pt-inspect-text")
                 with gr.Row():
-                    context = gr.Textbox(label="Passage (optional, shared by all lines)", lines=2, scale=3)
+                    context = gr.Textbox(label="Passage (optional, shared by all lines)", lines=2, scale=3,
+                                         max_length=MAX_TYPED_CHARS)
                     answer_type = gr.Dropdown(["text", "number", "span"], value="text", label="Answer type",
                                               info="How gold answers are scored (number: final-number match).",
                                               scale=1)
@@ -166,7 +169,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         desc = f"**#{r.id} {views.esc(r.name)}** · {r.method}"
         if routed:
             desc += f" with N={m.get('n_experts')} experts, T={m.get('prompt_len')}"
-        desc += f" · base `{r.base_model}` · data `{', '.join(r.data_specs)}`"
+        desc += f" · base {code(r.base_model)} · data {code(', '.join(r.data_specs))}"
         if r.trainable_params:
             desc += f" · {r.trainable_params:,} trainable parameters"
         if not routed:

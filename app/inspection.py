@@ -16,7 +16,10 @@ import torch
 
 from ptmoe_core import metrics
 
+from .escaping import esc
+
 MAX_INPUTS = 64
+MAX_TYPED_CHARS = 20_000  # typed inputs (all lines) and the shared passage, each: checked before any work
 ANSWER_SEP = "=>"
 
 
@@ -47,6 +50,10 @@ class InspectResult:
 
 def typed_examples(text: str, context: str = "", answer_type: str = "text") -> list[dict[str, Any]]:
     """One example per non-empty line; ``question => gold`` adds a gold answer to score against."""
+    if len(text or "") > MAX_TYPED_CHARS:
+        raise ValueError(f"the inputs are {len(text):,} characters; inspect at most {MAX_TYPED_CHARS:,} at a time")
+    if len(context or "") > MAX_TYPED_CHARS:
+        raise ValueError(f"the passage is {len(context):,} characters; at most {MAX_TYPED_CHARS:,} are allowed")
     out = []
     for i, line in enumerate(x for x in (text or "").splitlines() if x.strip()):
         q, sep, gold = line.rpartition(ANSWER_SEP) if ANSWER_SEP in line else (line, "", "")
@@ -208,7 +215,7 @@ def summary(result: InspectResult) -> str:
     scored = [r for r in rows if r.get("score") is not None]
     parts = [f"{len(rows)} input{'s' if len(rows) != 1 else ''}"]
     if result.label:
-        parts.insert(0, result.label)
+        parts.insert(0, esc(result.label))
     if scored:
         acc = sum(1 for r in scored if r.get("correct")) / len(scored)
         mean = sum(r["score"] for r in scored) / len(scored)

@@ -1,17 +1,23 @@
 """The studio: three tabs (Train, Inspect, Runs) wired to the engine and to storage.
 
 ``build_app(ctx)`` returns the ``gr.Blocks``; ``create_context(settings)`` opens storage and starts
-the job supervisor; ``launch(ctx)`` serves the app with the settings' host, port, auth and limits.
+the job supervisor; ``launch(ctx)`` serves the app with the settings' host, port, auth and limits,
+behind the host and origin checks of ``serving``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import shutil
 from typing import Any
 
 import gradio as gr
 
-from . import forms, inspect_tab, runs_tab, train_tab, views
+from ptmoe_core.data.files import MAX_BYTES_ENV
+
+from . import inspect_tab, runs_tab, serving, train_tab, views
+from .escaping import code
 from .settings import Settings
 from .state import AppContext
 
@@ -32,6 +38,8 @@ def create_context(settings: Settings, *, job_settings: Any = None, start_jobs: 
     """Open the database (creating/upgrading it) and start the job supervisor."""
     from storage import JobManager, JobSettings, Storage
 
+    from .data_sources import prune_uploads
+
     storage = Storage(settings.db, runs_dir=settings.runs_dir)
     storage.runs_dir.mkdir(parents=True, exist_ok=True)
     if settings.gallery_dir is not None:
@@ -41,7 +49,13 @@ def create_context(settings: Settings, *, job_settings: Any = None, start_jobs: 
         if seeded:
             log.info("first start: imported %d gallery run(s) from %s", len(seeded), settings.gallery_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    manager = JobManager(storage, job_settings or JobSettings())
+    if settings.upload_ttl_h is not None:
+        prune_uploads(settings.upload_dir, settings.upload_ttl_h)
+    job_settings = job_settings or JobSettings()
+    if settings.limits is not None:  # a job reads no more of a data file (unzipped too) than could be uploaded
+        job_settings = dataclasses.replace(job_settings, extra_env={**job_settings.extra_env,
+                                                                    MAX_BYTES_ENV: str(settings.max_data_bytes)})
+    manager = JobManager(storage, job_settings)
     if start_jobs:
         manager.start()
     return AppContext.create(settings, storage, manager)
@@ -52,16 +66,19 @@ def close_context(ctx: AppContext) -> None:
     if ctx.queue is not None:
         ctx.queue.stop()
     ctx.storage.close()
+    shutil.rmtree(ctx.scratch, ignore_errors=True)
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:
     s = ctx.settings
     with gr.Blocks(title="PT-MoE Studio", delete_cache=(3600, 3600)) as demo:
         banner = ""
-        if s.demo:
-            banner = (f"\n\n> **Demo mode** — small defaults and limits (at most {forms.DEMO_MAX_STEPS} steps and "
-                      f"{forms.DEMO_MAX_EXAMPLES} training examples, embedded models only). Runs are shared with "
-                      "everyone using this demo.")
+        if s.limits is not None:
+            lim = s.limits
+            banner = (f"\n\n> **Demo mode** — small defaults and limits (at most {lim.steps} steps, batches of "
+                      f"{lim.batch_size}, {lim.max_train_examples:,} training examples, embedded models only, no Hub "
+                      f"data). Runs are shared with everyone using this demo; uploads are deleted after "
+                      f"{s.upload_ttl_h:g} hours.")
         if not s.persistent:
             banner += ("\n\n> **Runs here are temporary:** this Space has no persistent storage (`/data`), so runs "
                        "trained here vanish when it restarts. Export a run (Runs tab) to keep it.")
@@ -74,8 +91,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             with gr.Tab("Runs", id="runs") as t_runs:
                 runs = runs_tab.build(ctx)
         gr.Markdown(
-            f"<div class='pt-muted'>Database: <code>{views.esc(ctx.storage.label)}</code> · runs folder: "
-            f"<code>{views.esc(ctx.runs_dir)}</code> · data folder: <code>{views.esc(ctx.data_dir)}</code></div>",
+            f"<div class='pt-muted'>Database: {code(ctx.storage.label)} · runs folder: "
+            f"{code(ctx.runs_dir)} · data folder: {code(ctx.data_dir)}</div>",
             elem_id="pt-footer",
         )
 
@@ -121,8 +138,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     return demo
 
 
-def launch_kwargs(settings: Settings) -> dict[str, Any]:
-    """What ``Blocks.launch`` gets: bind address, login, upload limit, no extra file access."""
+def gradio_kwargs(settings: Settings) -> dict[str, Any]:
+    """What ``gr.mount_gradio_app`` gets: login, upload limit, no extra file access, look."""
     return {
         "server_name": settings.host,
         "server_port": settings.port,
@@ -138,9 +155,20 @@ def launch_kwargs(settings: Settings) -> dict[str, Any]:
     }
 
 
-def launch(ctx: AppContext, demo: gr.Blocks | None = None, **overrides: Any) -> gr.Blocks:
+def serve(ctx: AppContext, demo: gr.Blocks | None = None, port: int | None = None) -> serving.Server:
+    """The studio's HTTP server (not started): ``port`` None = the settings' port, 0 = a free one."""
     demo = demo or build_app(ctx)
     demo.queue(default_concurrency_limit=8)
-    kwargs = {**launch_kwargs(ctx.settings), **overrides}
-    demo.launch(**kwargs)
-    return demo
+    serving.calm_queue(demo)
+    app = serving.asgi_app(ctx.settings, demo, gradio_kwargs(ctx.settings))
+    return serving.Server(app, ctx.settings.host, ctx.settings.port if port is None else port)
+
+
+def launch(ctx: AppContext) -> None:
+    """Serve until interrupted (Ctrl-C). uvicorn runs in a thread, as under ``Blocks.launch``: the main
+    thread takes the interrupt and shuts the server down cleanly."""
+    server = serve(ctx).start()
+    try:
+        server.wait()
+    finally:
+        server.stop()

@@ -1,18 +1,20 @@
 """Plotly figures as pure functions of plain data (lists, dicts); no I/O, no state.
 
 Every builder returns a figure even for empty input (with a note saying what will appear), so a
-page never shows a broken plot. Expert ``i`` has the same colour in every figure.
+page never shows a broken plot. Expert ``i`` has the same colour in every figure. Names that come from
+users or files (runs, data sets, inputs) are escaped: Plotly renders its labels as a subset of HTML.
 """
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
 from ptmoe_core.metrics import routing_counts
+
+from .escaping import esc
 
 EXPERT_COLORS = ["#4f46e5", "#e11d48", "#059669", "#d97706", "#0891b2", "#7c3aed", "#65a30d", "#db2777",
                  "#2563eb", "#ea580c", "#0d9488", "#9333ea"]
@@ -89,7 +91,7 @@ def eval_curves(series: Mapping[str, tuple[Sequence[int], Sequence[float]]], met
         return empty(title, "Appears after the first evaluation.")
     fig = go.Figure()
     for i, (name, (x, y)) in enumerate(sorted(series.items())):
-        fig.add_scatter(x=list(x), y=list(y), mode="lines+markers", name=name,
+        fig.add_scatter(x=list(x), y=list(y), mode="lines+markers", name=esc(name),
                         line={"color": RUN_COLORS[i % len(RUN_COLORS)], "width": 3 if name == "macro" else 1.5})
     fig.update_yaxes(rangemode="tozero")
     return _layout(fig, title, "step", metric)
@@ -134,7 +136,7 @@ def overlay_curves(runs: Mapping[str, tuple[Sequence[int], Sequence[float]]], ti
     fig = go.Figure()
     for i, (label, (x, vals)) in enumerate(runs.items()):
         ys = ema(vals) if smooth and len(vals) >= 5 else list(vals)
-        fig.add_scatter(x=list(x), y=ys, mode="lines" if len(x) > 1 else "markers", name=label,
+        fig.add_scatter(x=list(x), y=ys, mode="lines" if len(x) > 1 else "markers", name=esc(label),
                         line={"color": RUN_COLORS[i % len(RUN_COLORS)]})
     if not smooth:  # scores: start the axis at 0 so a flat 0 is not drawn mid-plot
         fig.update_yaxes(rangemode="tozero")
@@ -156,7 +158,7 @@ def prob_heatmap(probs: Sequence[Sequence[float]], chosen: Sequence[int | None],
     order = [i for _, _, i in rows]
     n = max(len(probs[i]) for i in order)
     z = [list(probs[i]) + [0.0] * (n - len(probs[i])) for i in order]
-    ylab = [f"#{i + 1} → e{chosen[i]} · {_short(labels[i], 40)}" for i in order]
+    ylab = [f"#{i + 1} → e{chosen[i]} · {esc(_short(labels[i], 40))}" for i in order]
     fig = go.Figure(go.Heatmap(
         z=z, x=[expert_name(e) for e in range(n)], y=ylab, zmin=0, zmax=1, colorscale="Blues",
         colorbar={"title": "p", "thickness": 12},
@@ -203,7 +205,7 @@ def usage_heatmap(counts: Mapping[str, Sequence[int]], n_experts: int, title: st
     z = [[c / sum(r) for c in r] for r in rows]
     text = [[f"{c}/{sum(r)}" for c in r] for r in rows]
     fig = go.Figure(go.Heatmap(
-        z=z, x=[expert_name(e) for e in range(n_experts)], y=[html.escape(g) for g in names], zmin=0, zmax=1,
+        z=z, x=[expert_name(e) for e in range(n_experts)], y=[esc(g) for g in names], zmin=0, zmax=1,
         colorscale="Purples", text=text, texttemplate="%{text}", colorbar={"title": "share", "thickness": 12},
         hovertemplate="%{y} → %{x}: %{z:.0%} (%{text})<extra></extra>",
     ))
@@ -243,7 +245,7 @@ def usage_bars(groups: Sequence[str], experts: Sequence[int | None], n_experts: 
     names = sorted({g for g, _ in pairs})
     fig = go.Figure()
     for e in range(n_experts):
-        fig.add_bar(x=names, y=[sum(1 for g, x in pairs if g == n and x == e) for n in names],
+        fig.add_bar(x=[esc(n) for n in names], y=[sum(1 for g, x in pairs if g == n and x == e) for n in names],
                     name=expert_name(e), marker_color=expert_color(e))
     fig.update_layout(barmode="stack")
     fig = _layout(fig, title, "", "inputs")
@@ -262,7 +264,7 @@ def projection_scatter(points: Sequence[Sequence[float]], experts: Sequence[int 
         idx = [i for i, x in enumerate(experts) if x == e]
         fig.add_scatter(
             x=[points[i][0] for i in idx], y=[points[i][1] if len(points[i]) > 1 else 0.0 for i in idx],
-            mode="markers", name=expert_name(e), text=[f"#{i + 1} {_short(labels[i], 60)}" for i in idx],
+            mode="markers", name=expert_name(e), text=[f"#{i + 1} {esc(_short(labels[i], 60))}" for i in idx],
             hovertemplate="%{text}<extra></extra>",
             marker={"size": 9, "color": expert_color(e) if e is not None else "#6b7280", "line": {"width": 0.5,
                                                                                               "color": "white"}},

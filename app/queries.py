@@ -57,6 +57,17 @@ def inspectable_choices(storage: Any) -> list[tuple[str, int]]:
     return out
 
 
+def queue_full(storage: Any, limits: Any) -> str | None:
+    """Why a shared studio takes no more runs now (``limits.queued_runs`` already waiting), or None."""
+    if limits is None:
+        return None
+    waiting = len(storage.list_runs(status="QUEUED"))
+    if waiting < limits.queued_runs:
+        return None
+    return (f"{waiting} runs are already waiting (demo mode queues at most {limits.queued_runs}); "
+            "try again when one has started")
+
+
 def watched_run(storage: Any) -> int | None:
     """The run a fresh page should show: the newest running one, else the newest queued, else the newest."""
     for st in ("RUNNING", "QUEUED"):

@@ -5,7 +5,6 @@ one, export a run as a bundle and import one."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,20 +18,12 @@ from storage.bundles import GALLERY, export_run, import_bundle
 
 from . import floors, plots, queries, views
 from .data_sources import inside
+from .escaping import code
 from .state import AppContext
 from .ui import friendly, require_run_id
 
 STATUSES = ["QUEUED", "RUNNING", "FINISHED", "FAILED", "KILLED"]
 ANY = "any"
-
-
-def _download_dir() -> Path:
-    d = Path(tempfile.gettempdir()) / "ptmoe-studio-downloads"
-    d.mkdir(parents=True, exist_ok=True)
-    for old in d.glob("*.zip"):  # downloads are one-off (bundles end in .zip too): keep the folder small
-        if time.time() - old.stat().st_mtime > 3600:
-            old.unlink(missing_ok=True)
-    return d
 
 
 def build(ctx: AppContext) -> SimpleNamespace:
@@ -114,11 +105,11 @@ def build(ctx: AppContext) -> SimpleNamespace:
             return "_No run selected._"
         r = st.get_run(run_id)
         lines = [f"{views.status_badge(str(r.status))} **#{r.id} {views.esc(r.name)}** · {r.method} on "
-                 f"`{r.base_model}` · data `{', '.join(r.data_specs)}`",
+                 f"{code(r.base_model)} · data {code(', '.join(r.data_specs))}",
                  f"step {r.step}/{r.total_steps or '?'} · duration {views.fmt_duration(r.duration_s(time.time()))}"
                  + (f" · {r.trainable_params:,} trainable parameters" if r.trainable_params else "")]
         if r.adapter_path:
-            lines.append(f"adapter: `{r.adapter_path}`")
+            lines.append(f"adapter: {code(r.adapter_path)}")
         if r.reason == "imported":
             lines.append(f"imported from a run bundle (experiment “{views.esc(r.experiment)}”)")
         if r.error_message:
@@ -172,7 +163,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         r = st.get_run(rid)
         if r.status == "RUNNING":
             raise gr.Error(f"Run #{rid} is running: stop it first (Train tab), then delete it.")
-        where = f" and its folder `{r.output_dir}`" if r.output_dir else ""
+        where = f" and its folder {code(r.output_dir)}" if r.output_dir else ""
         return (gr.update(visible=True),
                 f"⚠ Delete run **#{rid} {views.esc(r.name)}**{where} (checkpoints, adapter, log)? This cannot be undone.")
 
@@ -195,7 +186,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
             raise gr.Error(f"Run #{rid} has no adapter yet (status {r.status}).")
         if not inside(r.adapter_path, ctx.runs_dir):
             raise gr.Error(f"The adapter of run #{rid} lies outside the runs folder; not serving it.")
-        stem = _download_dir() / f"run{rid}-{_safe(r.name)}-adapter"
+        stem = ctx.scratch_dir() / f"run{rid}-{_safe(r.name)}-adapter"
         path = shutil.make_archive(str(stem), "zip", root_dir=r.adapter_path)
         return gr.update(value=path, visible=True), f"Adapter of run #{rid} ready to download."
 
@@ -203,7 +194,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def export_bundle(run: Any):
         rid = require_run_id(run)
         r = st.get_run(rid)
-        path = export_run(st, rid, _download_dir() / f"run{rid}-{_safe(r.name)}{SUFFIX}")
+        path = export_run(st, rid, ctx.scratch_dir() / f"run{rid}-{_safe(r.name)}{SUFFIX}")
         return (gr.update(value=str(path), visible=True),
                 f"Run #{rid} exported ({path.stat().st_size / 1024:.0f} KB): config, adapter, curves, evaluations "
                 "with routing. Another studio imports it with “Import a run bundle”.")

@@ -1,12 +1,14 @@
-"""How the studio is served: host, port, auth, folders, upload limit, demo mode.
+"""How the studio is served: host, port, auth, folders, upload limit, demo mode and its limits.
 
 Every setting comes from a command-line flag, else an environment variable, else a default.
 Binding to anything but a loopback address needs credentials (``--auth`` or ``PTMOE_AUTH``), except
-on a Hugging Face Space (``SPACE_ID`` set), which binds 0.0.0.0 behind the Hub's own front end and,
-without a GPU, opens in demo mode with small defaults. On a Space the database, runs and data live
-under its persistent storage ``/data`` (``PTMOE_SPACE_STORAGE`` overrides the path) when it has it;
-without it they are temporary and the page says so. ``PTMOE_GALLERY`` names the gallery folder
-(empty: none).
+on a Hugging Face Space (``SPACE_ID`` set), which binds 0.0.0.0 behind the Hub's own front end. A
+Space is public, so it is safe by default, GPU or not: demo mode, with ``DEMO_LIMITS`` on every knob
+a visitor can turn. The owner lifts them by setting the Space secret ``PTMOE_AUTH`` (visitors then
+log in); ``PTMOE_DEMO=0`` without credentials is refused on a Space.
+On a Space the database, runs and data live under its persistent storage ``/data``
+(``PTMOE_SPACE_STORAGE`` overrides the path) when it has it; without it they are temporary and the
+page says so. ``PTMOE_GALLERY`` names the gallery folder (empty: none).
 """
 
 from __future__ import annotations
@@ -24,6 +26,36 @@ DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_UPLOAD_MB = 20
 GALLERY_DIR = Path(__file__).resolve().parents[1] / "gallery"  # example runs an empty studio imports
 SPACE_STORAGE = "/data"  # a Hugging Face Space's persistent storage, when the Space has it
+
+DEMO_UPLOAD_TTL_H = 24.0  # demo mode: uploads older than this are deleted
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one visitor may ask of a shared studio (demo mode): every knob that costs time, memory or
+    the only job slot has a ceiling, checked with the form before a run is queued."""
+
+    models: tuple[str, ...] = ("smollm2-135m", "tiny-random")  # embedded only: no downloads
+    steps: int = 300
+    examples_seen: int = 2400  # steps x batch x accumulation: how long a run holds the job slot
+    max_train_examples: int = 2000
+    max_eval_examples: int = 16
+    batch_size: int = 8
+    grad_accum: int = 4
+    max_new_tokens: int = 32
+    max_source_tokens: int = 256
+    max_answer_tokens: int = 64
+    prompt_len: int = 100
+    n_experts: int = 8
+    lora_r: int = 16
+    evaluations: int = 10  # steps / eval_every
+    checkpoints: int = 10  # steps / save_every
+    builtin_n: int = 2000  # builtin:...?n= and ?n_eval=
+    hub_data: bool = False  # hf: specs (downloads of any size)
+    queued_runs: int = 3  # runs waiting at once, from everyone
+
+
+DEMO_LIMITS = Limits()
 
 
 class SettingsError(ValueError):
@@ -50,10 +82,22 @@ class Settings:
     poll_s: float = 2.0  # how often open pages refresh the live run
     gallery_dir: Path | None = GALLERY_DIR  # None: no gallery at first start
     persistent: bool = True  # False: a Space without persistent storage (runs vanish on restart)
+    upload_ttl_h: float | None = None  # uploads older than this are deleted (demo mode: DEMO_UPLOAD_TTL_H)
+    allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides the bind address's (e.g. a reverse proxy's)
 
     @property
     def on_space(self) -> bool:
         return self.space_id is not None
+
+    @property
+    def limits(self) -> Limits | None:
+        """The demo limits, or None: no ceilings beyond the engine's own validation."""
+        return DEMO_LIMITS if self.demo else None
+
+    @property
+    def max_data_bytes(self) -> int:
+        """What the web process reads of one data file (previews, unzipped too): the upload limit."""
+        return self.max_upload_mb * 1024 * 1024
 
     @property
     def upload_dir(self) -> Path:
@@ -119,8 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=int, help=f"upload size limit in MB (env PTMOE_MAX_UPLOAD_MB; "
                                                      f"default {DEFAULT_UPLOAD_MB})")
     p.add_argument("--demo", action="store_true", default=None, help="demo mode: small defaults and limits "
-                                                                     "(env PTMOE_DEMO=1; automatic on a CPU Space)")
+                                                                     "(env PTMOE_DEMO=1; automatic on a Space "
+                                                                     "unless the secret PTMOE_AUTH is set)")
     p.add_argument("--inspect-concurrency", type=int, help="inspection generations at once (default 1)")
+    p.add_argument("--allowed-hosts", help="extra Host names to accept, comma-separated, e.g. the name a reverse "
+                                           "proxy forwards (env PTMOE_ALLOWED_HOSTS). Requests for any other host "
+                                           "are refused, except on 0.0.0.0 without this list")
     return p
 
 
@@ -158,7 +206,7 @@ def from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None =
         raise SettingsError(f"max upload size must be at least 1 MB, got {max_upload}")
     if gpu is None:
         gpu = has_gpu()
-    demo = args.demo if args.demo is not None else _truthy(env.get("PTMOE_DEMO")) or (bool(space_id) and not gpu)
+    demo = _demo_mode(args.demo, env.get("PTMOE_DEMO"), space_id, auth)
     conc = args.inspect_concurrency or int(env.get("PTMOE_INSPECT_CONCURRENCY") or 1)
     if conc < 1:
         raise SettingsError(f"inspect concurrency must be >= 1, got {conc}")
@@ -192,4 +240,29 @@ def from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None =
         inspect_concurrency=conc,
         gallery_dir=GALLERY_DIR if gallery is None else (Path(gallery).expanduser().resolve() if gallery else None),
         persistent=persistent,
+        upload_ttl_h=DEMO_UPLOAD_TTL_H if demo else None,
+        allowed_hosts=_host_list(args.allowed_hosts if args.allowed_hosts is not None
+                                 else env.get("PTMOE_ALLOWED_HOSTS")),
     )
+
+
+def _host_list(value: str | None) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower() for h in (value or "").split(",") if h.strip())
+    bad = [h for h in hosts if "*" in h[1:] or (h.startswith("*") and not h.startswith("*.")) or "/" in h]
+    if bad:
+        raise SettingsError(f"allowed hosts are names like studio.example.org or *.example.org, got {bad[0]!r}")
+    return hosts
+
+
+def _demo_mode(flag: bool | None, env_value: str | None, space_id: str | None, auth: tuple) -> bool:
+    """``--demo`` or ``PTMOE_DEMO`` when given; on a Space demo mode unless credentials are set, and it
+    cannot be switched off without them (a Space is public: anyone could train anything)."""
+    if flag:
+        return True
+    explicit = None if env_value in (None, "") else _truthy(env_value)
+    if space_id and not auth:
+        if explicit is False:
+            raise SettingsError("PTMOE_DEMO=0 on a public Space without login would let anyone use any model, "
+                                "data and size; set the Space secret PTMOE_AUTH=user:password to lift the demo limits")
+        return True
+    return bool(explicit)

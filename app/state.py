@@ -7,6 +7,8 @@ so a page refresh or a second tab sees the same state.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -126,6 +128,10 @@ class AppContext:
     shapes: LRUCache = field(default_factory=lambda: LRUCache(16))
     inspect_queue: InspectQueue = field(default_factory=lambda: InspectQueue(1))
     started_at: float = field(default_factory=time.time)
+    # Files built for the browser to download (adapter zips, saved configs): a private folder (mode 0700,
+    # unpredictable name) of this studio only, so no planted link redirects a write and no other
+    # studio's files are cleaned up; removed by close_context.
+    scratch: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ptmoe-studio-")))
 
     @classmethod
     def create(cls, settings: Settings, storage: Any, queue: Any = None) -> AppContext:
@@ -149,6 +155,20 @@ class AppContext:
             return load_base_model(ModelConfig(name=name, device=device))
 
         return self.base_models.get_or_load((name, device), load)
+
+    def scratch_dir(self, max_age_s: float = 3600.0) -> Path:
+        """A new empty folder in ``scratch`` for one download (two at once never share a file); folders
+        older than ``max_age_s`` go first (downloads are one-off: Gradio has copied them to its cache)."""
+        self.scratch.mkdir(mode=0o700, exist_ok=True)
+        now = time.time()
+        for old in self.scratch.iterdir():
+            if now - old.lstat().st_mtime <= max_age_s:
+                continue
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+        return Path(tempfile.mkdtemp(dir=self.scratch))
 
     @property
     def runs_dir(self) -> Path:

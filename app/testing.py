@@ -36,20 +36,18 @@ def running_app(root: Path, settings: Settings | None = None, **overrides: Any) 
     running jobs cancelled. ``settings`` (e.g. from ``settings.from_args``) replaces the tiny defaults."""
     from storage import JobSettings
 
-    from .main import build_app, close_context, create_context, launch_kwargs
+    from .main import build_app, close_context, create_context, serve
 
     settings = replace(settings, **overrides) if settings is not None else tiny_settings(root, **overrides)
     ctx = create_context(settings, job_settings=JobSettings(poll_interval_s=0.2, heartbeat_interval_s=1.0,
                                                             cancel_grace_s=20.0, kill_grace_s=5.0))
     demo = build_app(ctx)
-    demo.queue(default_concurrency_limit=8)
-    kwargs = launch_kwargs(settings)
-    kwargs.update(server_port=None, prevent_thread_lock=True, quiet=True)
+    server = serve(ctx, demo, port=0)
     try:
-        demo.launch(**kwargs)
-        yield Served(url=demo.local_url, ctx=ctx, demo=demo)
+        server.start()
+        yield Served(url=server.url, ctx=ctx, demo=demo)
     finally:
-        demo.close()
+        server.stop()
         if ctx.queue is not None:
             ctx.queue.stop(cancel_running=True, timeout=30)
         close_context(ctx)

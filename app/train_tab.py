@@ -7,7 +7,6 @@ shows the same run; nothing about a run lives in the browser session."""
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +19,7 @@ from ptmoe_core.config import DEVICES, NOISE_TYPES, PROMPT_INITS, SCHEDULES, Run
 from . import data_sources as ds
 from . import forms, plots, queries, views
 from .config_view import config_html
+from .escaping import code, esc
 from .state import AppContext
 from .ui import friendly, message, require_run_id
 from .ui import log as logger
@@ -182,7 +182,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                     save_btn = gr.Button("Save configuration (.yaml)", size="sm")
                     load_file = gr.File(label="Load a configuration (.yaml / .json)", file_types=[".yaml", ".yml",
                                                                                                   ".json"],
-                                        type="filepath", height=80)
+                                        type="filepath", height=80, elem_id="pt-load-config")
                 saved_file = gr.File(label="Configuration file", visible=False, interactive=False)
                 with gr.Row():
                     copy_run = gr.Dropdown([], value=None, allow_custom_value=True, label="Copy settings from run", scale=3)
@@ -233,7 +233,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                           elem_classes=["invalid"] if k in errors else []) for k in forms.KEYS]
 
     def _check(values: dict[str, Any]):
-        cfg, errors = forms.check(values, demo=settings.demo, spec_check=_spec_check)
+        cfg, errors = forms.check(values, limits=settings.limits, spec_check=_spec_check)
         shape, note = (None, "")
         if cfg is not None or "model" not in errors:
             shape, note = _model_check(str(values.get("model") or ""))
@@ -248,7 +248,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         values = forms.as_values(args)
         cfg, errors, shape, note = _check(values)
         if errors:
-            summary = "**Fix before launching:** " + "; ".join(f"{_label(k)} — {v}" for k, v in errors.items())
+            summary = "**Fix before launching:** " + _reasons(errors)
         else:
             summary = "✓ Ready to launch. " + forms.preset_summary(cfg)
         try:
@@ -285,8 +285,11 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def launch(*args: Any):
         values = forms.as_values(args)
         cfg, errors, _, _ = _check(values)
+        full = queries.queue_full(st, settings.limits) if not errors else None
+        if full:
+            errors["name"] = full
         if errors or cfg is None:
-            msg = "**Not launched:** " + "; ".join(f"{_label(k)} — {v}" for k, v in errors.items())
+            msg = "**Not launched:** " + _reasons(errors)
             return [*_field_updates(errors), msg, gr.update(), gr.update(), *_open_for(errors)]
         cfg.data.train = [ds.resolve_spec(s, ctx.data_dir) for s in cfg.data.train]
         cfg.data.eval = [ds.resolve_spec(s, ctx.data_dir) for s in cfg.data.eval]
@@ -385,7 +388,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def save_config(*args: Any):
         values = forms.as_values(args)
         cfg = forms.config_from_values(values)
-        out = Path(tempfile.mkdtemp(prefix="ptmoe-config-")) / f"{_safe(cfg.name)}.yaml"
+        out = ctx.scratch_dir() / f"{_safe(cfg.name)}.yaml"
         out.write_text(forms.config_yaml(cfg), encoding="utf-8")
         return gr.update(value=str(out), visible=True)
 
@@ -416,9 +419,9 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def specs_from_upload(path: str | None, fmt: str):
         if not path:
             return gr.skip(), gr.skip(), ""
-        saved = ds.save_upload(path, ctx.settings.upload_dir, ctx.settings.max_upload_mb)
+        saved = ds.save_upload(path, ctx.settings.upload_dir, ctx.settings.max_upload_mb, ctx.settings.upload_ttl_h)
         spec = ds.file_spec(fmt, saved.relative_to(ctx.data_dir))
-        return spec, "", f"Saved the upload as `{saved.relative_to(ctx.data_dir)}` in the data folder."
+        return spec, "", f"Saved the upload as {code(saved.relative_to(ctx.data_dir))} in the data folder."
 
     @friendly
     def specs_from_folder(rel: str | None, fmt: str):
@@ -440,8 +443,8 @@ def build(ctx: AppContext) -> SimpleNamespace:
         for s in items:
             why = _spec_check(s)
             if why:
-                raise gr.Error(f"{s}: {why}")
-        rows, note = ds.preview_rows(items, int(n or 8), ctx.data_dir)
+                raise gr.Error(esc(f"{s}: {why}"))
+        rows, note = ds.preview_rows(items, int(n or 8), ctx.data_dir, max_bytes=settings.max_data_bytes)
         return rows, note
 
     # ================================ wiring ================================
@@ -507,6 +510,11 @@ def _mi_curve(view: queries.RoutingView):
 def _label(key: str) -> str:
     return {"train_specs": "training data", "eval_specs": "evaluation data", "n_experts": "experts N",
             "prompt_len": "prompt length T", "rank": "rank R", "lr": "learning rate"}.get(key, key.replace("_", " "))
+
+
+def _reasons(errors: dict[str, str]) -> str:
+    """The field problems as Markdown (the reasons quote user values: escaped)."""
+    return "; ".join(f"{_label(k)} — {esc(v)}" for k, v in errors.items())
 
 
 def _safe(name: str) -> str:

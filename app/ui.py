@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
+from .escaping import esc
+
 log = logging.getLogger("app")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,8 +30,8 @@ def message(e: BaseException) -> str:
 
 
 def friendly(fn: F) -> F:
-    """Any exception becomes a ``gr.Error`` toast with a readable message (the traceback goes to
-    the server log only)."""
+    """Any exception becomes a ``gr.Error`` toast with a readable, escaped message (the traceback goes
+    to the server log only)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -39,7 +41,7 @@ def friendly(fn: F) -> F:
             raise
         except Exception as e:
             log.warning("%s failed", fn.__name__, exc_info=True)
-            raise gr.Error(message(e), duration=12) from e
+            raise gr.Error(esc(message(e)), duration=12) from e
 
     return wrapper  # type: ignore[return-value]
 

@@ -1,18 +1,16 @@
 """HTML fragments as pure functions: router probability bars, the side-by-side inspection table, the
-full view of one example, the live progress bar. All text is escaped; nothing here reads files."""
+full view of one example, the live progress bar. All text is escaped (``escaping.esc``); nothing here
+reads files."""
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Sequence
-from typing import Any
 
+from .escaping import esc
 from .plots import expert_color
 
-
-def esc(s: Any) -> str:
-    return html.escape("" if s is None else str(s))
+__all__ = ["esc"]  # the shared escaping rule, re-exported for the tabs
 
 
 def fmt_duration(s: float | None) -> str:

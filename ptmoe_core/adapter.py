@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .config import MethodConfig, ModelConfig
+from .config import MethodConfig, ModelConfig, RunConfig
 from .errors import AdapterError, ConfigError
 from .models import BaseModel, load_base_model, same_model
 from .params import ModelShape, count_params
@@ -220,6 +220,12 @@ def build_adapter(
         absent = [t for t in cfg.lora_targets if t not in names]
         if absent:
             raise ConfigError("method.lora_targets", f"{absent} not found in {base.name}")
+        # A rank above a layer's smaller side adds nothing; refuse it before peft allocates the matrices.
+        full = min((min(m.in_features, m.out_features) for n, m in base.model.named_modules()
+                    if n.rsplit(".", 1)[-1] in cfg.lora_targets and hasattr(m, "in_features")), default=None)
+        if full is not None and cfg.lora_r > full:
+            raise ConfigError("method.lora_r", f"r={cfg.lora_r} exceeds the full rank {full} of the target layers "
+                                               f"of {base.name}")
         lcfg = lora_config(cfg)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -305,6 +311,7 @@ def read_adapter_config(directory: str | Path) -> dict:
         cfg = _read_json(own)
         if not _is_record(cfg):
             raise AdapterError(f"{own} is not a ptmoe_core adapter config (no 'method' / 'base_model')")
+        _check_record_types(cfg, own)
         if not isinstance(cfg.get("format_version", 0), int) or cfg.get("format_version", 0) > FORMAT_VERSION:
             raise AdapterError(f"{own} has format version {cfg.get('format_version')!r}; this build reads up to "
                                f"{FORMAT_VERSION}: upgrade ptmoe_core to load it")
@@ -317,8 +324,21 @@ def read_adapter_config(directory: str | Path) -> dict:
     if isinstance(cfg, dict) and "peft_type" in cfg:
         return studio_record_from_peft(cfg, peft)
     if _is_record(cfg) and cfg.get("format_version", 1) == 1:
+        _check_record_types(cfg, peft)
         return cfg  # format 1: the studio's record under PEFT's file name
     raise AdapterError(f"{peft} is neither a PEFT config (no 'peft_type') nor a ptmoe_core format-1 record")
+
+
+def _check_record_types(cfg: dict, p: Path) -> None:
+    """A hand-edited or foreign record with the right keys but wrong types fails here, in one line."""
+    for key, kind in (("method", dict), ("base_model", dict), ("meta", (dict, type(None))), ("format_version", int)):
+        if key in cfg and (not isinstance(cfg[key], kind) or isinstance(cfg[key], bool)):
+            raise AdapterError(f"{p} is malformed: {key!r} is a {type(cfg[key]).__name__}")
+    meta = cfg.get("meta") or {}
+    if not isinstance(meta.get("seed", 0), int) or isinstance(meta.get("seed"), bool):
+        raise AdapterError(f"{p} is malformed: meta.seed is {meta['seed']!r}, not an integer")
+    if not isinstance(meta.get("init_text") or "", str):
+        raise AdapterError(f"{p} is malformed: meta.init_text is a {type(meta['init_text']).__name__}, not text")
 
 
 def load_adapter(
@@ -331,7 +351,7 @@ def load_adapter(
     cfg = read_adapter_config(d)
     where = d / (CONFIG_NAME if (d / CONFIG_NAME).is_file() else PEFT_CONFIG_NAME)
     try:
-        mcfg = MethodConfig.from_dict(cfg["method"])
+        mcfg = RunConfig.from_dict({"method": cfg["method"]}).method  # typed and coerced like any config
         mcfg.validate()
     except (TypeError, ConfigError) as e:
         raise AdapterError(f"{where}: invalid method settings: {e}") from e

@@ -1,12 +1,14 @@
 """``python -m ptmoe_core``: train, generate, params, data, evaluate.
 
-User errors print one line and exit with status 2; no tracebacks for bad input.
+User errors print one line and exit with status 2; no tracebacks for bad input (an unexpected failure
+prints one line too and exits with 1; ``PTMOE_DEBUG=1`` shows its traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from dataclasses import asdict
@@ -258,3 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aborted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug rather than bad input: still one line; PTMOE_DEBUG=1 shows the traceback
+        if os.environ.get("PTMOE_DEBUG"):
+            raise
+        first = (str(e).strip().splitlines() or [""])[0]
+        print(f"error: unexpected {type(e).__name__}: {first} (set PTMOE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1

@@ -8,7 +8,9 @@ of the method (see docs: PTMOE_METHOD.md, "open" details).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,13 @@ NOISE_TYPES = ("multiplicative", "additive")
 SCHEDULES = ("linear", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+# Upper bounds checked before anything is allocated or run (a typo of 1e300 steps must not train forever).
+MAX_STEPS = 1_000_000
+MAX_LORA_R = 4096
+MAX_BATCH = 4096
+MAX_TOKENS = 32_768  # source, answer and generated tokens
+MAX_CONFIG_BYTES = 1024 * 1024  # a configuration file is a few hundred bytes
 
 # Default learning rates: soft prompts need a far larger step than LoRA's weight deltas.
 DEFAULT_LR = {"lora": 2e-3}
@@ -116,11 +125,12 @@ class MethodConfig:
         return cls.from_dict({"method": method, "preset": preset, **overrides})
 
     def validate(self) -> None:
+        _check_finite(self, "method")
         _choice("method.method", self.method, METHODS)
         _choice("method.preset", self.preset, PRESETS)
         _choice("method.init", self.init, PROMPT_INITS)
         if self.method == "lora":
-            _at_least("method.lora_r", self.lora_r, 1)
+            _between("method.lora_r", self.lora_r, 1, MAX_LORA_R)
             if self.lora_alpha <= 0:
                 raise ConfigError("method.lora_alpha", f"must be > 0, got {self.lora_alpha}")
             if not 0 <= self.lora_dropout < 1:
@@ -191,8 +201,8 @@ class DataConfig:
             if not isinstance(s, str) or ":" not in s:
                 raise ConfigError("data", f"spec #{i + 1} {s!r} is not of the form PREFIX:ARG (e.g. gsm8k:PATH)")
         _choice("data.number_match", self.number_match, NUMBER_MATCHES)
-        _at_least("data.max_source_tokens", self.max_source_tokens, 16)
-        _at_least("data.max_answer_tokens", self.max_answer_tokens, 1)
+        _between("data.max_source_tokens", self.max_source_tokens, 16, MAX_TOKENS)
+        _between("data.max_answer_tokens", self.max_answer_tokens, 1, MAX_TOKENS)
         _at_least("data.max_eval_examples", self.max_eval_examples, 1)
         if self.max_train_examples is not None:
             _at_least("data.max_train_examples", self.max_train_examples, 1)
@@ -222,11 +232,11 @@ class TrainConfig:
         return DEFAULT_LR.get(method, DEFAULT_PROMPT_LR)
 
     def validate(self) -> None:
-        _at_least("train.steps", self.steps, 1)
-        _at_least("train.batch_size", self.batch_size, 1)
-        _at_least("train.grad_accum", self.grad_accum, 1)
-        _at_least("train.eval_batch_size", self.eval_batch_size, 1)
-        _at_least("train.max_new_tokens", self.max_new_tokens, 1)
+        _between("train.steps", self.steps, 1, MAX_STEPS)
+        _between("train.batch_size", self.batch_size, 1, MAX_BATCH)
+        _between("train.grad_accum", self.grad_accum, 1, MAX_BATCH)
+        _between("train.eval_batch_size", self.eval_batch_size, 1, MAX_BATCH)
+        _between("train.max_new_tokens", self.max_new_tokens, 1, MAX_TOKENS)
         if self.lr is not None and not 0 < self.lr <= 10:
             raise ConfigError("train.lr", f"learning rate must be in (0, 10], got {self.lr}")
         if self.weight_decay < 0:
@@ -255,6 +265,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> RunConfig:
+        _check_finite(self, "")
         if not self.output_dir:
             raise ConfigError("output_dir", "must be a directory path")
         self.model.validate()
@@ -277,6 +288,8 @@ class RunConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> RunConfig:
+        """A YAML or JSON file; every problem (a folder, a huge file, YAML aliases, malformed or empty
+        content) is one ``ConfigError`` line."""
         return cls.from_dict(read_config_file(path))
 
 
@@ -284,22 +297,64 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """A YAML / JSON config file's keys as written, not yet laid over a preset (so a caller can still
     change ``method.preset`` and have the preset fill every key the file leaves out)."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError("config", f"{p} is a folder; give the YAML or JSON file inside it")
     if not p.is_file():
         raise ConfigError("config", f"file not found: {p}")
+    if p.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError("config", f"{p} is {p.stat().st_size:,} bytes, too large for a configuration "
+                                    f"(at most {MAX_CONFIG_BYTES:,})")
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError("config", f"cannot read {p}: {e}") from e
-    try:
-        if p.suffix.lower() in (".yaml", ".yml"):
-            import yaml
+        raise ConfigError("config", f"cannot read {p}: {str(e).splitlines()[0]}") from e
+    yaml_file = p.suffix.lower() in (".yaml", ".yml")
+    d = _parse_yaml(text, p) if yaml_file else _parse_json(text, p)
+    if d is None or d == {}:
+        raise ConfigError("config", f"{p} is empty; write at least the settings that differ from the "
+                                    "defaults (e.g. train: {steps: 50})")
+    return d
 
-            d = yaml.safe_load(text)
-        else:
-            d = json.loads(text)
-    except Exception as e:  # yaml and json raise different types; both mean "malformed"
-        raise ConfigError("config", f"{p} is not valid {p.suffix.lstrip('.').upper() or 'JSON'}: {e}") from e
-    return d or {}
+
+def _parse_json(text: str, p: Path) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError("config", f"{p}, line {e.lineno}, column {e.colno}: not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise ConfigError("config", f"{p}: JSON nested too deeply") from None
+
+
+def _parse_yaml(text: str, p: Path) -> Any:
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_no_alias_loader())  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError("config", f"{p}{where}: not valid YAML ({e.problem or e.context})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError("config", f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError("config", f"{p}: YAML nested too deeply") from None
+
+
+@functools.cache
+def _no_alias_loader() -> type:
+    """yaml's SafeLoader refusing aliases: a few hundred bytes of nested aliases expand to gigabytes,
+    and a run configuration has no use for them."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a configuration",
+                                                  event.start_mark)
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
 
 
 def _build(cls: type, d: dict[str, Any], prefix: str) -> Any:
@@ -339,18 +394,23 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ConfigError(name, f"expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
         try:
             f = float(value)
         except ValueError:
             raise ConfigError(name, f"expected an integer, got {value!r}") from None
-        if f != int(f):
-            raise ConfigError(name, f"expected an integer, got {value!r}")
+        if not math.isfinite(f) or f != int(f):
+            raise ConfigError(name, f"expected a finite integer, got {value!r}")
         return int(f)
     if isinstance(default, float):
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            f = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(name, f"expected a number, got {value!r}") from None
+        if not math.isfinite(f):
+            raise ConfigError(name, f"expected a finite number, got {value!r}")
+        return f
     if isinstance(default, list):
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
@@ -365,6 +425,24 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(name, f"{value!r} is not one of {', '.join(allowed)}")
+
+
+def _between(name: str, value: Any, lo: int, hi: int) -> None:
+    _at_least(name, value, lo)
+    if value > hi:
+        raise ConfigError(name, f"{value:,} is too large (at most {hi:,})")
+
+
+def _check_finite(cfg: Any, prefix: str) -> None:
+    """Every float field of a config dataclass (nested ones too) is a finite number: NaN passes every
+    ``<`` / ``>`` check silently."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        name = f"{prefix}.{f.name}" if prefix else f.name
+        if dataclasses.is_dataclass(value):
+            _check_finite(value, name)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(name, f"must be a finite number, got {value}")
 
 
 def _at_least(name: str, value: Any, lo: int) -> None:

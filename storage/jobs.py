@@ -4,7 +4,8 @@ Why a process per run: a crash, a CUDA error or a memory blow-up in one run cann
 the other runs with it, and a stuck run can be killed with its whole process group. The queue lives
 in the database, so it survives app restarts; running jobs are not children the app must keep alive
 (their output goes to a log file, never to a pipe), so a restarted app finds them by pid + heartbeat
-and supervises them again.
+and supervises them again. Each job records its host with its pid: studios on other machines sharing
+the database judge it by its heartbeat alone (its pid means nothing in their ``/proc``).
 
 One background thread polls (``tick``): reap exited jobs, mark stale runs FAILED, escalate cancels
 (flag → SIGTERM → SIGKILL of the process group), start queued runs while a device slot is free.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -44,6 +46,7 @@ class JobSettings:
 
     slots: int | Sequence[str] | None = None  # None: one job per device (each GPU, else one for the CPU)
     poll_interval_s: float = 1.0
+    idle_poll_interval_s: float | None = None  # with no job of ours running (None: 5 x poll_interval_s)
     heartbeat_interval_s: float = 5.0  # how often a job writes its heartbeat
     heartbeat_grace_s: float = 30.0  # a RUNNING run without a heartbeat for this long is stale
     start_grace_s: float = 180.0  # the same before the job's first heartbeat (imports, model download)
@@ -52,6 +55,7 @@ class JobSettings:
     log_tail_lines: int = 40  # stored with a failure
     target: str | None = None  # tests and benchmarks only: "module:function" instead of the trainer
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    host: str | None = None  # this machine's name in the database (default: socket.gethostname())
 
 
 @dataclass
@@ -95,6 +99,7 @@ class JobManager:
         self.storage = storage
         self.settings = settings or JobSettings()
         self.devices = _resolve_slots(self.settings.slots)
+        self.host = self.settings.host or socket.gethostname()
         self._jobs: dict[int, _Job] = {}
         self._lock = threading.RLock()
         self._wake = threading.Event()
@@ -187,7 +192,11 @@ class JobManager:
             except Exception as e:  # the supervisor must outlive any single failure
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.exception("job supervisor tick failed")
-            self._wake.wait(self.settings.poll_interval_s)
+            # Idle (no job of ours, so nothing was queued either: _fill took it), poll less often; a submit
+            # or cancel through this manager wakes it at once, another process's within the idle interval.
+            s = self.settings
+            idle = s.idle_poll_interval_s if s.idle_poll_interval_s is not None else 5 * s.poll_interval_s
+            self._wake.wait(s.poll_interval_s if self._jobs else idle)
             self._wake.clear()
 
     def tick(self) -> None:
@@ -248,6 +257,12 @@ class JobManager:
         for run in running.values():
             job = self._jobs.get(run.id)
             stale = self._is_stale(run, now)
+            if job is None and run.host not in (None, self.host):
+                # Another machine's job: no pid check, no signal; only its silence says it is gone.
+                if stale:
+                    self._end_unreported(run, f"no heartbeat for {now - (run.heartbeat_at or now):.0f}s from "
+                                              f"its host {run.host}")
+                continue
             if job is None:
                 if run.pid is None:
                     if stale:  # claimed, but its process never started
@@ -303,7 +318,7 @@ class JobManager:
         while len(self._jobs) < len(self.devices):
             used = [j.device for j in self._jobs.values()]
             device = next((d for d in self.devices if d not in used), self.devices[0])
-            run = self.storage.claim_next(device)
+            run = self.storage.claim_next(device, self.host)
             if run is None:
                 return
             self._spawn(run, device)
@@ -340,7 +355,7 @@ class JobManager:
                 pass
             return
         self._jobs[run.id] = _Job(run.id, proc.pid, device, proc)
-        self.storage.set_pid(run.id, proc.pid)
+        self.storage.set_pid(run.id, proc.pid, self.host)
         log.info("started run %s as pid %s on %s", run.id, proc.pid, device)
 
 

@@ -95,6 +95,7 @@ class Run(Base):
     heartbeat_at: Mapped[float | None] = mapped_column(Double)
     cancel_requested_at: Mapped[float | None] = mapped_column(Double)
     pid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str | None] = mapped_column(String(255))  # the machine of pid (revision 0003)
     device: Mapped[str | None] = mapped_column(String(32))
     exit_code: Mapped[int | None] = mapped_column(Integer)
     error_message: Mapped[str | None] = mapped_column(Text)
@@ -105,6 +106,15 @@ class Run(Base):
     trainable_params: Mapped[int | None] = mapped_column(BigInteger)
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int | None] = mapped_column(Integer)
+
+
+class IdCounter(Base):
+    """The highest id ever given per table (revision 0003): SQLite would reuse a deleted newest id."""
+
+    __tablename__ = "id_counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)
 
 
 class Param(Base):

@@ -35,6 +35,7 @@ class RunInfo:
     heartbeat_at: float | None
     cancel_requested_at: float | None
     pid: int | None
+    host: str | None  # the machine the pid belongs to
     device: str | None
     exit_code: int | None
     error_message: str | None

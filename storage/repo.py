@@ -36,6 +36,7 @@ from .models import (
     Artifact,
     EvaluationResult,
     Experiment,
+    IdCounter,
     Metric,
     MetricChunk,
     MetricSeriesRow,
@@ -140,6 +141,7 @@ class Storage:
         def tx(s: Session) -> int:
             exp = _experiment(s, experiment, None)
             run = Run(
+                id=_next_run_id(s),
                 experiment_id=exp.id,
                 name=cfg.name,
                 method=cfg.method.method,
@@ -298,8 +300,9 @@ class Storage:
 
         return self._write(tx)
 
-    def claim_next(self, device: str | None = None) -> RunInfo | None:
-        """Atomically take the oldest QUEUED run and mark it RUNNING (several supervisors may poll)."""
+    def claim_next(self, device: str | None = None, host: str | None = None) -> RunInfo | None:
+        """Atomically take the oldest QUEUED run and mark it RUNNING (several supervisors may poll);
+        ``host`` records which machine's supervisor took it."""
 
         def tx(s: Session) -> RunInfo | None:
             for _ in range(5):
@@ -316,7 +319,8 @@ class Storage:
                 res = s.execute(
                     update(Run)
                     .where(Run.id == run_id, Run.status == RunStatus.QUEUED.value)
-                    .values(status=RunStatus.RUNNING.value, started_at=now, heartbeat_at=now, device=device, pid=None)
+                    .values(status=RunStatus.RUNNING.value, started_at=now, heartbeat_at=now, device=device, pid=None,
+                            host=host)
                 )
                 if res.rowcount == 1:
                     return _run_info(*s.execute(_run_select().where(Run.id == run_id)).one())
@@ -324,10 +328,13 @@ class Storage:
 
         return self._write(tx)
 
-    def set_pid(self, run_id: int, pid: int) -> None:
+    def set_pid(self, run_id: int, pid: int, host: str | None = None) -> None:
+        """Record the job's process; ``host`` (the machine that pid lives on) is kept as the supervisor
+        that claimed the run recorded it unless given."""
+        values: dict[str, Any] = {"pid": pid} if host is None else {"pid": pid, "host": host}
         self._write(
             lambda s: s.execute(
-                update(Run).where(Run.id == run_id, Run.status == RunStatus.RUNNING.value).values(pid=pid)
+                update(Run).where(Run.id == run_id, Run.status == RunStatus.RUNNING.value).values(**values)
             )
         )
 
@@ -680,6 +687,7 @@ def _run_info(r: Run, experiment: str) -> RunInfo:
         heartbeat_at=r.heartbeat_at,
         cancel_requested_at=r.cancel_requested_at,
         pid=r.pid,
+        host=r.host,
         device=r.device,
         exit_code=r.exit_code,
         error_message=r.error_message,
@@ -691,6 +699,20 @@ def _run_info(r: Run, experiment: str) -> RunInfo:
         step=r.step,
         total_steps=r.total_steps,
     )
+
+
+def _next_run_id(s: Session) -> int:
+    """One more than any run id ever given, so a deleted run's id never comes back (an open page or a
+    bookmark holding it must not show another run). Locks the counter row until the transaction
+    ends, so concurrent submits on PostgreSQL take turns (SQLite writes take turns anyway)."""
+    counter = s.execute(select(IdCounter).where(IdCounter.name == "runs").with_for_update()).scalar_one_or_none()
+    if counter is None:  # a database upgraded in between, or its row removed by hand
+        counter = IdCounter(name="runs", last_id=0)
+        s.add(counter)
+    newest = s.execute(select(func.max(Run.id))).scalar() or 0
+    counter.last_id = max(counter.last_id, newest) + 1
+    s.flush()
+    return counter.last_id
 
 
 def _experiment(s: Session, name: str, description: str | None) -> Experiment:

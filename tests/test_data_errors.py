@@ -118,10 +118,11 @@ def test_unreadable_file(tmp_path, monkeypatch):
     p = tmp_path / "locked.jsonl"
     p.write_text(json.dumps({"question": "q", "answer": "a"}) + "\n", encoding="utf-8")
 
-    def denied(self):
+    def denied(self, *args, **kwargs):
         raise PermissionError(13, "Permission denied", str(self))
 
     monkeypatch.setattr(pathlib.Path, "read_bytes", denied)
+    monkeypatch.setattr(pathlib.Path, "open", denied)  # line formats are streamed
     msg = error_of(f"jsonl:{p}")
     assert str(p) in msg and "cannot read file: Permission denied" in msg
 

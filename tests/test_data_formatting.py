@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ptmoe_core.config import DataConfig
-from ptmoe_core.data.formatting import IGNORE_INDEX, FormatConfig, collate, encode_example
+from ptmoe_core.data.formatting import IGNORE_INDEX, MIN_QUESTION_TOKENS, FormatConfig, collate, encode_example
 from ptmoe_core.models import load_tokenizer
 
 QA = {"id": "1", "domain": "d", "question": "Who wrote the letter to Rollo?",
@@ -113,11 +113,23 @@ def test_truncation_cuts_context_only(tok):
             assert long["context"].startswith(ctx)
 
 
-def test_question_longer_than_budget_drops_context_keeps_question(tok):
-    q = " ".join(["why"] * 80) + "?"
-    enc = encode_example(tok, dict(QA, question=q), FormatConfig(max_source_tokens=40), with_answer=True)
-    assert masked_texts(tok, enc) == [q]
+def test_question_longer_than_budget_drops_context_and_keeps_the_question_tail(tok):
+    q = "first " + " ".join(["why"] * 80) + " last?"
+    cfg = FormatConfig(max_source_tokens=40)
+    enc = encode_example(tok, dict(QA, question=q), cfg, with_answer=False)
+    (shown,) = masked_texts(tok, enc)
+    assert shown.endswith("why last?") and "first" not in shown
+    assert MIN_QUESTION_TOKENS <= sum(enc["router_mask"]) <= cfg.max_source_tokens  # bounded, not 80+ tokens
     assert "Passage:" not in tok.decode(enc["input_ids"])
+
+
+def test_a_megabyte_question_costs_a_bounded_sequence(tok):
+    """A pasted megabyte is cut before tokenizing and ends as at most the source budget."""
+    q = "word " * 200_000 + "What is it?"
+    enc = encode_example(tok, dict(QA, question=q, context="x " * 100_000), FormatConfig(max_source_tokens=64),
+                         with_answer=True)
+    assert sum(enc["router_mask"]) <= 64 and len(enc["input_ids"]) <= 64 + 32 + 1  # source + answer + end
+    assert tok.decode([t for t, m in zip(enc["input_ids"], enc["router_mask"], strict=True) if m]).endswith("it?")
 
 
 def test_answer_capped_at_max_answer_tokens(tok):

@@ -363,8 +363,9 @@ def test_migration_from_the_previous_schema_version_keeps_the_data(url, tmp_path
         assert (run.name, run.status, run.experiment) == ("legacy", RunStatus.FINISHED, "old")
         assert s.metric_history(7)["loss"].values == [2.5, 1.5]
         assert s.params(7) == {"train.steps": "3"}
-        s.log_evaluation(7, 3, {"macro": {"em": 1.0}}, _records(1))  # what the new revision added
+        s.log_evaluation(7, 3, {"macro": {"em": 1.0}}, _records(1))  # what revision 0002 added
         assert s.routing_records(7)[0].example_id == "q0"
+        assert run.host is None and s.submit({"name": "next"}) == 8  # 0003: the id counter starts at the newest
     if "sqlite" in url:
         assert Path(url).with_name(f"studio.db.schema-{previous}.bak").is_file(), "a backup precedes the upgrade"
     # And back down, for completeness of the migration scripts.

@@ -27,6 +27,7 @@ from .schema import SPLITS, make_example, seeded_rng
 TASKS = ("qa", "arith", "units", "dates")
 DEFAULT_TRAIN = 500
 DEFAULT_EVAL = 100
+MAX_PER_SPLIT = 50_000  # examples per task and split (?n= / ?n_eval=): generation is not free
 
 Row = tuple[str, str, str]  # (question, context, answer)
 

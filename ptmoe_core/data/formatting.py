@@ -11,12 +11,14 @@ task input, not the shared boilerplate); ``labels`` are -100 except on the answe
 end-of-turn token after it (so the model learns to stop). Without a chat template the plain
 form ``instruction / Passage: / Question: ... / Answer:`` is used.
 
-Truncation shortens the context only, never the question or the answer (the answer is capped at
-``max_answer_tokens``). When the example is encoded with its answer and the answer occurs in the
+Truncation shortens the context first, then the question, never the answer's head (the answer is
+capped at ``max_answer_tokens``). When the example is encoded with its answer and the answer occurs in the
 context, the kept window is centred on it, so training never asks for a span that was cut away;
 without the answer (evaluation) the head of the context is kept, so gold answers never choose
 the model's input. If the question and template alone exceed ``max_source_tokens`` the context
-is dropped and the question is kept whole (the sequence is then longer than the limit).
+is dropped and the question keeps its last tokens (where a question says what it asks; at least
+``MIN_QUESTION_TOKENS``). Text is cut to ``CHARS_PER_TOKEN`` characters per token of budget before
+it is tokenized, so a megabyte pasted as one question costs no more than a full-length one.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ DEFAULT_INSTRUCTIONS = {
 _SLOT = {"context": "\x00PTMOE_CONTEXT\x00", "question": "\x00PTMOE_QUESTION\x00", "answer": "\x00PTMOE_ANSWER\x00"}
 _SLOT_RE = re.compile("(" + "|".join(re.escape(v) for v in _SLOT.values()) + ")")
 _SLOT_NAME = {v: k for k, v in _SLOT.items()}
+MIN_QUESTION_TOKENS = 8  # kept even when the template alone fills max_source_tokens
+CHARS_PER_TOKEN = 64  # a generous bound on the characters one token covers (long whitespace runs)
 
 
 @dataclass
@@ -140,11 +144,14 @@ def encode_example(tokenizer, example: Mapping[str, Any], cfg: FormatConfig, wit
     Without (generation): the sequence ends with the assistant header; labels are all -100.
     """
     instruction = cfg.instruction_for(example)
-    question = " " + str(example.get("question") or "").strip()
+    question = str(example.get("question") or "").strip()
     context = str(example.get("context") or "").strip()
     answers = list(example.get("answers") or [])
     answer = str(answers[0]).strip() if answers else ""
-    question_ids = tokenizer.encode(question, add_special_tokens=False)
+    q_budget = max(cfg.max_source_tokens - _fixed_length(_layout(tokenizer, instruction, False, with_answer)),
+                   MIN_QUESTION_TOKENS)
+    question = " " + question[-q_budget * CHARS_PER_TOKEN:]
+    question_ids = tokenizer.encode(question, add_special_tokens=False)[-q_budget:]
 
     ctx_ids: list[int] = []
     if context:
@@ -183,11 +190,16 @@ def _fixed_length(layout: Layout) -> int:
 def _context_window(tokenizer, context: str, budget: int, answers: Sequence[str]) -> list[int]:
     """At most ``budget`` context tokens: the head, or a window centred on the first gold answer
     found in the passage (exact, then ignoring case) when answers are given."""
+    golds = [str(a) for a in answers if str(a).strip()]
+    max_chars = budget * CHARS_PER_TOKEN
+    if len(context) > max_chars:  # tokenize only a window that can hold the budget (around the answer)
+        at = next((p for p in (context.find(a) for a in golds) if p >= 0), 0)
+        start = max(0, min(at - max_chars // 2, len(context) - max_chars))
+        context = context[start : start + max_chars]
     enc = tokenizer(context, add_special_tokens=False, return_offsets_mapping=bool(answers))
     ids = enc["input_ids"]
     if len(ids) <= budget:
         return ids
-    golds = [str(a) for a in answers if str(a).strip()]
     found = [(context.find(a), a) for a in golds] + [(context.lower().find(a.lower()), a) for a in golds]
     pos, answer = next(((p, a) for p, a in found if p >= 0), (-1, ""))
     if pos >= 0:

@@ -27,11 +27,15 @@ Prefixes (ARG is a file, or a directory holding ``train.*`` / ``dev.*`` / ``vali
                     it is chosen per example (a number, a span of the context, else text).
                     ``?format=gsm8k`` reads GSM8K-style answers from any of these.
 ``hf:NAME[:CONFIG][:SPLIT]``  any Hub data set through ``datasets.load_dataset``, same column
-                    mapping; without network it fails with a message naming the data set.
+                    mapping; without network it fails with a message naming the data set. NAME must
+                    be a Hub id (``owner/name`` or ``name``): the ``datasets`` library's own readers
+                    (``json``, ``csv``, ``text`` …) and names of local files or folders are refused,
+                    so a Hub spec never reads the machine's files.
 ``builtin:NAME``    tasks generated from the seed (no downloads): ``qa``, ``arith``, ``units``,
                     ``dates``, ``all`` (the four), and each with ``-ood`` (``builtin:arith-ood``,
                     ``builtin:all-ood``): new templates and vocabulary, ``ood=True``.
-                    ``?n=500`` training and ``?n_eval=100`` validation/test examples per task.
+                    ``?n=500`` training and ``?n_eval=100`` validation/test examples per task
+                    (at most 50,000 each).
 ==================  ==========================================================================
 
 Options for every prefix:
@@ -93,6 +97,9 @@ CONTEXT_COLUMNS = ("context", "passage", "document", "paragraph", "story", "arti
 ANSWER_COLUMNS = ("answers", "answer", "output", "target", "label", "response", "solution")
 ID_COLUMNS = ("id", "qid", "uid", "example_id", "question_id")
 UNANSWERABLE = NO_ANSWER
+# datasets' packaged builders, also those (sql, generator, spark, cache) that the registry above may not list.
+BUILTIN_READERS = frozenset({"json", "csv", "parquet", "text", "arrow", "pandas", "imagefolder", "audiofolder",
+                             "videofolder", "webdataset", "sql", "generator", "spark", "cache", "xml", "hdf5"})
 DEFAULT_VAL, DEFAULT_TEST = 0.1, 0.1
 POS = "_pos"  # transient row position, dropped by to_dataset
 _SUFFIX = re.compile(r"^(?P<body>.*?)(?:@(?P<cap>\d+))?(?:\*(?P<weight>\d+(?:\.\d*)?|\.\d+))?$", re.S)
@@ -190,6 +197,46 @@ def _check_options(spec: Spec) -> None:
     f = spec.options.get("format")
     if f and f not in ("gsm8k", "generic"):
         raise DataError(f"{spec.text}: format must be gsm8k or generic, got {f!r}")
+    if spec.prefix == "hf":
+        check_hub_name(spec.arg.split(":", 1)[0])
+    if spec.prefix == "builtin":
+        builtin_sizes(spec)
+
+
+def builtin_sizes(spec: Spec) -> dict[str, int]:
+    """Examples per split of each built-in task (``n`` train, ``n_eval`` validation and test), bounded:
+    generating costs memory and time in whichever process reads the spec."""
+    hi = builtin.MAX_PER_SPLIT
+    n = _int_option(spec, "n", spec.options.get("n", str(builtin.DEFAULT_TRAIN)), hi=hi)
+    n_eval = _int_option(spec, "n_eval", spec.options.get("n_eval", str(builtin.DEFAULT_EVAL)), hi=hi)
+    return {"train": n, "validation": n_eval, "test": n_eval}
+
+
+def check_hub_name(name: str) -> None:
+    """Refuse anything but a Hub data set id: ``load_dataset`` also takes the names of its built-in
+    readers (``hf:text`` would read the files of the working folder) and local paths."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    local = f"hf:{name} names a local path, not a Hub data set; for a local file use jsonl:/csv:/parquet:"
+    if not name or name.startswith((".", "/", "~", "\\")) or "\\" in name:
+        raise DataError(local)
+    if name.split("/", 1)[0].lower() in builtin_readers():
+        raise DataError(f"hf:{name} is one of the datasets library's built-in readers, not a Hub data set; "
+                        "for a local file use jsonl:/csv:/parquet:")
+    try:
+        validate_repo_id(name)
+    except HFValidationError as e:
+        raise DataError(f"hf:{name} is not a Hub data set id (owner/name or name): {str(e).split('.')[0]}") from None
+    if Path(name).exists():
+        raise DataError(local + " (load_dataset would read it instead of the Hub)")
+
+
+def builtin_readers() -> frozenset[str]:
+    """Names ``datasets.load_dataset`` resolves to its own packaged readers instead of the Hub."""
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+    return frozenset(_PACKAGED_DATASETS_MODULES) | BUILTIN_READERS
 
 
 def _option_text(v: Any) -> str:
@@ -198,13 +245,14 @@ def _option_text(v: Any) -> str:
     return str(v)
 
 
-def _int_option(spec: Spec, key: str, value: str, lo: int = 0) -> int:
+def _int_option(spec: Spec, key: str, value: str, lo: int = 0, hi: int | None = None) -> int:
     try:
         n = int(value)
     except ValueError:
         n = lo - 1
-    if n < lo:
-        raise DataError(f"{spec.text}: {key} must be an integer >= {lo}, got {value!r}")
+    if n < lo or (hi is not None and n > hi):
+        bound = f"between {lo} and {hi:,}" if hi is not None else f">= {lo}"
+        raise DataError(f"{spec.text}: {key} must be an integer {bound}, got {value!r}")
     return n
 
 
@@ -265,12 +313,22 @@ def load_spec(
     return to_dataset(head(rows))
 
 
-def preview(spec: str, n: int = 5, *, seed: int = 0) -> list[dict[str, Any]]:
-    """The first ``n`` normalised examples (train first, then validation, test) for a quick look."""
+def preview(spec: str, n: int = 5, *, seed: int = 0, max_bytes: int | None = None) -> list[dict[str, Any]]:
+    """The first ``n`` normalised examples (train first, then validation, test) for a quick look.
+
+    A file source is read only as far as the rows shown (in file order; the rows of a single file
+    show the split ``unsplit``: the seeded train/validation/test assignment needs every row, so it
+    happens when the data is loaded for training)."""
     s = parse_spec(spec)
+    n = max(0, int(n))
+    if s.prefix in EXTENSIONS and s.split in (None, "all"):
+        parts = _load_parts(s, seed, max_bytes, max_rows=n)
+        order = ["_unsplit", *SPLITS]
+        rows = [{**r, "split": k.strip("_")} for k in sorted(parts, key=order.index) for r in parts[k]]
+        return rows[:n]
     if s.split:
-        return load_spec(s, seed=seed, limit=n).to_list()
-    dd = load_spec(s, seed=seed, limit=n)
+        return load_spec(s, seed=seed, limit=n, max_bytes=max_bytes).to_list()
+    dd = load_spec(s, seed=seed, limit=n, max_bytes=max_bytes)
     rows: list[dict[str, Any]] = []
     for k in SPLITS:
         rows.extend(dd[k].to_list())
@@ -346,7 +404,8 @@ def _passage(row: dict[str, Any]) -> str:
 # Loaders
 
 
-def _load_parts(spec: Spec, seed: int, max_bytes: int | None) -> Parts:
+def _load_parts(spec: Spec, seed: int, max_bytes: int | None, max_rows: int | None = None) -> Parts:
+    """Rows of every part of the source; ``max_rows`` (a preview) stops each file's reader early."""
     if spec.prefix == "builtin":
         return _load_builtin(spec, seed)
     if spec.prefix == "hf":
@@ -356,8 +415,8 @@ def _load_parts(spec: Spec, seed: int, max_bytes: int | None) -> Parts:
     path = Path(spec.arg).expanduser()
     if path.is_dir():
         found = _split_files(spec, path)
-        return {k: reader(spec, p, max_bytes) for k, p in found.items()}
-    return {"_unsplit": reader(spec, path, max_bytes)}
+        return {k: reader(spec, p, max_bytes, max_rows) for k, p in found.items()}
+    return {"_unsplit": reader(spec, path, max_bytes, max_rows)}
 
 
 def _split_files(spec: Spec, directory: Path) -> dict[str, Path]:
@@ -389,7 +448,7 @@ def _keep_unanswerable(spec: Spec) -> bool:
     return spec.options.get("unanswerable", "drop").lower() == "keep"
 
 
-def _read_squad(spec: Spec, path: Path, max_bytes: int | None) -> list[dict[str, Any]]:
+def _read_squad(spec: Spec, path: Path, max_bytes: int | None, max_rows: int | None = None) -> list[dict[str, Any]]:
     doc = files.read_json(path, max_bytes)
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         keys = list(doc)[:10] if isinstance(doc, dict) else type(doc).__name__
@@ -410,24 +469,26 @@ def _read_squad(spec: Spec, path: Path, max_bytes: int | None) -> list[dict[str,
                 where = f"data[{ai}].paragraphs[{pi}].qas[{qi}]"
                 if not isinstance(qa, dict) or "question" not in qa:
                     raise DataError(f"{path}: {where} has no 'question'")
-                golds = [a.get("text", "") for a in qa.get("answers") or [] if isinstance(a, dict)]
-                golds = list(dict.fromkeys(g.strip() for g in golds if g and g.strip()))  # unique, in order
+                golds = answer_list([a.get("text") for a in qa.get("answers") or [] if isinstance(a, dict)])
                 if qa.get("is_impossible") or not golds:
                     if not keep:
                         continue
                     golds = [UNANSWERABLE]
                 rows.append(make_example(id=str(qa.get("id") or f"{path.stem}-{ai}-{pi}-{qi}"), domain=domain,
-                                         question=qa["question"], context=para["context"], answers=golds,
-                                         answer_type="span"))
+                                         question=question_text(qa["question"], f"{path}: {where}"),
+                                         context=para["context"], answers=golds, answer_type="span"))
+                if max_rows is not None and len(rows) >= max_rows:
+                    return rows
     if not rows:
         raise DataError(f"{path}: no answerable questions" + ("" if keep else " (try ?unanswerable=keep)"))
     return rows
 
 
-def _read_mrqa(spec: Spec, path: Path, max_bytes: int | None) -> list[dict[str, Any]]:
+def _read_mrqa(spec: Spec, path: Path, max_bytes: int | None, max_rows: int | None = None) -> list[dict[str, Any]]:
     rows, domain = [], spec.options.get("domain")
     keep = _keep_unanswerable(spec)
-    for lineno, obj in files.iter_jsonl(path, max_bytes):
+    lines = files.iter_jsonl(path, max_bytes, None if max_rows is None else max_rows + 1)  # + the header line
+    for lineno, obj in lines:
         if "header" in obj:
             if domain is None and isinstance(obj["header"], dict) and obj["header"].get("dataset"):
                 domain = "mrqa-" + re.sub(r"[^a-z0-9]+", "-", str(obj["header"]["dataset"]).lower()).strip("-")
@@ -443,7 +504,8 @@ def _read_mrqa(spec: Spec, path: Path, max_bytes: int | None) -> list[dict[str, 
                 if not keep:
                     continue
                 golds = [UNANSWERABLE]
-            rows.append({"id": str(qa.get("qid") or f"{path.stem}-{lineno}-{qi}"), "question": qa["question"],
+            rows.append({"id": str(qa.get("qid") or f"{path.stem}-{lineno}-{qi}"),
+                         "question": question_text(qa["question"], f"{path}, line {lineno}: qas[{qi}]"),
                          "context": obj["context"], "answers": list(dict.fromkeys(golds))})
     domain = domain or "mrqa"
     return [make_example(domain=domain, answer_type="span", **r) for r in rows]
@@ -463,14 +525,15 @@ def _gsm8k_answer(spec: Spec, text: Any, where: str) -> str:
     return number
 
 
-def _read_gsm8k(spec: Spec, path: Path, max_bytes: int | None) -> list[dict[str, Any]]:
+def _read_gsm8k(spec: Spec, path: Path, max_bytes: int | None, max_rows: int | None = None) -> list[dict[str, Any]]:
     domain = _domain(spec, "gsm8k")
     rows = []
-    for lineno, obj in files.iter_jsonl(path, max_bytes):
+    for lineno, obj in files.iter_jsonl(path, max_bytes, max_rows):
         for col in ("question", "answer"):
             if col not in obj:
                 raise DataError(f"{path}, line {lineno}: missing column {col!r} (columns found: {', '.join(obj)})")
-        rows.append(make_example(id=f"{path.stem}-{lineno}", domain=domain, question=obj["question"],
+        rows.append(make_example(id=f"{path.stem}-{lineno}", domain=domain,
+                                 question=question_text(obj["question"], f"{path}, line {lineno}"),
                                  answers=[_gsm8k_answer(spec, obj["answer"], f"{path}, line {lineno}")],
                                  answer_type="number"))
     return rows
@@ -513,6 +576,15 @@ def resolve_columns(spec: Spec, found: Iterable[str], where: str) -> Columns:
     return Columns(question=q, answer=a, context=c, id=i)  # type: ignore[arg-type]
 
 
+def question_text(value: Any, where: str) -> str:
+    """A question cell as text: a number is fine, a null, empty, list or mapping is refused (never the
+    text "None")."""
+    if value is None or isinstance(value, (dict, list, tuple)) or not str(value).strip():
+        got = "null" if value is None else type(value).__name__ if isinstance(value, (dict, list, tuple)) else "empty"
+        raise DataError(f"{where}: the question is {got}; every row needs a question text")
+    return str(value)
+
+
 def answer_list(value: Any) -> list[str]:
     """Gold answers from a cell: string, number, list, SQuAD ``{"text": [...]}`` or list of dicts."""
     if value is None:
@@ -552,9 +624,7 @@ def convert_rows(
         for key in (cols.question, cols.answer):  # context and id may be absent on a line
             if key not in row:
                 raise DataError(f"{at}: missing column {key!r} (columns found: {', '.join(row) or 'none'})")
-        question = row[cols.question]
-        if question is None or not str(question).strip():
-            raise DataError(f"{at}: empty question in column {cols.question!r}")
+        question = question_text(row[cols.question], f"{at}: column {cols.question!r}")
         context = "" if cols.context is None or row.get(cols.context) is None else str(row[cols.context])
         if gsm:
             golds = [_gsm8k_answer(spec, row[cols.answer], at)]
@@ -574,8 +644,8 @@ def convert_rows(
     return out
 
 
-def _read_jsonl(spec: Spec, path: Path, max_bytes: int | None) -> list[dict[str, Any]]:
-    rows = list(files.iter_jsonl(path, max_bytes))
+def _read_jsonl(spec: Spec, path: Path, max_bytes: int | None, max_rows: int | None = None) -> list[dict[str, Any]]:
+    rows = list(files.iter_jsonl(path, max_bytes, max_rows))
     if not rows:
         raise DataError(f"{path}: file is empty")
     found = list(dict.fromkeys(k for _, obj in rows for k in obj))  # every key, in order of appearance
@@ -583,9 +653,9 @@ def _read_jsonl(spec: Spec, path: Path, max_bytes: int | None) -> list[dict[str,
     return convert_rows(spec, rows, cols, str(path), _domain(spec, path.name.split(".")[0]), "line")
 
 
-def _read_table(spec: Spec, path: Path, max_bytes: int | None) -> list[dict[str, Any]]:
+def _read_table(spec: Spec, path: Path, max_bytes: int | None, max_rows: int | None = None) -> list[dict[str, Any]]:
     reader = files.read_csv if spec.prefix == "csv" else files.read_parquet
-    columns, rows = reader(path, max_bytes)
+    columns, rows = reader(path, max_bytes, max_rows)
     if not rows:
         raise DataError(f"{path}: no rows (columns: {', '.join(columns) or 'none'})")
     cols = resolve_columns(spec, columns, str(path))
@@ -595,8 +665,7 @@ def _read_table(spec: Spec, path: Path, max_bytes: int | None) -> list[dict[str,
 
 def _load_hf(spec: Spec) -> Parts:
     name, config, split = (spec.arg.split(":") + ["", ""])[:3]
-    if not name:
-        raise DataError(f"{spec.text}: expected hf:NAME[:CONFIG][:SPLIT]")
+    check_hub_name(name)  # again right before loading: a folder of that name may have appeared since
     where = f"hf:{name}"
     try:
         loaded = datasets.load_dataset(name, config or None, split=split or None)
@@ -637,9 +706,7 @@ def _explain_hub_failure(name: str, e: Exception) -> str:
 
 def _load_builtin(spec: Spec, seed: int) -> Parts:
     tasks = builtin.parse_builtin(spec.arg.lower())
-    n = _int_option(spec, "n", spec.options.get("n", str(builtin.DEFAULT_TRAIN)))
-    n_eval = _int_option(spec, "n_eval", spec.options.get("n_eval", str(builtin.DEFAULT_EVAL)))
-    sizes = {"train": n, "validation": n_eval, "test": n_eval}
+    sizes = builtin_sizes(spec)
     out: Parts = {k: [] for k in SPLITS}
     for task, ood in tasks:
         for k, rows in builtin.generate_task(task, ood, sizes, seed).items():
