@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-
-
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
