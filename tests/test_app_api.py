@@ -9,6 +9,7 @@ import html
 import json
 import time
 import zipfile
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -163,7 +164,7 @@ def test_launch_finish_and_watch(client, srv):
     heat, mi = json.dumps(res[5]), json.dumps(res[6])  # routing by domain, I(domain; expert) over steps
     assert "builtin-arith" in heat and "I(domain; expert) =" in heat and "last 10 steps" in mi
     assert "[studio] run 1 starting" in res[7]  # log tail
-    assert "Method preset <b>studio</b>" in res[8] and "method.router_lr_mult" in res[8]  # the run's config
+    assert "Method preset <b>studio</b>" in res[8] and "method.router_lr_mult" in unescape(res[8])  # the run's config
     watch, _ = call(client, "/current_run")  # a fresh page shows the newest run
     assert watch["value"] == run_id
     r = srv.ctx.storage.get_run(run_id)
