@@ -77,8 +77,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             lim = s.limits
             banner = (f"\n\n> **Demo mode** — small defaults and limits (at most {lim.steps} steps, batches of "
                       f"{lim.batch_size}, {lim.max_train_examples:,} training examples, embedded models only, no Hub "
-                      f"data). Runs are shared with everyone using this demo; uploads are deleted after "
-                      f"{s.upload_ttl_h:g} hours.")
+                      "data). Runs are shared with everyone using this demo"
+                      + (f"; uploads are deleted after {s.upload_ttl_h:g} hours." if s.upload_ttl_h else "."))
         if not s.persistent:
             banner += ("\n\n> **Runs here are temporary:** this Space has no persistent storage (`/data`), so runs "
                        "trained here vanish when it restarts. Export a run (Runs tab) to keep it.")

@@ -323,8 +323,9 @@ def read_adapter_config(directory: str | Path) -> dict:
     cfg = _read_json(peft)
     if isinstance(cfg, dict) and "peft_type" in cfg:
         return studio_record_from_peft(cfg, peft)
-    if _is_record(cfg) and cfg.get("format_version", 1) == 1:
+    if _is_record(cfg):
         _check_record_types(cfg, peft)
+    if _is_record(cfg) and cfg.get("format_version", 1) == 1:
         return cfg  # format 1: the studio's record under PEFT's file name
     raise AdapterError(f"{peft} is neither a PEFT config (no 'peft_type') nor a ptmoe_core format-1 record")
 

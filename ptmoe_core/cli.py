@@ -78,7 +78,7 @@ def cmd_train(args) -> int:
     from .trainer import train
 
     cfg = train_config(args)
-    print(preset_note(cfg), file=sys.stderr)
+    print(preset_note(cfg))  # information, on stdout: stderr carries only errors
     stop = {"requested": False}
 
     def on_sigint(signum, frame):  # first Ctrl-C: stop at the next step and save; second: abort

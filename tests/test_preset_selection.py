@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 from dataclasses import asdict
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,7 @@ def test_cli_train_with_preset_paper_records_the_papers_values(tmp_path):
     r = subprocess.run([sys.executable, "-m", "ptmoe_core", "train", "--config", str(cfg), "--preset", "paper",
                         "--output-dir", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    assert "method preset: paper" in r.stderr
+    assert "method preset: paper" in r.stdout
     stored = RunConfig.from_dict(json.loads((out / "run_config.json").read_text()))
     assert stored.method.preset == "paper" and _method_values(stored) == preset_values("paper", "ptmoe")
 
@@ -155,7 +156,7 @@ def test_a_changed_field_is_shown_as_differing_from_the_preset():
     assert "--set method.mi_loss=0.25" in forms.cli_command(cfg)
     html = config_html({**cfg.to_dict(), "name": "<b>mine</b>"})
     assert "Method preset <b>studio</b>" in html and "2 method fields differ" in html
-    assert "● method.mi_loss</td><td>0.25</td><td>0.0</td>" in html
+    assert "● method.mi_loss</td><td>0.25</td><td>0.0</td>" in unescape(html)
     assert "&lt;b&gt;mine&lt;/b&gt;" in html and "<b>mine</b>" not in html
     # a row per resolved value, except the preset (in the heading), plus the table's header row
     assert html.count("<tr") == len(forms.flatten(cfg.to_dict())) - 1 + 1
