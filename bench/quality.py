@@ -33,7 +33,6 @@ import json
 import math
 import os
 import platform
-import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -327,21 +326,14 @@ def paired_bootstrap(a: dict[str, Any], b: dict[str, Any], answer_type: str = "s
     """The difference a − b of the statistic the table reports, with a 95% paired-bootstrap interval:
     F1 averaged within each data set of ``answer_type``, then over the sets (macro). Each replicate
     resamples the questions within each set (stratified), so every set keeps its size and weight."""
+    from ptmoe_core.metrics import paired_macro_bootstrap
+
     fa = {(r["dataset"], r["id"]): r["f1"] for r in a["records"] if r["answer_type"] == answer_type}
     fb = {(r["dataset"], r["id"]): r["f1"] for r in b["records"] if r["answer_type"] == answer_type}
     per_set: dict[str, list[float]] = {}
     for k in sorted(set(fa) & set(fb)):
         per_set.setdefault(k[0], []).append(fa[k] - fb[k])
-    if not per_set:
-        return None
-    sets = list(per_set.values())
-
-    def macro(draw) -> float:
-        return sum(sum(draw(d)) / len(d) for d in sets) / len(sets)
-
-    rng = random.Random(seed)
-    reps = sorted(macro(lambda d: (d[rng.randrange(len(d))] for _ in d)) for _ in range(n))
-    return macro(lambda d: d), reps[int(0.025 * n)], reps[int(0.975 * n) - 1]
+    return paired_macro_bootstrap(per_set, n, seed)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ import argparse
 import datetime as dt
 import json
 import platform
-import random
 import sys
 import tempfile
 import time
@@ -100,22 +99,15 @@ def routing_summary(records: list[dict], n_experts: int) -> dict:
 def paired_macro_diff(a: list[dict], b: list[dict], iters: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """macro(a) − macro(b) on the same questions, with a 95% bootstrap interval that resamples
     questions within each set (the statistic the table reports: the mean of per-set means)."""
+    from ptmoe_core.metrics import paired_macro_bootstrap
+
     key = lambda r: (r["dataset"], r["id"])  # noqa: E731
     bi = {key(r): primary(r) for r in b}
     by_set: dict[str, list[float]] = {}
     for r in a:
         if key(r) in bi:
             by_set.setdefault(r["dataset"], []).append(primary(r) - bi[key(r)])
-    if not by_set:
-        return float("nan"), float("nan"), float("nan")
-
-    def macro(groups):
-        return sum(sum(g) / len(g) for g in groups) / len(groups)
-
-    point = macro(list(by_set.values()))
-    rng = random.Random(seed)
-    stats = sorted(macro([[rng.choice(g) for _ in g] for g in by_set.values()]) for _ in range(iters))
-    return point, stats[int(0.025 * iters)], stats[int(0.975 * iters) - 1]
+    return paired_macro_bootstrap(by_set, iters, seed) or (float("nan"),) * 3
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import math
+import random
 import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
@@ -262,3 +263,20 @@ def collapsed_expert_of_load(load: Sequence[float], share: float = COLLAPSE_SHAR
         return None
     top = max(range(len(load)), key=load.__getitem__)
     return top if load[top] > share * total else None
+
+
+def paired_macro_bootstrap(per_set: Mapping[str, Sequence[float]], n: int = 2000,
+                           seed: int = 0) -> tuple[float, float, float] | None:
+    """The macro mean (mean over sets of each set's mean) of paired per-question differences, with a
+    95% bootstrap interval that resamples questions within each set (stratified), so every set keeps
+    its size and weight, as a table that averages per set does. None when there is nothing to pair."""
+    sets = [list(d) for d in per_set.values() if len(d)]
+    if not sets:
+        return None
+
+    def macro(draw) -> float:
+        return sum(sum(draw(d)) / len(d) for d in sets) / len(sets)
+
+    rng = random.Random(seed)
+    reps = sorted(macro(lambda d: (d[rng.randrange(len(d))] for _ in d)) for _ in range(n))
+    return macro(lambda d: d), reps[int(0.025 * n)], reps[int(0.975 * n) - 1]
