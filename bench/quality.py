@@ -1,6 +1,6 @@
 """The paper's comparison on real data: PT, DPT, SMoP, PT-MoE and LoRA under one trainer, one budget.
 
-    python bench/quality.py [--quick] [--model smollm2-135m] [--device auto] [--db URL]
+    python bench/quality.py [--quick] [--seeds K] [--model smollm2-135m] [--device auto] [--db URL]
                             [--out docs/results.md] [--only METHOD,...] [--threads N]
 
 Training mixes SQuAD v2.0 answerable questions, GSM8K (final number) and the built-in tasks, capped so
@@ -15,7 +15,10 @@ router noise, balance loss and initialisation, at the paper's shapes ``PAPER_SHA
 plan adds PT-MoE in the ``studio`` preset, the four routing variants of PT-MoE (selective x
 probationary; the non-probationary ones route with straight-through, so their routers train), PT-MoE
 with the optional balance loss (its control is the plain PT-MoE run), and small sweeps of N, T and
-R; ``--quick`` runs only the five methods at a tiny budget. Every run is trained in this
+R; ``--quick`` runs only the five methods at a tiny budget. ``--seeds K`` repeats the five methods and
+the studio preset with training seeds 1..K-1 (initialisation, batch order and router noise change; the
+data and the evaluation questions do not), so the comparison is reported as a mean over seeds with
+each seed's score and a paired bootstrap over the questions. Every run is trained in this
 process and recorded in the project database through ``storage`` (experiment ``paper-comparison``,
 or ``paper-comparison-quick``) with the job worker's recording callback and heartbeat, so the
 studio's Runs view shows them. Resumable: a run whose FINISHED record, final adapter and
@@ -47,6 +50,8 @@ DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data"
 EXPERIMENT = "paper-comparison"
 RESULT_NAME = "result.json"
 METHODS = ("pt", "dpt", "smop", "ptmoe", "lora")
+# Repeated over training seeds (--seeds): the five methods and PT-MoE in the studio preset.
+SEEDED = (*METHODS, "ptmoe-studio")
 # How the answers are scored (docs: the page says so): SQuAD v2.0's unanswerable questions are dropped
 # (the QA columns are answerable-only, the official script's HasAns); number answers are matched as
 # lm-evaluation-harness's GSM8K "flexible-extract" filter does (ptmoe_core.metrics).
@@ -91,12 +96,30 @@ class RunSpec:
     label: str  # as the tables and plots show it
     group: str  # methods | routing | balance | N | T | R
     method: dict[str, Any] = field(default_factory=dict)  # MethodConfig overrides
+    seed: int = 0  # added to the budget's seed for training (init, batch order, noise); data stay the same
+    base: str = ""  # for a repeat over seeds: the name of the seed-0 run it repeats
+
+    @property
+    def family(self) -> str:
+        """The seed-0 run's name: what the runs over seeds share."""
+        return self.base or self.name
 
 
-def build_plan(quick: bool, only: list[str] | None = None) -> list[RunSpec]:
+def build_plan(quick: bool, only: list[str] | None = None, seeds: int = 1) -> list[RunSpec]:
     """The five methods as the paper's comparison configures them (``presets.paper_method``: PT-MoE
     T=40 N=2 R=36; SMoP T=20 per expert, the paper's 86k on the 1B shape; PT T=40; DPT T=40 R=39,
-    the paper's 81k; LoRA r=1 on q_proj, v_proj), then, unless quick, the ablations."""
+    the paper's 81k; LoRA r=1 on q_proj, v_proj), then, unless quick, the ablations; then the runs
+    of ``SEEDED`` in the plan again for training seeds 1 .. seeds-1."""
+    if seeds < 1:
+        raise SystemExit(f"--seeds must be at least 1 (got {seeds})")
+    plan = _seed0_plan(quick, only)
+    plan += [dataclasses.replace(s, name=f"{s.name}-seed{k}", label=f"{s.label}, seed {k}", group="seeds",
+                                 seed=k, base=s.name)
+             for k in range(1, seeds) for s in plan if s.name in SEEDED]
+    return plan
+
+
+def _seed0_plan(quick: bool, only: list[str] | None) -> list[RunSpec]:
     from ptmoe_core.presets import paper_method
 
     base = {m: paper_method(m) for m in METHODS}
@@ -149,7 +172,7 @@ def make_config(spec: RunSpec, b: Budget, model: str, device: str, data_dir: Pat
         "data": {"train": train, "eval": evals, "max_eval_examples": b.n_eval, "seed": b.seed,
                  "max_source_tokens": b.max_source_tokens, "max_answer_tokens": b.max_answer_tokens,
                  "number_match": NUMBER_MATCH},
-        "train": {"steps": b.steps, "batch_size": b.batch_size, "warmup_steps": b.warmup, "seed": b.seed,
+        "train": {"steps": b.steps, "batch_size": b.batch_size, "warmup_steps": b.warmup, "seed": b.seed + spec.seed,
                   "max_new_tokens": b.max_new_tokens, "eval_batch_size": b.eval_batch_size},
     })
     return cfg.validate()
@@ -262,6 +285,8 @@ def summarize_result(spec: RunSpec, cfg, run_id: int, result, formula_params: in
         "name": spec.name,
         "label": spec.label,
         "group": spec.group,
+        "seed": spec.seed,
+        "family": spec.family,
         "run_id": run_id,
         "config_key": key,
         "config": cfg.to_dict(),
@@ -326,14 +351,60 @@ def paired_bootstrap(a: dict[str, Any], b: dict[str, Any], answer_type: str = "s
     """The difference a − b of the statistic the table reports, with a 95% paired-bootstrap interval:
     F1 averaged within each data set of ``answer_type``, then over the sets (macro). Each replicate
     resamples the questions within each set (stratified), so every set keeps its size and weight."""
+    return seeds_bootstrap([a], [b], answer_type, n, seed)
+
+
+def seeds_bootstrap(runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]], answer_type: str = "span",
+                    n: int = 2000, seed: int = 0) -> tuple[float, float, float] | None:
+    """As ``paired_bootstrap`` for the mean over training seeds: runs are paired by seed, each question's
+    difference is averaged over the seeds (every seed answered the same questions), and the questions
+    are resampled within each set. The seeds themselves are not resampled: the interval is about which
+    questions were asked; the spread between seeds is reported beside it."""
     from ptmoe_core.metrics import paired_macro_bootstrap
 
-    fa = {(r["dataset"], r["id"]): r["f1"] for r in a["records"] if r["answer_type"] == answer_type}
-    fb = {(r["dataset"], r["id"]): r["f1"] for r in b["records"] if r["answer_type"] == answer_type}
+    by_seed = {r.get("seed", 0): r for r in runs_b}
+    pairs = [(ra, by_seed[ra.get("seed", 0)]) for ra in runs_a if ra.get("seed", 0) in by_seed]
+    per_q: dict[tuple[str, str], list[float]] = {}
+    for ra, rb in pairs:
+        fa = {(r["dataset"], r["id"]): r["f1"] for r in ra["records"] if r["answer_type"] == answer_type}
+        fb = {(r["dataset"], r["id"]): r["f1"] for r in rb["records"] if r["answer_type"] == answer_type}
+        for k in set(fa) & set(fb):
+            per_q.setdefault(k, []).append(fa[k] - fb[k])
     per_set: dict[str, list[float]] = {}
-    for k in sorted(set(fa) & set(fb)):
-        per_set.setdefault(k[0], []).append(fa[k] - fb[k])
+    for k in sorted(per_q):
+        if len(per_q[k]) == len(pairs):  # answered in every pair of runs
+            per_set.setdefault(k[0], []).append(sum(per_q[k]) / len(pairs))
     return paired_macro_bootstrap(per_set, n, seed)
+
+
+def families(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """{seed-0 run name: that run and its repeats over seeds, by seed}."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        out.setdefault(r.get("family") or r["name"], []).append(r)
+    return {k: sorted(v, key=lambda r: r.get("seed", 0)) for k, v in out.items()}
+
+
+def mean_summary(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """``summary`` averaged over a family's runs (its seeds)."""
+    sums = [summary(r) for r in runs]
+    return {k: sum(x[k] for x in sums) / len(sums) for k in sums[0]}
+
+
+def spread(values: list[float]) -> float:
+    """Sample standard deviation (nan for fewer than two values)."""
+    if len(values) < 2:
+        return float("nan")
+    m = sum(values) / len(values)
+    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+def seeds_where(runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]], key: str, op: str) -> str:
+    """'k of n' seeds in which a's ``key`` is ≥ (op "ge") or ≤ (op "le") b's, pairing runs by seed."""
+    by_seed = {r.get("seed", 0): summary(r)[key] for r in runs_b}
+    pairs = [(summary(r)[key], by_seed[r.get("seed", 0)]) for r in runs_a if r.get("seed", 0) in by_seed]
+    k = sum(1 for a, b in pairs if (a >= b if op == "ge" else a <= b))
+    return f"{k} of {len(pairs)}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,6 +458,27 @@ def main_table(results: list[dict[str, Any]]) -> list[str]:
                 pct(sm["out_of_domain"]), "n/a" if r["eval_loss"] is None else f"{r['eval_loss']:.3f}",
                 fmt_s(r["train_s"]), fmt_s(r["eval_s"])]
         lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _mean_sd(vals: list[float]) -> str:
+    sd = spread(vals)
+    return pct(sum(vals) / len(vals)) + ("" if math.isnan(sd) else f" ± {pct(sd)}")
+
+
+def seeds_table(fams: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Per run repeated over seeds: mean ± standard deviation over the seeds, and each seed's QA F1."""
+    head = ["run", "seeds", "QA F1 (mean ± sd)", "QA F1 per seed", "math acc", "in-domain avg", "out-of-domain avg",
+            "eval loss"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for runs in fams.values():
+        sums = [summary(r) for r in runs]
+        ms = {key: _mean_sd([x[key] for x in sums]) for key in ("qa_f1", "math_acc", "in_domain", "out_of_domain")}
+        losses = [r["eval_loss"] for r in runs if r["eval_loss"] is not None]
+        lines.append("| " + " | ".join([
+            runs[0]["label"], ", ".join(str(r.get("seed", 0)) for r in runs), ms["qa_f1"],
+            " / ".join(pct(x["qa_f1"]) for x in sums), ms["math_acc"], ms["in_domain"], ms["out_of_domain"],
+            f"{sum(losses) / len(losses):.3f}" if losses else "n/a"]) + " |")
     return lines
 
 
@@ -444,49 +536,64 @@ def holds(a: float, b: float, op: str) -> str:
     return "yes" if (a > b) == (op == "ge") else "no"
 
 
-def comparison_lines(results: list[dict[str, Any]]) -> tuple[list[str], bool | None]:
-    """The paper's shape, each claim checked on the measured numbers; returns (lines, PT-MoE ahead)."""
-    by = {r["name"]: r for r in results}
+def seeds_phrase(runs: list[dict[str, Any]]) -> str:
+    return "1 seed" if len(runs) == 1 else f"mean of {len(runs)} seeds"
+
+
+def comparison_lines(fams: dict[str, list[dict[str, Any]]]) -> tuple[list[str], bool | None]:
+    """The paper's shape, each claim checked on the measured numbers (the mean over the seeds, and seed
+    by seed); returns (lines, PT-MoE ahead of PT on QA F1 on the mean)."""
     lines: list[str] = []
-    if not all(m in by for m in ("pt", "ptmoe")):
+    if not all(m in fams for m in ("pt", "ptmoe")):
         return ["PT and PT-MoE were not both run, so the paper's claims cannot be checked here."], None
-    sm = {k: summary(v) for k, v in by.items()}
+    sm = {m: mean_summary(fams[m]) for m in METHODS if m in fams}
     pt, pm = sm["pt"], sm["ptmoe"]
-    lines.append("| claim (paper, LLaMA-3.2-1B) | paper | measured here | holds here? |")
-    lines.append("|---|---|---|---|")
+    lines.append(f"| claim (paper, LLaMA-3.2-1B) | paper | measured here ({seeds_phrase(fams['ptmoe'])}) | "
+                 "holds on the mean? | seeds where it holds |")
+    lines.append("|---|---|---|---|---|")
     ahead = pm["qa_f1"] >= pt["qa_f1"]
-    lines.append(f"| PT-MoE ≥ PT on QA F1 | 58.26 vs 56.77 | {pct(pm['qa_f1'])} vs {pct(pt['qa_f1'])} | "
-                 f"{holds(pm['qa_f1'], pt['qa_f1'], 'ge')} |")
-    if "lora" in by:
-        fewer = by["ptmoe"]["trainable_params"] < by["lora"]["trainable_params"]
-        lines.append(f"| PT-MoE has fewer trainable parameters than LoRA | 80k vs 106k | "
-                     f"{fmt_params(by['ptmoe']['trainable_params'])} vs {fmt_params(by['lora']['trainable_params'])} | "
-                     f"{'yes' if fewer else 'no'} |")
-        lines.append(f"| PT-MoE ≥ LoRA on QA F1 | 58.26 vs 56.13 | {pct(pm['qa_f1'])} vs {pct(sm['lora']['qa_f1'])} | "
-                     f"{holds(pm['qa_f1'], sm['lora']['qa_f1'], 'ge')} |")
+
+    def claim(text: str, paper: str, a: str, b: str, key: str, op: str) -> None:
+        lines.append(f"| {text} | {paper} | {pct(sm[a][key])} vs {pct(sm[b][key])} | "
+                     f"{holds(sm[a][key], sm[b][key], op)} | {seeds_where(fams[a], fams[b], key, op)} |")
+
+    claim("PT-MoE ≥ PT on QA F1", "58.26 vs 56.77", "ptmoe", "pt", "qa_f1", "ge")
+    if "lora" in sm:
+        pm_n, lora_n = fams["ptmoe"][0]["trainable_params"], fams["lora"][0]["trainable_params"]
+        lines.append(f"| PT-MoE has fewer trainable parameters than LoRA | 80k vs 106k | {fmt_params(pm_n)} vs "
+                     f"{fmt_params(lora_n)} | {'yes' if pm_n < lora_n else 'no'} | (same in every seed) |")
+        claim("PT-MoE ≥ LoRA on QA F1", "58.26 vs 56.13", "ptmoe", "lora", "qa_f1", "ge")
     for m, paper in (("dpt", "55.77 vs 56.77"), ("smop", "56.25 vs 56.77")):
         if m in sm:
-            lines.append(f"| {LABELS[m]} ≤ PT on QA F1 | {paper} | {pct(sm[m]['qa_f1'])} vs {pct(pt['qa_f1'])} | "
-                         f"{holds(sm[m]['qa_f1'], pt['qa_f1'], 'le')} |")
-    lines.append(f"| PT-MoE ≥ PT on GSM8K accuracy | 35.63 vs 34.11 | {pct(pm['gsm8k'])} vs {pct(pt['gsm8k'])} | "
-                 f"{holds(pm['gsm8k'], pt['gsm8k'], 'ge')} |")
-    lines.append(f"| PT-MoE ≥ PT out of domain (QA F1) | 55.54 vs 54.02 | {pct(pm['qa_f1_ood'])} vs "
-                 f"{pct(pt['qa_f1_ood'])} | {holds(pm['qa_f1_ood'], pt['qa_f1_ood'], 'ge')} |")
+            claim(f"{LABELS[m]} ≤ PT on QA F1", paper, m, "pt", "qa_f1", "le")
+    claim("PT-MoE ≥ PT on GSM8K accuracy", "35.63 vs 34.11", "ptmoe", "pt", "gsm8k", "ge")
+    claim("PT-MoE ≥ PT out of domain (QA F1)", "55.54 vs 54.02", "ptmoe", "pt", "qa_f1_ood", "ge")
     lines.append("")
-    order = sorted((m for m in METHODS if m in sm), key=lambda m: -sm[m]["qa_f1"])
-    lines.append("Ranking on QA F1 (all QA sets), measured: " + " > ".join(
+    order = sorted(sm, key=lambda m: -sm[m]["qa_f1"])
+    lines.append(f"Ranking on QA F1 (all QA sets, {seeds_phrase(fams['ptmoe'])}), measured: " + " > ".join(
         f"{LABELS[m]} {pct(sm[m]['qa_f1'])}" for m in order) + ". The paper's: PT-MoE 58.26 > PT 56.77 > SMoP 56.25 "
         "> LoRA 56.13 > DPT 55.77.")
-    boot = paired_bootstrap(by["ptmoe"], by["pt"])
-    if boot is not None:
+    qa = [r for r in fams["pt"][0]["records"] if r["answer_type"] == "span"]
+    n_sets = len({r["dataset"] for r in qa})
+    rows = [("ptmoe", m) for m in METHODS if m in fams and m != "ptmoe"]
+    if "ptmoe-studio" in fams:
+        rows.append(("ptmoe-studio", "ptmoe"))
+    lines.append("")
+    lines.append(f"Paired differences on QA F1 as the table averages it (per set, then over the {n_sets} QA sets, "
+                 f"{len(qa)} QA questions, the same for every run), {seeds_phrase(fams['ptmoe'])} paired by seed, "
+                 "with 95% bootstrap intervals that resample the questions within each set:")
+    lines.append("")
+    lines.append("| difference | points | 95% interval | interval | seeds where the first is ≥ |")
+    lines.append("|---|---|---|---|---|")
+    for a, b in rows:
+        boot = seeds_bootstrap(fams[a], fams[b])
+        if boot is None:
+            continue
         d, lo, hi = boot
-        qa = [r for r in by["pt"]["records"] if r["answer_type"] == "span"]
-        n_sets = len({r["dataset"] for r in qa})
-        sig = "excludes" if lo > 0 or hi < 0 else "includes"
-        lines.append("")
-        lines.append(f"PT-MoE − PT, QA F1 as the table averages it (per set, then over the {n_sets} QA sets) on the "
-                     f"same {len(qa)} QA questions: {100 * d:+.1f} points, 95% paired-bootstrap interval "
-                     f"[{100 * lo:+.1f}, {100 * hi:+.1f}] (questions resampled within each set) — it {sig} zero.")
+        sig = "excludes zero" if lo > 0 or hi < 0 else "includes zero"
+        ahead_in = seeds_where(fams[a], fams[b], "qa_f1", "ge")
+        lines.append(f"| {fams[a][0]['label']} − {fams[b][0]['label']} | {100 * d:+.1f} | "
+                     f"[{100 * lo:+.1f}, {100 * hi:+.1f}] | {sig} | {ahead_in} |")
     return lines, ahead
 
 
@@ -497,6 +604,9 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
         by_group.setdefault(r["group"], []).append(r)
     main = by_group.get("methods", [])
     ptmoe = [r for r in main if r["name"] == "ptmoe"]
+    fams = families(results)
+    seeded = {k: v for k, v in fams.items() if k in SEEDED}
+    n_seeds = max((len(v) for v in seeded.values()), default=1)
     b = meta["budget"]
     L: list[str] = []
     L.append("# PT-MoE vs. baselines on real data (measured)")
@@ -532,7 +642,10 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
              f"({b['steps'] * b['batch_size']} examples seen), warm-up {b['warmup']} steps then linear decay, "
              f"AdamW, learning rate {meta['lr_prompt']} for the soft-prompt methods and {meta['lr_lora']} for LoRA "
              f"(the engine's defaults when the runs were trained), at most {b['max_source_tokens']} source and {b['max_answer_tokens']} answer "
-             f"tokens, same data order and seed.")
+             f"tokens, same data order and seed" + (
+                 f"; the five methods and the studio preset are also trained with seeds 1–{n_seeds - 1} "
+                 "(initialisation, batch order and router noise change; the training data and the evaluation "
+                 "questions stay the same)." if n_seeds > 1 else "."))
     L.append("- Metrics: SQuAD EM / F1 (official v2.0 script) on span answers (and on the text answers of `dates`); "
              + SQUAD_NOTES[meta["squad_unanswerable"]] + " Math: " + NUMBER_NOTES[meta["number_match"]] +
              " *In-domain avg* / *out-of-domain avg*: macro average over the data sets of each group (F1 on QA/text "
@@ -544,7 +657,7 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
              + " (`python -m ptmoe_core params --method all`; the paper's table: PT-MoE 80k, PT 81k, DPT 81k, "
              "SMoP 86k, LoRA 106k).")
     L.append("")
-    titles = {"methods": "The five methods", "studio": "PT-MoE in the studio preset (measured best here; not the paper's)",
+    titles = {"methods": "The five methods", "studio": "PT-MoE in the studio preset (the studio's default; not the paper's)",
               "routing": "PT-MoE routing variants (selective × probationary; non-probationary with straight-through)",
               "balance": "PT-MoE with the optional balance loss (SMoP's Switch-style loss; not in the paper's PT-MoE)",
               "N": "Sweep: number of experts N", "T": "Sweep: prompt length T", "R": "Sweep: rank R"}
@@ -558,6 +671,8 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
         L.append("")
         L.extend(main_table(rows))
         L.append("")
+        if g == "methods" and n_seeds > 1:
+            L.extend(seeds_section(seeded, by_group.get("seeds", []), n_seeds))
     if plots:
         L.append("## Plots")
         L.append("")
@@ -568,7 +683,8 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
                     "learning_curves_ablations": "Training loss, PT-MoE variants and sweeps",
                     "router_entropy": "Router entropy during training",
                     "expert_usage": "Expert usage per domain (evaluation)",
-                    "scores": "Scores per run"}
+                    "scores": "Scores per run (seed 0)",
+                    "seeds": "Each seed's score, the five methods and the studio preset"}
         for k, p in plots.items():
             rel = os.path.relpath(p, out.parent)
             if p.suffix == ".png":
@@ -582,12 +698,13 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
     L.append("")
     L.append("## Against the paper's shape")
     L.append("")
-    comp, ahead = comparison_lines(main)
+    main_fams = {k: v for k, v in fams.items() if k in METHODS or k == "ptmoe-studio"}
+    comp, ahead = comparison_lines(main_fams)
     L.extend(comp)
     L.append("")
     L.append("### Verdict")
     L.append("")
-    L.extend(verdict_lines(main, results, ahead, meta))
+    L.extend(verdict_lines(main, results, ahead, meta, main_fams))
     L.append("")
     L.append("## Runs")
     L.append("")
@@ -608,6 +725,22 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
     L.append("")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(L) + "\n", encoding="utf-8")
+
+
+def seeds_section(seeded: dict[str, list[dict[str, Any]]], repeats: list[dict[str, Any]], n_seeds: int) -> list[str]:
+    """The runs repeated over training seeds: mean ± sd, each seed's QA F1, then every repeat's row."""
+    L = [f"## Over {n_seeds} training seeds", "",
+         "The same runs trained again with other seeds (the table above is seed 0). A seed changes the prompt "
+         "initialisation, the batch order and the router noise; the data and the evaluation questions stay the "
+         "same, so the spread below is what the training seed alone does to a score.", ""]
+    L.extend(seeds_table(seeded))
+    L.append("")
+    if repeats:
+        L.append("Each repeat, per data set:")
+        L.append("")
+        L.extend(main_table(repeats))
+        L.append("")
+    return L
 
 
 SQUAD_NOTES = {
@@ -689,39 +822,47 @@ def _busy(load: str) -> bool:
 
 
 def verdict_lines(main: list[dict[str, Any]], results: list[dict[str, Any]], ahead: bool | None,
-                  meta: dict[str, Any]) -> list[str]:
+                  meta: dict[str, Any], fams: dict[str, list[dict[str, Any]]] | None = None) -> list[str]:
     by = {r["name"]: r for r in main}
+    fams = fams or {r["name"]: [r] for r in main}
     b = meta["budget"]
     out: list[str] = []
     if ahead is None:
         return ["Not enough methods were run to judge."]
-    pm_f1, pt_f1 = summary(by["ptmoe"])["qa_f1"], summary(by["pt"])["qa_f1"]
+    k = len(fams["ptmoe"])
+    where = "in this run" if k == 1 else f"on the mean of {k} seeds"
+    pm_f1, pt_f1 = mean_summary(fams["ptmoe"])["qa_f1"], mean_summary(fams["pt"])["qa_f1"]
     if pm_f1 == pt_f1:
-        out.append("**PT-MoE ties with PT on QA F1 here (identical scores), so it does not come out ahead.**")
+        out.append(f"**PT-MoE ties with PT on QA F1 {where} (identical scores), so it does not come out ahead.**")
     elif ahead:
-        boot = paired_bootstrap(by["ptmoe"], by["pt"])
+        boot = seeds_bootstrap(fams["ptmoe"], fams["pt"])
+        seeds_ahead = "" if k == 1 else f" (ahead in {seeds_where(fams['ptmoe'], fams['pt'], 'qa_f1', 'ge')} seeds)"
         if boot is not None and boot[1] <= 0:
-            out.append("PT-MoE scores above PT on QA F1 in this run, **but the 95% interval of the difference "
-                       "includes zero: this run cannot tell the two apart**, so it does not show PT-MoE ahead.")
+            out.append(f"PT-MoE scores above PT on QA F1 {where}{seeds_ahead}, **but the 95% interval of the "
+                       "difference includes zero: these runs cannot tell the two apart**, so they do not show "
+                       "PT-MoE ahead.")
         else:
-            out.append("PT-MoE comes out above PT on QA F1 in this run, and the 95% interval of the difference "
-                       "excludes zero.")
+            out.append(f"PT-MoE comes out above PT on QA F1 {where}{seeds_ahead}, and the 95% interval of the "
+                       "difference excludes zero.")
     else:
-        out.append("**PT-MoE does not come out ahead of PT on QA here.**")
+        out.append(f"**PT-MoE does not come out ahead of PT on QA {where}.**")
     n_qa = sum(1 for r in by["pt"]["records"] if r["answer_type"] == "span")
-    better = [r["label"] for r in main if r["name"] != "ptmoe" and summary(r)["qa_f1"] > pm_f1]
+    better = [fams[m][0]["label"] for m in METHODS if m in fams and m != "ptmoe"
+              and mean_summary(fams[m])["qa_f1"] > pm_f1]
     if better:
         out.append(f"It is not the best method here: {' and '.join(better)} "
-                   f"score{'' if len(better) > 1 else 's'} higher on QA F1.")
+                   f"score{'' if len(better) > 1 else 's'} higher on QA F1 ({where}).")
     out.append("")
     out.append("What we can see in the measurements:")
     out.append("")
     out.append(f"- **Budget**: {b['steps']} steps × batch {b['batch_size']} = {b['steps'] * b['batch_size']} training "
                f"examples per run, on a {meta['machine']}; the evaluation has {b['n_eval']} questions per data set "
                f"({n_qa} QA questions in all), so one question moves a set's score by {100 / b['n_eval']:.1f} points — "
-               "far more than the paper's 1–2 point gaps. See the bootstrap interval above. Each run is one seed, and "
-               f"{len(results)} runs are compared on the same questions, so a single interval that excludes zero is "
-               "weak evidence on its own.")
+               "far more than the paper's 1–2 point gaps. See the bootstrap intervals above. "
+               + ("Each run is one seed" if k == 1 else f"The five methods and the studio preset ran with {k} seeds (the ablations and sweeps "
+                                             "with one)")
+               + f", and {len(results)} runs are compared on the same questions, so a single interval that excludes "
+               "zero is weak evidence on its own.")
     gsm = [summary(r)["gsm8k"] for r in main]
     if gsm and max(gsm) <= 1 / max(1, b["n_eval"]):
         out.append(f"- **GSM8K is at the floor** for every method (at most one of {b['n_eval']} right): answering a "
@@ -746,6 +887,16 @@ def verdict_lines(main: list[dict[str, Any]], results: list[dict[str, Any]], ahe
                        else "The router has collapsed onto one expert, so PT-MoE acts as a single decomposed prompt.")
                       if max(overall) >= 0.95 else
                       "The router still spreads inputs; see the table above for whether domains separate."))
+    for name in ("ptmoe", "smop", "ptmoe-studio"):
+        runs = [r for r in fams.get(name, []) if r["expert_load"]]
+        if len(runs) > 1:
+            collapsed = [r.get("seed", 0) for r in runs if max(overall_load(r)) >= 0.95]
+            out.append(f"- **{runs[0]['label']} over {len(runs)} seeds**: the router sent ≥ 95 % of the evaluated "
+                       f"inputs to one expert in {len(collapsed)} of them"
+                       + (f" (seed {', '.join(map(str, collapsed))})" if collapsed else "")
+                       + "; expert shares per seed: "
+                       + "; ".join(f"seed {r.get('seed', 0)} " + "/".join(f"{v:.0%}" for v in overall_load(r))
+                                   for r in runs) + ".")
     bal = next((r for r in results if r["name"] == "ptmoe-balance"), None)
     if pm and bal and bal["expert_load"]:
         share = overall_load(bal)
@@ -779,6 +930,9 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--db", default=None, help="database URL or SQLite path (default: $PTMOE_DB, else runs/studio.db)")
     p.add_argument("--out", default=str(ROOT / "docs" / "results.md"))
     p.add_argument("--only", default=None, help="comma-separated methods (pt,dpt,smop,ptmoe,lora)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="train the five methods and the studio preset with this many seeds (default: 1 with "
+                        "--quick, else 2); the ablations and sweeps run with one")
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     p.add_argument("--experiment", default=None, help=f"default: {EXPERIMENT} (-quick with --quick)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -849,7 +1003,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     for f in ("squad/squad-v2-sample.json", "gsm8k/train.jsonl", "gsm8k/test.jsonl"):
         if not (data_dir / f).is_file():
             raise SystemExit(f"missing {data_dir / f} (pass --data-dir, the folder holding squad/ and gsm8k/)")
-    plan = build_plan(args.quick, only)
+    plan = build_plan(args.quick, only, args.seeds if args.seeds is not None else (1 if args.quick else 2))
     storage = Storage(args.db)
     out = Path(args.out).resolve()
     print(f"[quality] database {storage.label}, experiment {experiment!r}; report {out}", flush=True)
@@ -887,6 +1041,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     results = []
     for s, cfg, key in zip(plan, cfgs, keys, strict=True):
         res = cached[s.name]
+        if res is not None:  # where the report puts it is the plan's business, not the cached file's
+            res = {**res, "label": s.label, "group": s.group, "seed": s.seed, "family": s.family}
         if res is None:
             retire_interrupted(storage, experiment, s.name)
             load_before = _loadavg()
@@ -922,7 +1078,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
                                                       and r["method"]["n_experts"] > 1]),
                 "expert_usage": qp.expert_usage([r for r in results if r["method"]["n_experts"] > 1
                                                  and r["method"]["method"] in ("ptmoe", "smop")]),
-                "scores": qp.scores_bars([{**r, "summary": summary(r)} for r in results])}
+                "scores": qp.scores_bars([{**r, "summary": summary(r)} for r in results if r["group"] != "seeds"]),
+                "seeds": qp.seed_scores({runs[0]["label"]: [summary(r) for r in runs]
+                                         for k, runs in families(results).items() if k in SEEDED and len(runs) > 1})}
         plots, note = qp.export(figs, out.parent / out.stem, args.plots)
     command = "python bench/quality.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     meta = {

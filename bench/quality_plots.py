@@ -117,6 +117,31 @@ def scores_bars(results: Sequence[dict[str, Any]]):
     return fig
 
 
+def seed_scores(runs: dict[str, list[dict[str, float]]]):
+    """Each seed's QA F1 and in-/out-of-domain macro score per run (a dot each), with the mean as a bar:
+    how far apart the methods are next to how far apart one method's seeds are. None without repeats."""
+    if not runs:
+        return None
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    keys = (("qa_f1", "QA F1 (all QA sets)"), ("in_domain", "in-domain macro"), ("out_of_domain", "out-of-domain macro"))
+    fig = make_subplots(rows=1, cols=len(keys), subplot_titles=[t for _, t in keys], shared_yaxes=True)
+    labels = list(runs)
+    for col, (key, _) in enumerate(keys, start=1):
+        means = [100 * sum(s[key] for s in runs[lab]) / len(runs[lab]) for lab in labels]
+        fig.add_trace(go.Bar(x=labels, y=means, marker_color=COLORS[0], opacity=0.35, name="mean over seeds",
+                             showlegend=col == 1), row=1, col=col)
+        xs = [lab for lab in labels for _ in runs[lab]]
+        ys = [100 * s[key] for lab in labels for s in runs[lab]]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", marker={"color": COLORS[1], "size": 8},
+                                 name="one seed", showlegend=col == 1), row=1, col=col)
+    fig.update_layout(template="plotly_white", title="Score per training seed (same data and questions)",
+                      yaxis_title="score (%)")
+    fig.update_xaxes(tickangle=30)
+    return fig
+
+
 def find_browser() -> str | None:
     """A Chrome/Chromium for kaleido: $BROWSER_PATH, else one on PATH (Debian: /usr/bin/chromium)."""
     if os.environ.get("BROWSER_PATH"):

@@ -36,7 +36,7 @@ def test_quick_writes_a_complete_table(tmp_path):
     db = tmp_path / "studio.db"
     args = ["--quick", "--model", "tiny-random", "--device", "cpu", "--only", "pt,dpt,smop,ptmoe", "--db", str(db),
             "--out", str(out), "--steps", "2", "--batch", "2", "--n-eval", "1", "--train-cap", "40", "--plots", "html",
-            "--no-calibrate"]
+            "--no-calibrate", "--seeds", "2"]
     res = q.run(args)
     text = out.read_text()
     assert text.startswith("# PT-MoE vs. baselines")
@@ -51,7 +51,7 @@ def test_quick_writes_a_complete_table(tmp_path):
         if not line.startswith("|"):
             break
         rows.append([c.strip() for c in line.strip("|").split("|")])
-    assert [r[0] for r in rows] == ["PT", "DPT", "SMoP", "PT-MoE"]
+    assert [r[0] for r in rows] == ["PT", "DPT", "SMoP", "PT-MoE"]  # seed 0; the repeats have their section
     for r in rows:
         assert len(r) == len(header)
         assert all(c and c != "n/a" for c in r), r
@@ -73,14 +73,25 @@ def test_quick_writes_a_complete_table(tmp_path):
     assert "**answerable-only**" in text and "`flexible-extract`" in text
     assert "expert_usage" in res["plots"] and res["plots"]["expert_usage"].is_file()
 
+    # the second seed: its own runs, trained with seed 1 on the same data and questions, and a mean over seeds
+    assert "## Over 2 training seeds" in text and "seeds where it holds" in text and "mean of 2 seeds" in text
+    assert res["plots"]["seeds"].is_file()
+    for m in ("pt", "dpt", "smop", "ptmoe"):
+        again_, first = by[f"{m}-seed1"], by[m]
+        assert again_["config"]["train"]["seed"] == 1 and first["config"]["train"]["seed"] == 0
+        assert again_["config"]["data"] == first["config"]["data"] and again_["method"] == first["method"]
+        assert [(r["dataset"], r["id"]) for r in again_["records"]] == [(r["dataset"], r["id"]) for r in first["records"]]
+    assert by["ptmoe-seed1"]["history"][-1]["loss"] != by["ptmoe"]["history"][-1]["loss"]
+
     # recorded in the database, and a second invocation reuses the runs instead of training again
     with Storage(str(db)) as st:
         runs = st.list_runs(experiment="paper-comparison-quick")
-        assert sorted(r.name for r in runs) == ["dpt", "pt", "ptmoe", "smop"]
+        assert sorted(r.name for r in runs) == sorted(f"{m}{s}" for m in ("pt", "dpt", "smop", "ptmoe")
+                                                      for s in ("", "-seed1"))
         assert all(r.status is RunStatus.FINISHED for r in runs)
         assert all(st.evaluations(r.id) for r in runs)
-    again = q.run([*args[:-3], "--plots", "none", "--no-calibrate"])
-    assert again["meta"]["trained"] == 0 and again["meta"]["cached"] == 4
+    again = q.run([*args[:-5], "--plots", "none", "--no-calibrate", "--seeds", "2"])
+    assert again["meta"]["trained"] == 0 and again["meta"]["cached"] == 8
 
 
 def test_full_plan_holds_the_ablations_and_the_balance_loss_control():
@@ -191,3 +202,71 @@ def test_full_report_has_every_section(tmp_path):
     assert "## PT-MoE in the studio preset" in text
     runs = text.split("## Runs")[1]
     assert all(f"| {s.name} |" in runs for s in q.build_plan(quick=False))
+
+
+def test_seeds_repeat_the_methods_with_a_new_training_seed_only(tmp_path):
+    q = _load_bench()
+    one = q.build_plan(quick=False)
+    three = q.build_plan(quick=False, seeds=3)
+    assert three[:len(one)] == one  # the seed-0 runs (and so their cached results) do not change
+    repeats = three[len(one):]
+    assert [s.name for s in repeats] == [f"{n}-seed{k}" for k in (1, 2) for n in q.SEEDED]
+    by = {s.name: s for s in one}
+    for s in repeats:
+        assert s.group == "seeds" and s.family == s.base and s.method == by[s.base].method
+    c0 = q.make_config(by["ptmoe"], q.FULL, "tiny-random", "cpu", DATA, tmp_path)
+    c2 = q.make_config(repeats[-3], q.FULL, "tiny-random", "cpu", DATA, tmp_path)
+    assert repeats[-3].name == "ptmoe-seed2"
+    assert (c0.train.seed, c2.train.seed) == (0, 2) and c2.data == c0.data  # same data and questions
+    assert q.config_key(c0) != q.config_key(c2)
+    with pytest.raises(SystemExit, match="--seeds"):
+        q.build_plan(quick=False, seeds=0)
+
+
+def test_seeds_bootstrap_pairs_runs_by_seed_and_averages_over_them():
+    q = _load_bench()
+
+    def run(seed: int, f1s: list[float]) -> dict:
+        return {"seed": seed, "records": [{"dataset": "s", "id": str(i), "answer_type": "span", "f1": f}
+                                          for i, f in enumerate(f1s)]}
+
+    a = [run(1, [1.0, 1.0, 0.0, 0.0]), run(0, [1.0, 1.0, 1.0, 1.0])]  # order must not matter: paired by seed
+    b = [run(0, [0.0, 0.0, 0.0, 0.0]), run(1, [1.0, 1.0, 1.0, 1.0])]
+    d, lo, hi = q.seeds_bootstrap(a, b)
+    assert d == pytest.approx((1.0 + -0.5) / 2)  # seed 0: +1, seed 1: −0.5
+    assert lo <= d <= hi
+    assert q.spread([1.0]) != q.spread([1.0])  # nan for one value
+    assert q.spread([1.0, 3.0]) == pytest.approx(2 ** 0.5)
+
+
+def test_report_over_seeds(tmp_path):
+    """With --seeds, the methods' claims are checked on the mean over seeds, seed by seed, and every repeat
+    is listed."""
+    import random
+
+    q = _load_bench()
+    rng = random.Random(3)
+    plan = q.build_plan(quick=False, seeds=3)
+    results = [{**_fake_result(q, s, rng), "seed": s.seed, "family": s.family} for s in plan]
+    meta = {"command": "python bench/quality.py --seeds 3", "date": "2026-01-01 00:00", "machine": "x86_64 2-core CPU",
+            "model": "smollm2-135m", "hidden": 576, "device": "cpu", "dtype": "float32", "threads": 2,
+            "experiment": "paper-comparison", "db": "studio.db", "quick": False, "number_match": "flexible",
+            "squad_unanswerable": "drop",
+            "budget": {**q.dataclasses.asdict(q.FULL), "warmup": q.FULL.warmup}, "n_train": 1200,
+            "train_mix": "gsm8k 400", "lr_prompt": "0.01", "lr_lora": "0.002", "wall_s": 4000.0,
+            "trained": len(plan), "cached": 0}
+    out = tmp_path / "results.md"
+    q.write_report(out, results, meta, {}, None)
+    text = out.read_text()
+    assert "## Over 3 training seeds" in text and "measured here (mean of 3 seeds)" in text
+    fams = q.families(results)
+    pm = q.mean_summary(fams["ptmoe"])["qa_f1"]
+    assert pm == pytest.approx(sum(q.summary(r)["qa_f1"] for r in fams["ptmoe"]) / 3)
+    seeds_rows = text.split("## Over 3 training seeds")[1].split("Each repeat")[0]
+    assert f"| PT-MoE | 0, 1, 2 | {q.pct(pm)} ± " in seeds_rows
+    ahead = q.seeds_where(fams["ptmoe"], fams["pt"], "qa_f1", "ge")
+    assert f"| PT-MoE ≥ PT on QA F1 | 58.26 vs 56.77 | {q.pct(pm)} vs" in text and f"| {ahead} |" in text
+    assert "| PT-MoE, studio preset − PT-MoE |" in text
+    assert "PT-MoE over 3 seeds" in text
+    runs = text.split("## Runs")[1]
+    assert all(f"| {s.name} |" in runs for s in plan)
