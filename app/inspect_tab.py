@@ -61,7 +61,8 @@ def build(ctx: AppContext) -> SimpleNamespace:
                                           info="The routing the job recorded at that evaluation (no generation).")
         with gr.Column(scale=2):
             forced = gr.Checkbox(False, label="Also answer with each expert forced",
-                                 info="One extra column per expert: what that expert alone generates.")
+                                 info="One extra column per expert: what it generates when the router picks it, "
+                                      "with the confidence the router gives its own choice.")
             baseline = gr.Dropdown([], value=None, allow_custom_value=True, label="Baseline run (optional)",
                                    info="Another run's answers in an extra column, e.g. PT or LoRA.")
             floor_cb = gr.Checkbox(False, label="Also show the frozen model's answers (no adapter)",

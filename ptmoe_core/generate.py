@@ -50,8 +50,9 @@ def generate(
 ) -> list[Generation]:
     """Greedy answers for encoded prompts (``encode_example(..., with_answer=False)``), in order.
 
-    ``force_expert`` routes every input to that expert (weight = its own probability when the
-    method is probationary), so the answers of each expert can be compared on one input.
+    ``force_expert`` routes every input to that expert as if the router had chosen it (with
+    probationary weights: the router's top probability, see ``router``), so the answers of each
+    expert can be compared on one input.
     ``use_cache=False`` recomputes the whole sequence for every token (the benchmark's baseline).
     ``stop_at_eos=False`` always generates ``max_new_tokens`` tokens (for benchmarks).
     ``progress``, if given, is called with the number of inputs done after each batch.

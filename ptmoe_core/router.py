@@ -22,6 +22,11 @@ Switches (all four of the paper's routing ablations are reachable):
   unless ``straight_through`` is on (``MethodConfig`` turns it on with non-probationary routing
   unless told otherwise).
 - ``straight_through``: forward weights are the non-probationary ones, backward goes through p.
+
+Forcing an expert (inspection only) routes every input to it as if the router had chosen it: with
+probationary weights it gets the weight the router gives its own top choice (max p), not its own
+p, which a confident router leaves at ≈0 (its prompt would vanish and the "forced" answer would be
+the frozen model's). Forcing the expert the router chose reproduces the routed prompt exactly.
 """
 
 from __future__ import annotations
@@ -162,7 +167,7 @@ class Router(nn.Module):
             soft = p * mask
             w = hard + soft - soft.detach()  # forward = hard, backward through p
         elif self.probationary:
-            w = p * mask
+            w = (p.amax(-1, keepdim=True) if force_expert is not None else p) * mask  # forced: as if chosen
         else:
             w = hard
         return RoutingInfo(probs=p, weights=w, chosen=chosen, router_input=x)

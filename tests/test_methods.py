@@ -118,9 +118,15 @@ def test_straight_through_forward_hard_backward_soft():
 
 def test_force_expert():
     r = Router(8, 4, noise_std=0.0)
-    out = r(torch.randn(5, 8), force_expert=2)
+    x = torch.randn(5, 8)
+    out = r(x, force_expert=2)
     assert out.chosen.tolist() == [2] * 5
-    assert torch.allclose(out.weights[:, 2], out.probs[:, 2]) and out.weights[:, [0, 1, 3]].abs().sum() == 0
+    # as if chosen: the weight of the router's own choice (max p), not p_2, which may be ≈0
+    assert torch.allclose(out.weights[:, 2], out.probs.amax(-1)) and out.weights[:, [0, 1, 3]].abs().sum() == 0
+    routed = r(x)
+    for e in range(4):  # forcing the chosen expert is routing
+        rows = routed.chosen == e
+        assert torch.equal(r(x, force_expert=e).weights[rows], routed.weights[rows])
     with pytest.raises(ValueError):
         r(torch.randn(1, 8), force_expert=4)
 
