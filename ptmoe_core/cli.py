@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-new-tokens", type=int, default=48)
     g.add_argument("--max-source-tokens", type=int, default=None, help="default: the adapter's training format")
     grp = g.add_mutually_exclusive_group()
-    grp.add_argument("--force-expert", type=int, default=None, help="route every input to this expert")
+    grp.add_argument("--force-expert", type=int, default=None, help="route every input to this expert, as if the router had chosen it")
     grp.add_argument("--all-experts", action="store_true", help="answer once per expert")
     g.add_argument("--json", action="store_true", help="one JSON object per line")
     g.set_defaults(func=cmd_generate)
