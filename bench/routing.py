@@ -25,7 +25,6 @@ import platform
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,21 +77,20 @@ def per_set(records: list[dict]) -> dict[str, float]:
 
 
 def routing_summary(records: list[dict], n_experts: int) -> dict:
-    from ptmoe_core.metrics import mutual_information_bits
+    """I(domain; expert), mean confidence, expert load and each domain's majority expert, from the
+    same domain × expert table the Inspect tab and the trainer count (``metrics.routing_counts``)."""
+    from ptmoe_core.metrics import mutual_information_bits_from_counts, routing_counts
 
-    pairs = [(r["domain"], int(r["expert"])) for r in records if r.get("expert") is not None]
-    load = Counter(e for _, e in pairs)
-    majority = {}
-    for d in sorted({d for d, _ in pairs}):
-        c = Counter(e for dd, e in pairs if dd == d)
-        e, k = c.most_common(1)[0]
-        majority[d] = [e, k / sum(c.values())]
+    routed = [r for r in records if r.get("expert") is not None]
+    counts = routing_counts([r["domain"] for r in routed], [int(r["expert"]) for r in routed], n_experts)
+    total = sum(map(sum, counts.values()))
     conf = [float(r["confidence"]) for r in records if r.get("confidence") is not None]
     return {
-        "mi_bits": mutual_information_bits([d for d, _ in pairs], [e for _, e in pairs]) if pairs else float("nan"),
+        "mi_bits": mutual_information_bits_from_counts(counts) if total else float("nan"),
         "confidence": sum(conf) / len(conf) if conf else float("nan"),
-        "load": [load.get(i, 0) / max(1, len(pairs)) for i in range(n_experts)],
-        "majority": majority,
+        "load": [sum(c[e] for c in counts.values()) / max(1, total) for e in range(n_experts)],
+        # ties go to the lower expert index
+        "majority": {d: [max(range(n_experts), key=c.__getitem__), max(c) / sum(c)] for d, c in sorted(counts.items())},
     }
 
 
