@@ -10,6 +10,9 @@ The public API (``ptmoe_core.api``, re-exported here and imported on first use, 
         Hugging Face Hub repo id (online, or from the local Hub cache; a clear error otherwise)
     answer(adapter, inputs, *, context="", answer_type="text", force_expert=None, max_new_tokens=32)
         greedy answers, each with the chosen expert and the router's probabilities
+    answer_all_experts(adapter, inputs, ...)
+        (routed, forced): the routed answer and each expert's answer as if the router had chosen
+        it, in one batched generation (what Inspect's forced columns show)
     evaluate_on(adapter, specs, *, split="test", max_examples=None)
         scores per data set, macro average and expert load, from data spec strings
     save(adapter, directory)
@@ -29,7 +32,7 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["answer", "evaluate_on", "load", "save"]
+__all__ = ["answer", "answer_all_experts", "evaluate_on", "load", "save"]
 
 
 def __getattr__(name: str) -> Any:
