@@ -495,8 +495,10 @@ def overall_load(result: dict[str, Any]) -> list[float]:
 
 def routing_lines(results: list[dict[str, Any]]) -> list[str]:
     """Per routed run: expert load per data set, mean router entropy, and whether it collapsed."""
-    out = ["| run | N | router entropy at the end of training (ln N) | expert load per data set (eval) | collapsed? |",
-           "|---|---|---|---|---|"]
+    from ptmoe_core.metrics import mutual_information_bits
+
+    out = ["| run | N | router entropy at the end of training (ln N) | I(data set; expert), bits | "
+           "expert load per data set (eval) | collapsed? |", "|---|---|---|---|---|---|"]
     for r in results:
         n = r["method"]["n_experts"] if r["method"]["method"] in ("ptmoe", "smop") else 0
         if n < 2 or not r["expert_load"]:
@@ -525,7 +527,9 @@ def routing_lines(results: list[dict[str, Any]]) -> list[str]:
             verdict = f"partly: every data set's majority expert is {used[0]}"
         else:
             verdict = f"no: majority experts differ across data sets ({', '.join(map(str, used))})"
-        out.append(f"| {r['label']} | {n} | {ent:.3f} ({math.log(n):.3f}) | {loads} | {verdict} |")
+        routed = [x for x in r["records"] if x.get("expert") is not None]
+        mi = mutual_information_bits([x["dataset"] for x in routed], [x["expert"] for x in routed])
+        out.append(f"| {r['label']} | {n} | {ent:.3f} ({math.log(n):.3f}) | {mi:.2f} | {loads} | {verdict} |")
     return out
 
 

@@ -200,6 +200,7 @@ def test_full_report_has_every_section(tmp_path):
     assert "**answerable-only**" in text and "flexible-extract" in text
     assert "`paper` preset" in text and "DPT 81,432" in text and "SMoP 86,016" in text
     assert "## PT-MoE in the studio preset" in text
+    assert "I(data set; expert), bits" in text
     runs = text.split("## Runs")[1]
     assert all(f"| {s.name} |" in runs for s in q.build_plan(quick=False))
 
