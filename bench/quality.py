@@ -804,7 +804,20 @@ def training_span(results: list[dict[str, Any]]) -> str:
 
 
 def load_note(results: list[dict[str, Any]]) -> str:
-    """What the 1-minute load average was before the runs started, where it was recorded."""
+    """How much of the CPU other processes used while the runs trained, where it was measured
+    (``other_cpu``); for runs from before that, the 1-minute load average before each run."""
+    shares = [r["other_cpu"] for r in results if r.get("other_cpu") is not None]
+    older = [r for r in results if r.get("other_cpu") is None]
+    if shares:
+        busy = [x for x in shares if x > OTHER_CPU_BUSY]
+        note = (f"While {len(shares)} of the {len(results)} runs trained, other processes used "
+                f"{min(shares):.0%}–{max(shares):.0%} of the machine's CPU time"
+                + (f" (over {OTHER_CPU_BUSY:.0%} during {len(busy)} of them, whose times are slower than on an "
+                   "idle machine)." if busy else ", so their times are those of an idle machine."))
+        if older:
+            note += (f" For the other {len(older)}, only the load average before each run was recorded; it includes "
+                     "this script's own previous run, so it cannot tell whether other work was running.")
+        return note
     loads = [r["load_before"] for r in results if r.get("load_before")]
     if not loads:
         return "The machine's load while these runs trained was not recorded."
@@ -1049,13 +1062,14 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             res = {**res, "label": s.label, "group": s.group, "seed": s.seed, "family": s.family}
         if res is None:
             retire_interrupted(storage, experiment, s.name)
-            load_before = _loadavg()
+            load_before, cpu_before = _loadavg(), cpu_snapshot()
             t = time.time()
             print(f"[quality] training {s.name} ...", flush=True)
             run_id, result = train_recorded(storage, experiment, cfg, base, data)
             formula = count_params(cfg.method, shape)
             res = summarize_result(s, cfg, run_id, result, formula, key)
             res["load_before"] = load_before
+            res["other_cpu"] = other_cpu_share(cpu_before, cpu_snapshot())
             info = storage.get_run(run_id)
             Path(info.output_dir, RESULT_NAME).write_text(json.dumps(res, indent=1))
             res["_trained_now"] = True
@@ -1107,6 +1121,31 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"[quality] wrote {out} ({meta['trained']} trained, {meta['cached']} cached, {fmt_s(meta['wall_s'])})",
           flush=True)
     return {"results": results, "meta": meta, "out": out, "plots": plots}
+
+
+# Other processes' share of all CPU time above which a run's timing is called "not idle".
+OTHER_CPU_BUSY = 0.10
+
+
+def cpu_snapshot() -> tuple[float, float, float] | None:
+    """(wall time, busy CPU seconds of the whole machine, CPU seconds of this process) on Linux, else None."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    busy = sum(ticks[:3]) + sum(ticks[5:8])  # user nice system, irq softirq steal (not idle, iowait)
+    t = os.times()
+    return time.time(), busy / hz, t.user + t.system
+
+
+def other_cpu_share(before: tuple[float, float, float] | None, after: tuple[float, float, float] | None) -> float | None:
+    """The share of the machine's CPU time that processes other than this one used between two snapshots."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    other = (after[1] - before[1]) - (after[2] - before[2])
+    return max(0.0, other / ((after[0] - before[0]) * (os.cpu_count() or 1)))
 
 
 def _loadavg() -> str:

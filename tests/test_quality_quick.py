@@ -271,3 +271,21 @@ def test_report_over_seeds(tmp_path):
     assert "PT-MoE over 3 seeds" in text
     runs = text.split("## Runs")[1]
     assert all(f"| {s.name} |" in runs for s in plan)
+
+
+def test_load_note_counts_other_processes_not_the_benchmark_itself():
+    q = _load_bench()
+    idle = [{"other_cpu": 0.01, "load_before": "2.0 / 2.0 / 2.0"}, {"other_cpu": 0.03, "load_before": "2.1 / 2 / 2"}]
+    assert "their times are those of an idle machine" in q.load_note(idle)  # a load of 2 is our own last run
+    busy = q.load_note([*idle, {"other_cpu": 0.4}])
+    assert "over 10% during 1 of them" in busy and "1%–40%" in busy
+    mixed = q.load_note([*idle, {"load_before": "2.0 / 2.0 / 2.0"}])
+    assert "2 of the 3 runs" in mixed and "For the other 1" in mixed
+    before = q.cpu_snapshot()
+    if before is not None:  # Linux: our own busy loop is not "other" work
+        t = q.time.time()
+        while q.time.time() - t < 0.3:
+            pass
+        share = q.other_cpu_share(before, q.cpu_snapshot())
+        assert share is not None and 0.0 <= share <= 1.0
+    assert q.other_cpu_share(None, before) is None
