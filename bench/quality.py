@@ -129,6 +129,10 @@ def _seed0_plan(quick: bool, only: list[str] | None) -> list[RunSpec]:
         return plan
     pm = base["ptmoe"]
     plan.append(RunSpec("ptmoe-studio", "PT-MoE, studio preset", "studio", {**pm, "preset": "studio"}))
+    # The studio preset differs from the paper's PT-MoE in its router aids and in its prompt init
+    # (text_vocab instead of the instruction's text): this run tells the two apart.
+    plan.append(RunSpec("ptmoe-studio-text", "PT-MoE, studio preset with the paper's text init", "studio",
+                        {**pm, "preset": "studio", "init": "text"}))
     # Non-probationary weights alone give the router no gradient; the paper routes with a
     # straight-through estimator, so these rows do too (forward weight 1 or 1/k, gradient through p).
     for top_k, prob, label in ((1, False, "selective, non-probationary"), (2, True, "soft mix, probationary"),
@@ -838,6 +842,33 @@ def _busy(load: str) -> bool:
         return True  # unknown: do not claim an idle machine
 
 
+def _collapsed(r: dict[str, Any]) -> bool:
+    return bool(r["expert_load"]) and max(overall_load(r)) >= 0.95
+
+
+def studio_lines(fams: dict[str, list[dict[str, Any]]], results: list[dict[str, Any]]) -> list[str]:
+    """The studio preset against the paper's PT-MoE: score, interval, collapse, and the init control."""
+    st, pm = fams.get("ptmoe-studio"), fams.get("ptmoe")
+    if not st or not pm:
+        return []
+    a, b = mean_summary(st), mean_summary(pm)
+    boot = seeds_bootstrap(st, pm)
+    interval = "" if boot is None else f", 95% interval [{100 * boot[1]:+.1f}, {100 * boot[2]:+.1f}]"
+    line = (f"- **Studio preset vs the paper's PT-MoE** ({seeds_phrase(st)}): QA F1 {pct(a['qa_f1'])} vs "
+            f"{pct(b['qa_f1'])} ({100 * (a['qa_f1'] - b['qa_f1']):+.1f} points{interval}), in-domain avg "
+            f"{pct(a['in_domain'])} vs {pct(b['in_domain'])}, out-of-domain avg {pct(a['out_of_domain'])} vs "
+            f"{pct(b['out_of_domain'])}. Its router collapsed in {sum(map(_collapsed, st))} of {len(st)} seeds, the "
+            f"paper's in {sum(map(_collapsed, pm))} of {len(pm)}.")
+    txt = next((r for r in results if r["name"] == "ptmoe-studio-text"), None)
+    if txt:
+        st0 = next((r for r in st if r.get("seed", 0) == 0), st[0])
+        line += (f" With the paper's text init instead of `text_vocab` (seed 0 only), the studio preset scores QA F1 "
+                 f"{pct(summary(txt)['qa_f1'])} (studio seed 0: {pct(summary(st0)['qa_f1'])}) and its router "
+                 + ("collapsed." if _collapsed(txt) else
+                    f"routes ({' / '.join(f'{v:.0%}' for v in overall_load(txt))} over its experts)."))
+    return [line]
+
+
 def verdict_lines(main: list[dict[str, Any]], results: list[dict[str, Any]], ahead: bool | None,
                   meta: dict[str, Any], fams: dict[str, list[dict[str, Any]]] | None = None) -> list[str]:
     by = {r["name"]: r for r in main}
@@ -914,6 +945,7 @@ def verdict_lines(main: list[dict[str, Any]], results: list[dict[str, Any]], ahe
                        + "; expert shares per seed: "
                        + "; ".join(f"seed {r.get('seed', 0)} " + "/".join(f"{v:.0%}" for v in overall_load(r))
                                    for r in runs) + ".")
+    out.extend(studio_lines(fams, results))
     bal = next((r for r in results if r["name"] == "ptmoe-balance"), None)
     if pm and bal and bal["expert_load"]:
         share = overall_load(bal)

@@ -94,15 +94,20 @@ def test_quick_writes_a_complete_table(tmp_path):
     assert again["meta"]["trained"] == 0 and again["meta"]["cached"] == 8
 
 
+def by_name(plan, name):
+    return next(s.method for s in plan if s.name == name)
+
+
 def test_full_plan_holds_the_ablations_and_the_balance_loss_control():
     from ptmoe_core.config import MethodConfig
 
     q = _load_bench()
     plan = q.build_plan(quick=False)
-    assert len({s.name for s in plan}) == len(plan) == 16
+    assert len({s.name for s in plan}) == len(plan) == 17
     groups = [s.group for s in plan]
     assert groups.count("methods") == 5 and groups.count("routing") == 3 and groups.count("balance") == 1
-    assert groups.count("studio") == 1
+    assert groups.count("studio") == 2
+    assert by_name(plan, "ptmoe-studio-text") == {**by_name(plan, "ptmoe-studio"), "init": "text"}
     by = {s.name: s.method for s in plan}
     assert {k: v for k, v in by["ptmoe-balance"].items() if k != "balance_loss"} == by["ptmoe"]
     assert by["ptmoe-balance"]["balance_loss"] > 0 and "balance_loss" not in by["ptmoe"]
@@ -269,6 +274,7 @@ def test_report_over_seeds(tmp_path):
     assert f"| PT-MoE ≥ PT on QA F1 | 58.26 vs 56.77 | {q.pct(pm)} vs" in text and f"| {ahead} |" in text
     assert "| PT-MoE, studio preset − PT-MoE |" in text
     assert "PT-MoE over 3 seeds" in text
+    assert "**Studio preset vs the paper's PT-MoE** (mean of 3 seeds)" in text and "With the paper's text init" in text
     runs = text.split("## Runs")[1]
     assert all(f"| {s.name} |" in runs for s in plan)
 
