@@ -624,7 +624,7 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
              f"{meta['threads']} torch thread(s); database experiment `{meta['experiment']}` ({meta['db']}). "
              f"Every number on this page comes from the runs listed here, executed by that command "
              f"(wall time of this invocation: {fmt_s(meta['wall_s'])}; {meta['trained']} run(s) trained by it and "
-             f"{meta['cached']} reused from an earlier invocation of the same command; the runs' own training + "
+             f"{meta['cached']} reused from earlier invocations with the same configurations; the runs' own training + "
              f"evaluation time adds up to {fmt_s(sum(r['train_s'] + r['eval_s'] for r in results))}"
              f"{training_span(results)}). {load_note(results)}")
     L.append("")
@@ -814,8 +814,9 @@ def load_note(results: list[dict[str, Any]]) -> str:
     older = [r for r in results if r.get("other_cpu") is None]
     if shares:
         busy = [x for x in shares if x > OTHER_CPU_BUSY]
+        lo, hi = f"{min(shares):.0%}", f"{max(shares):.0%}"
         note = (f"While {len(shares)} of the {len(results)} runs trained, other processes used "
-                f"{min(shares):.0%}–{max(shares):.0%} of the machine's CPU time"
+                f"{lo if lo == hi else f'{lo}–{hi}'} of the machine's CPU time"
                 + (f" (over {OTHER_CPU_BUSY:.0%} during {len(busy)} of them, whose times are slower than on an "
                    "idle machine)." if busy else ", so their times are those of an idle machine."))
         if older:
@@ -894,6 +895,11 @@ def verdict_lines(main: list[dict[str, Any]], results: list[dict[str, Any]], ahe
                        "difference excludes zero.")
     else:
         out.append(f"**PT-MoE does not come out ahead of PT on QA {where}.**")
+    pm_runs = [r for r in fams["ptmoe"] if r["expert_load"]]
+    if pm_runs and all(map(_collapsed, pm_runs)):
+        out.append(f"Its router collapsed onto one expert in {'this run' if len(pm_runs) == 1 else 'every seed'}, so "
+                   "whatever PT-MoE gains here comes from its decomposed prompt (A·B, scaled by the router's "
+                   "probability), not from routing inputs to different experts.")
     n_qa = sum(1 for r in by["pt"]["records"] if r["answer_type"] == "span")
     better = [fams[m][0]["label"] for m in METHODS if m in fams and m != "ptmoe"
               and mean_summary(fams[m])["qa_f1"] > pm_f1]

@@ -283,6 +283,7 @@ def test_load_note_counts_other_processes_not_the_benchmark_itself():
     q = _load_bench()
     idle = [{"other_cpu": 0.01, "load_before": "2.0 / 2.0 / 2.0"}, {"other_cpu": 0.03, "load_before": "2.1 / 2 / 2"}]
     assert "their times are those of an idle machine" in q.load_note(idle)  # a load of 2 is our own last run
+    assert "used 1% of the machine's" in q.load_note([idle[0], idle[0]])
     busy = q.load_note([*idle, {"other_cpu": 0.4}])
     assert "over 10% during 1 of them" in busy and "1%–40%" in busy
     mixed = q.load_note([*idle, {"load_before": "2.0 / 2.0 / 2.0"}])
