@@ -176,6 +176,16 @@ def _fake_result(q, spec, rng):
             "load_before": "0.1 / 0.2 / 0.3"}
 
 
+def _meta(q, command: str, trained: int) -> dict:
+    """What run() passes write_report besides the results, for a full-plan report on CPU."""
+    return {"command": command, "date": "2026-01-01 00:00", "machine": "x86_64 2-core CPU",
+            "model": "smollm2-135m", "hidden": 576, "device": "cpu", "dtype": "float32", "threads": 2,
+            "experiment": "paper-comparison", "db": "studio.db", "quick": False, "number_match": "flexible",
+            "squad_unanswerable": "drop", "budget": {**q.dataclasses.asdict(q.FULL), "warmup": q.FULL.warmup},
+            "n_train": 1200, "train_mix": "gsm8k 400", "lr_prompt": "0.01", "lr_lora": "0.002", "wall_s": 4000.0,
+            "trained": trained, "cached": 0}
+
+
 def test_full_report_has_every_section(tmp_path):
     """write_report on the full plan's shape (the full run takes over an hour, so its report code is
     checked here on results of that shape)."""
@@ -184,13 +194,7 @@ def test_full_report_has_every_section(tmp_path):
     q = _load_bench()
     rng = random.Random(0)
     results = [_fake_result(q, s, rng) for s in q.build_plan(quick=False)]
-    meta = {"command": "python bench/quality.py", "date": "2026-01-01 00:00", "machine": "x86_64 2-core CPU",
-            "model": "smollm2-135m", "hidden": 576, "device": "cpu", "dtype": "float32", "threads": 2,
-            "experiment": "paper-comparison", "db": "studio.db", "quick": False, "number_match": "flexible",
-            "squad_unanswerable": "drop",
-            "budget": {**q.dataclasses.asdict(q.FULL), "warmup": q.FULL.warmup}, "n_train": 1200,
-            "train_mix": "gsm8k 400", "lr_prompt": "0.01", "lr_lora": "0.002", "wall_s": 4000.0,
-            "load": "0.1 / 0.2 / 0.3", "trained": 15, "cached": 0}
+    meta = _meta(q, "python bench/quality.py", len(results))
     out = tmp_path / "results.md"
     q.write_report(out, results, meta, {}, None)
     text = out.read_text()
@@ -254,13 +258,7 @@ def test_report_over_seeds(tmp_path):
     rng = random.Random(3)
     plan = q.build_plan(quick=False, seeds=3)
     results = [{**_fake_result(q, s, rng), "seed": s.seed, "family": s.family} for s in plan]
-    meta = {"command": "python bench/quality.py --seeds 3", "date": "2026-01-01 00:00", "machine": "x86_64 2-core CPU",
-            "model": "smollm2-135m", "hidden": 576, "device": "cpu", "dtype": "float32", "threads": 2,
-            "experiment": "paper-comparison", "db": "studio.db", "quick": False, "number_match": "flexible",
-            "squad_unanswerable": "drop",
-            "budget": {**q.dataclasses.asdict(q.FULL), "warmup": q.FULL.warmup}, "n_train": 1200,
-            "train_mix": "gsm8k 400", "lr_prompt": "0.01", "lr_lora": "0.002", "wall_s": 4000.0,
-            "trained": len(plan), "cached": 0}
+    meta = _meta(q, "python bench/quality.py --seeds 3", len(plan))
     out = tmp_path / "results.md"
     q.write_report(out, results, meta, {}, None)
     text = out.read_text()
