@@ -52,6 +52,8 @@ RESULT_NAME = "result.json"
 METHODS = ("pt", "dpt", "smop", "ptmoe", "lora")
 # Repeated over training seeds (--seeds): the five methods and PT-MoE in the studio preset.
 SEEDED = (*METHODS, "ptmoe-studio")
+# A run whose evaluated inputs go to one expert at this share or more is called collapsed.
+COLLAPSED_SHARE = 0.95
 # How the answers are scored (docs: the page says so): SQuAD v2.0's unanswerable questions are dropped
 # (the QA columns are answerable-only, the official script's HasAns); number answers are matched as
 # lm-evaluation-harness's GSM8K "flexible-extract" filter does (ptmoe_core.metrics).
@@ -522,10 +524,10 @@ def routing_lines(results: list[dict[str, Any]]) -> list[str]:
             verdict = (f"n/a: every input gets the equal mix 1/{n} of all experts whatever the router says (the "
                        "paper's non-selective, non-probationary row); its router trains through straight-through "
                        "but cannot change the answers")
-        elif max(overall) >= 0.95 and ent >= 0.9 * math.log(n):
+        elif max(overall) >= COLLAPSED_SHARE and ent >= 0.9 * math.log(n):
             verdict = (f"all inputs to expert {overall.index(max(overall))}, but with near-uniform probabilities: "
                        "the router has not learned to tell inputs apart")
-        elif max(overall) >= 0.95:
+        elif max(overall) >= COLLAPSED_SHARE:
             verdict = f"yes: {max(overall):.0%} of all evaluated inputs go to expert {overall.index(max(overall))}"
         elif len(used) == 1:
             verdict = f"partly: every data set's majority expert is {used[0]}"
@@ -706,13 +708,12 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
     L.append("")
     L.append("## Against the paper's shape")
     L.append("")
-    main_fams = {k: v for k, v in fams.items() if k in METHODS or k == "ptmoe-studio"}
-    comp, ahead = comparison_lines(main_fams)
+    comp, ahead = comparison_lines(seeded)
     L.extend(comp)
     L.append("")
     L.append("### Verdict")
     L.append("")
-    L.extend(verdict_lines(main, results, ahead, meta, main_fams))
+    L.extend(verdict_lines(main, results, ahead, meta, seeded))
     L.append("")
     L.append("## Runs")
     L.append("")
@@ -844,7 +845,7 @@ def _busy(load: str) -> bool:
 
 
 def _collapsed(r: dict[str, Any]) -> bool:
-    return bool(r["expert_load"]) and max(overall_load(r)) >= 0.95
+    return bool(r["expert_load"]) and max(overall_load(r)) >= COLLAPSED_SHARE
 
 
 def studio_lines(fams: dict[str, list[dict[str, Any]]], results: list[dict[str, Any]]) -> list[str]:
@@ -939,12 +940,12 @@ def verdict_lines(main: list[dict[str, Any]], results: list[dict[str, Any]], ahe
                    + (("Every input goes to one expert but the probabilities stay near uniform: the router has "
                        "not learned to separate domains in this budget." if ents[-1] >= 0.9 * math.log(len(overall))
                        else "The router has collapsed onto one expert, so PT-MoE acts as a single decomposed prompt.")
-                      if max(overall) >= 0.95 else
+                      if _collapsed(pm) else
                       "The router still spreads inputs; see the table above for whether domains separate."))
     for name in ("ptmoe", "smop", "ptmoe-studio"):
         runs = [r for r in fams.get(name, []) if r["expert_load"]]
         if len(runs) > 1:
-            collapsed = [r.get("seed", 0) for r in runs if max(overall_load(r)) >= 0.95]
+            collapsed = [r.get("seed", 0) for r in runs if _collapsed(r)]
             out.append(f"- **{runs[0]['label']} over {len(runs)} seeds**: the router sent ≥ 95 % of the evaluated "
                        f"inputs to one expert in {len(collapsed)} of them"
                        + (f" (seed {', '.join(map(str, collapsed))})" if collapsed else "")
@@ -1098,7 +1099,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         res = cached[s.name]
         if res is not None:  # where the report puts it is the plan's business, not the cached file's
             res = {**res, "label": s.label, "group": s.group, "seed": s.seed, "family": s.family}
-        if res is None:
+        else:
             retire_interrupted(storage, experiment, s.name)
             load_before, cpu_before = _loadavg(), cpu_snapshot()
             t = time.time()
