@@ -125,7 +125,7 @@ def answer(
 
     ``inputs``: question strings (sharing ``context`` and ``answer_type``: span, number or text) or
     example dicts (``question``, ``context``, ``answer_type``). ``force_expert`` routes every input
-    to that expert. ``format_cfg`` defaults to the format the adapter was trained with."""
+    to that expert as if the router had chosen it. ``format_cfg`` defaults to the format the adapter was trained with."""
     encoded = _encoded(adapter, inputs, context, answer_type, format_cfg)
     return generate(adapter, encoded, max_new_tokens=max_new_tokens, batch_size=batch_size,
                     force_expert=force_expert, return_router_input=return_router_input, progress=progress)
