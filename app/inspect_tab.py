@@ -207,10 +207,10 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def _stored(r: Any, label: str, stored_v: Any, baseline_v: Any, floor_v: bool) -> InspectResult:
         """The routing the job recorded at an evaluation (no generation), with the baseline run's and
         the frozen model's answers to the same questions when asked for."""
-        from storage.bundles import record_dict
-
         step = int(stored_v) if stored_v not in (None, "") else None
-        recs = st.routing_records(r.id, step=step)
+        steps = st.routing_steps(r.id)
+        step = step if step is not None else (steps[-1] if steps else None)
+        recs = st.routing_records(r.id, step=step) if step is not None else []
         if not recs:
             raise ValueError(f"run #{r.id} has no stored evaluation records")
         n_exp = max((len(x.probs) for x in recs if x.probs), default=0)
@@ -220,12 +220,12 @@ def build(ctx: AppContext) -> SimpleNamespace:
         if bid is not None:
             b = st.get_run(bid)
             base_label = f"#{bid} {b.name} ({b.method})"
-            if not floors.attach(rows, [record_dict(x) for x in st.routing_records(bid)], "baseline", base_label):
+            if not floors.attach(rows, st.routing_records(bid), "baseline", base_label):
                 raise ValueError(f"run #{bid} has no stored answers to these questions (another evaluation set?)")
         if floor_v:
             floors.attach(rows, floors.floor_of(ctx, r)[1].records, "floor", floors.FROZEN_LABEL)
         return InspectResult(rows=rows, n_experts=n_exp, method=r.method, baseline_label=base_label,
-                             label=f"{label} · stored evaluation at step {recs[0].step}")
+                             label=f"{label} · stored evaluation at step {step}")
 
     def _generate(run_v, ckpt_v, mode_v, text_v, context_v, answer_type_v, eval_set_v, n_v, seed_v, stored_v,
                   forced_v, baseline_v, max_new_v, floor_v=False, progress=None) -> InspectResult:
