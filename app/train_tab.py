@@ -21,6 +21,7 @@ from . import forms, plots, queries, views
 from .config_view import config_html
 from .escaping import code, esc
 from .state import AppContext
+from .studio import Studio
 from .ui import friendly, message, require_run_id
 from .ui import log as logger
 
@@ -33,6 +34,7 @@ ROUTED = ("ptmoe", "smop")
 
 def build(ctx: AppContext) -> SimpleNamespace:
     st, settings = ctx.storage, ctx.settings
+    studio = Studio(ctx)
     d = forms.default_values(settings.model, settings.demo, settings.gpu)
     H = forms.HELP
     comp: dict[str, Any] = {}
@@ -222,31 +224,16 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
     # ================================ handlers ================================
 
-    def _spec_check(spec: str) -> str | None:
-        return ds.check_spec(spec, ctx.data_dir)
-
-    def _model_check(name: str) -> tuple[Any, str]:
-        return ds.model_shape(ctx, name)
-
     def _field_updates(errors: dict[str, str]) -> list[Any]:
         return [gr.update(info=f"⚠ {errors[k]}" if k in errors else H[k],
                           elem_classes=["invalid"] if k in errors else []) for k in forms.KEYS]
-
-    def _check(values: dict[str, Any]):
-        cfg, errors = forms.check(values, limits=settings.limits, spec_check=_spec_check)
-        shape, note = (None, "")
-        if cfg is not None or "model" not in errors:
-            shape, note = _model_check(str(values.get("model") or ""))
-            if shape is None and note:
-                errors.setdefault("model", note)
-                cfg = None if errors else cfg
-        return cfg, errors, shape, note
 
     @friendly
     def check_config(*args: Any):
         """Validate the form; returns per-field messages, the parameter counts and the CLI command."""
         values = forms.as_values(args)
-        cfg, errors, shape, note = _check(values)
+        c = studio.check(values)
+        cfg, errors, shape, note = c.cfg, c.errors, c.shape, c.note
         if errors:
             summary = "**Fix before launching:** " + _reasons(errors)
         else:
@@ -283,18 +270,11 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
     @friendly
     def launch(*args: Any):
-        values = forms.as_values(args)
-        cfg, errors, _, _ = _check(values)
-        full = queries.queue_full(st, settings.limits) if not errors else None
-        if full:
-            errors["name"] = full
-        if errors or cfg is None:
+        launched = studio.launch(forms.as_values(args))
+        errors, run_id, cfg = launched.checked.errors, launched.run_id, launched.checked.cfg
+        if run_id is None or cfg is None:
             msg = "**Not launched:** " + _reasons(errors)
             return [*_field_updates(errors), msg, gr.update(), gr.update(), *_open_for(errors)]
-        cfg.data.train = [ds.resolve_spec(s, ctx.data_dir) for s in cfg.data.train]
-        cfg.data.eval = [ds.resolve_spec(s, ctx.data_dir) for s in cfg.data.eval]
-        cfg.model.name = ds.resolve_model(cfg.model.name, ctx.data_dir)
-        run_id = ctx.queue.submit(cfg) if ctx.queue is not None else st.submit(cfg)
         choices = queries.run_choices(st)
         msg = f"✓ Queued run **#{run_id} {views.esc(cfg.name)}** — progress on the right."
         return [*_field_updates({}), msg, gr.update(choices=choices, value=run_id), gr.update(choices=choices),
@@ -303,7 +283,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
     @friendly
     def stop(run: Any):
         rid = require_run_id(run, "No run selected.")
-        info = ctx.queue.cancel(rid) if ctx.queue is not None else st.request_cancel(rid)
+        info = studio.stop(rid)
         if info.is_final:
             return f"Run #{rid} is {info.status}."
         return f"Stopping run #{rid}: it saves a checkpoint at the end of this step."
@@ -441,7 +421,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         if not items:
             raise gr.Error("Choose the data first.")
         for s in items:
-            why = _spec_check(s)
+            why = ds.check_spec(s, ctx.data_dir)
             if why:
                 raise gr.Error(esc(f"{s}: {why}"))
         rows, note = ds.preview_rows(items, int(n or 8), ctx.data_dir, max_bytes=settings.max_data_bytes)
