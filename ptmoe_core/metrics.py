@@ -10,7 +10,8 @@ ones. Numbers (GSM8K and the built-in arithmetic / unit tasks) are matched in on
 - ``flexible`` / ``strict``: lm-evaluation-harness's GSM8K ``flexible-extract`` / ``strict-match``
   filters and its exact string match, for numbers comparable with the harness's.
 
-Routing measures (I(domain; expert), the collapse rule) live in ``routing_summary``.
+Routing measures (I(domain; expert), the collapse rule) live in ``routing_summary`` (the mutual
+information and the count table stay importable from here for existing callers).
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ import string
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from .routing_summary import (  # noqa: F401  (re-exported: moved to routing_summary)
+    mutual_information_bits,
+    mutual_information_bits_from_counts,
+    routing_counts,
+)
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCT = set(string.punctuation)

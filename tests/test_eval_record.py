@@ -3,10 +3,7 @@ database (old forms included), and one collapse rule that the app and the result
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -22,17 +19,7 @@ from ptmoe_core.routing_summary import COLLAPSE_SHARE, RoutingSummary, collapsed
 from storage import Storage
 from storage.models import RoutingRecord
 from tests.jobs_fixtures import config, db_url
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench_quality():
-    sys.path.insert(0, str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location("bench_quality_records", ROOT / "bench" / "quality.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_quality_records"] = mod  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(mod)
-    return mod
+from tests.test_quality_quick import _load_bench
 
 
 def _rec(ds: str, i: int, expert: int | None, **kw) -> EvalRecord:
@@ -80,7 +67,7 @@ def test_the_page_and_the_app_now_agree(split, collapsed, pooled_said, page_said
     cfg = RunConfig.from_dict({"method": {"method": "ptmoe", "n_experts": 2}})
     card = TrainingSummary.from_run(cfg, SimpleNamespace(step=1, scores={}, records=records))
     assert card.routing.collapsed == collapsed
-    q = _bench_quality()
+    q = _load_bench()
     result = SimpleNamespace(evaluation=SimpleNamespace(records=records, scores={}, loss=None), history=[],
                              trainable_params=1, elapsed_s=1.0, final_loss=0.0, adapter_dir=None)
     spec = SimpleNamespace(name="r", label="PT-MoE", group="main", seed=0, family="ptmoe")
