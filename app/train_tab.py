@@ -21,7 +21,7 @@ from . import forms, plots, queries, views
 from .config_view import config_html
 from .escaping import code, esc
 from .state import AppContext
-from .studio import Studio
+from .studio import Studio, safe_name
 from .ui import friendly, message, require_run_id
 from .ui import log as logger
 
@@ -300,54 +300,30 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def _poll(run: Any, last_sig: Any):
         rid = queries.parse_run_id(run)
         hidden = gr.update(visible=False)
-        if rid is None:
+        v = studio.live(rid, last_sig, LOG_LINES) if rid is not None else None
+        if v is None:
             return [views.no_run(), *[gr.skip()] * 6, "", config_html(None), hidden, hidden, None]
-        try:
-            r = st.get_run(rid)
-        except Exception:  # deleted meanwhile
-            return [views.no_run(), *[gr.skip()] * 6, "", config_html(None), hidden, hidden, None]
-        now = time.time()
-        note = ""
-        if r.status == "FAILED":
-            note = f"Failed: {r.error_message or 'see the log'}"
-        elif r.status == "KILLED":
-            note = r.error_message or "stopped"
-        elif r.status == "QUEUED":
-            active = [x for x in st.list_runs(status="RUNNING")]
-            note = ("Waiting for the running job to finish." if active else "Starting the job…")
-        elif r.cancel_requested:
-            note = "Stop requested: finishing the current step and saving a checkpoint…"
-        elif r.status == "RUNNING" and r.step == 0:
-            note = "Loading the model and data…"
-        times: list[float] = []
-        if r.status == "RUNNING":
-            loss = st.metric_history(rid, keys=["loss"]).get("loss")
-            times = loss.timestamps[-50:] if loss else []
-        prog = views.progress(str(r.status), r.step, r.total_steps, r.duration_s(now),
-                              queries.eta_seconds(r, now, times), r.name, r.id, note)
-        log_text = st.log_tail(rid, LOG_LINES)
-        n_evals = len(st.evaluations(rid))
-        new_sig = [rid, r.step, str(r.status), n_evals]
+        r = v.run
+        prog = views.progress(str(r.status), r.step, r.total_steps, r.duration_s(time.time()), v.eta_s, r.name, r.id,
+                              v.note)
         show_inspect = gr.update(visible=r.status == "FINISHED" and bool(r.adapter_path))
         show_stop = gr.update(visible=not r.is_final)
-        if new_sig == last_sig:
-            return [prog, *[gr.skip()] * 6, log_text, gr.skip(), show_inspect, show_stop, last_sig]
-        c = queries.curves(st, rid)
-        n_exp = (r.config.get("method") or {}).get("n_experts") if r.method in ("ptmoe", "smop") else None
-        routing = queries.routing_view(c.routing)
+        c, routing = v.curves, v.routing
+        if c is None or routing is None:
+            return [prog, *[gr.skip()] * 6, v.log, gr.skip(), show_inspect, show_stop, last_sig]
         return [
             prog,
             plots.loss_curve(c.steps, c.loss, c.eval_steps, c.eval_loss),
             plots.eval_curves(c.eval_scores, "F1"),
             plots.expert_load_area(c.load_steps, c.loads),
-            plots.router_entropy(c.entropy_steps, c.entropy, n_exp),
+            plots.router_entropy(c.entropy_steps, c.entropy, v.n_experts),
             _domain_heatmap(routing),
             _mi_curve(routing),
-            log_text,
+            v.log,
             config_html(r.config),
             show_inspect,
             show_stop,
-            new_sig,
+            v.signature,
         ]
 
     @friendly
@@ -368,7 +344,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def save_config(*args: Any):
         values = forms.as_values(args)
         cfg = forms.config_from_values(values)
-        out = ctx.scratch_dir() / f"{_safe(cfg.name)}.yaml"
+        out = ctx.scratch_dir() / f"{safe_name(cfg.name, 60)}.yaml"
         out.write_text(forms.config_yaml(cfg), encoding="utf-8")
         return gr.update(value=str(out), visible=True)
 
@@ -496,7 +472,4 @@ def _reasons(errors: dict[str, str]) -> str:
     """The field problems as Markdown (the reasons quote user values: escaped)."""
     return "; ".join(f"{_label(k)} — {esc(v)}" for k, v in errors.items())
 
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:60] or "run"
 
