@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from ptmoe_core.bundle import SUFFIX
-from ptmoe_core.config import METHODS
+from ptmoe_core.methods import NAMES
 from storage.bundles import GALLERY, export_run, import_bundle
 
 from . import floors, plots, queries, views
@@ -33,7 +33,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                 "overlay their curves and compare their final scores.")
     with gr.Row():
         f_status = gr.Dropdown([ANY, *STATUSES], value=ANY, label="Status", scale=1)
-        f_method = gr.Dropdown([ANY, *METHODS], value=ANY, label="Method", scale=1)
+        f_method = gr.Dropdown([ANY, *NAMES], value=ANY, label="Method", scale=1)
         f_model = gr.Textbox(label="Model contains", placeholder="e.g. smollm2", scale=2)
         f_search = gr.Textbox(label="Name contains", placeholder="search run names", scale=2)
         f_gallery = gr.Checkbox(True, label="show gallery runs", scale=1, elem_id="pt-show-gallery",
