@@ -11,6 +11,7 @@ import gradio as gr
 
 from ptmoe_core.config import RunConfig
 from ptmoe_core.floor import frozen_adapter
+from ptmoe_core.methods import names as method_names
 
 from . import floors, plots, queries, views
 from .data_sources import inside
@@ -166,7 +167,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                if c.exists and c.step is not None]  # newest first
         ck_choices = ([("final adapter", FINAL)] if r.adapter_path else []) + cks
         m = r.config.get("method", {})
-        routed = r.method in ("ptmoe", "smop")
+        routed = r.method in method_names(routed=True)
         desc = f"**#{r.id} {views.esc(r.name)}** · {r.method}"
         if routed:
             desc += f" with N={m.get('n_experts')} experts, T={m.get('prompt_len')}"

@@ -78,7 +78,7 @@ class MethodSpec:
     """One method: what the config, the presets, the parameter count, the adapter, the PEFT format, the
     model card, the CLI and the Train form know about it."""
 
-    name: str  # as stored in configs ("ptmoe")
+    name: str  # as stored in configs (method.method)
     label: str  # the Train form's choice
     title: str  # the model card's short name
     description: str  # the model card's sentence (a paper reference and the shapes)
