@@ -11,9 +11,10 @@ from typing import Any
 
 from ptmoe_core.config import MethodConfig, RunConfig
 from ptmoe_core.errors import ConfigError
+from ptmoe_core.methods import NAMES
 from ptmoe_core.params import LLAMA_32_1B, ModelShape, count_params
 
-ALL = ("ptmoe", "pt", "dpt", "smop", "lora")
+ALL = NAMES
 PRESET_NAMES = ("studio", "paper")
 SMALL = ModelShape(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128)
 # Keys added with presets, absent from a config stored before them.

@@ -8,10 +8,11 @@ import torch
 from ptmoe_core.adapter import build_adapter, expected_params
 from ptmoe_core.config import MethodConfig
 from ptmoe_core.errors import ConfigError
+from ptmoe_core.methods import NAMES
 from ptmoe_core.params import LLAMA_32_1B, ModelShape, count_params
 from ptmoe_core.router import Router, masked_mean
 
-METHODS = ["ptmoe", "pt", "dpt", "smop", "lora"]
+METHODS = list(NAMES)
 
 
 def small(method: str, **kw) -> MethodConfig:

@@ -99,6 +99,10 @@ class MethodSpec:
     def is_prompt(self) -> bool:
         return self.module is not None
 
+    def uses(self, setting: str) -> bool:
+        """Whether it has the setting called ``setting`` (e.g. "rank")."""
+        return any(o.name == setting for o in self.options)
+
     @property
     def form_fields(self) -> frozenset[str]:
         """The Train form fields it shows."""
