@@ -85,3 +85,13 @@ def snapshot() -> dict[str, Any]:
         "resolved_lr": {m: RunConfig().train.resolved_lr(m) for m in ALL},
     }
     return out
+
+
+# A deliberate change (e.g. a new option): `PYTHONPATH=. python tests/method_snapshot.py` rewrites the file;
+# review its diff.
+if __name__ == "__main__":
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).parent / "data" / "method_snapshot.json"
+    path.write_text(json.dumps(snapshot(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
