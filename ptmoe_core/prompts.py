@@ -205,6 +205,12 @@ class PTMoEPrompt(SoftPromptMethod):
         return A_mix @ self.B, r  # b×T×H
 
 
+# The classes a ``MethodSpec.module`` names (each method's module in ``methods/``).
+MODULES: dict[str, type[SoftPromptMethod]] = {
+    c.__name__: c for c in (PromptTuning, DecomposedPrompt, SMoPPrompt, PTMoEPrompt)
+}
+
+
 def _make_router(H: int, cfg: MethodConfig, generator: torch.Generator) -> Router:
     return Router(H, cfg.n_experts, generator=generator, **router_kwargs(cfg))
 
@@ -218,4 +224,4 @@ def build_prompt_method(
     module = method_spec(cfg.method).module
     if module is None:
         raise ConfigError("method.method", f"{cfg.method} is not a soft-prompt method")
-    return module()(embed, cfg, E, g)
+    return MODULES[module](embed, cfg, E, g)

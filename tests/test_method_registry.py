@@ -14,7 +14,7 @@ from ptmoe_core.errors import ConfigError
 from ptmoe_core.methods import METHODS, OPTIONS, method_spec, routing
 from ptmoe_core.params import LLAMA_32_1B
 from ptmoe_core.presets import PRESETS, paper_method
-from ptmoe_core.prompts import SoftPromptMethod
+from ptmoe_core.prompts import MODULES, SoftPromptMethod
 
 SETTINGS = {f.name for f in fields(MethodConfig)} - {"method", "preset"}
 
@@ -48,8 +48,8 @@ def test_spec_is_consistent(name):
     if spec.peft is not None:
         assert {ours for ours, _ in spec.peft.agree} <= used
     if spec.is_prompt:
-        assert issubclass(spec.module(), SoftPromptMethod)
-        assert spec.module().routed == spec.routed
+        assert issubclass(MODULES[spec.module], SoftPromptMethod)
+        assert MODULES[spec.module].routed == spec.routed
     assert spec.routed == set(routing.OPTIONS).issubset(spec.options)
     # The formula counts the paper's configuration without error and the config validates.
     cfg = MethodConfig.from_dict(paper_method(name))

@@ -12,12 +12,6 @@ from .soft_prompt import OPTIONS, RANK, card_lists_all_but, check_rank, validato
 from .spec import MethodSpec
 
 
-def _module():
-    from ..prompts import DecomposedPrompt
-
-    return DecomposedPrompt
-
-
 def _count(cfg, shape) -> int:
     T, R, H = cfg.prompt_len, cfg.rank, shape.hidden
     return T * R + R * H  # A T×R, B R×H
@@ -28,7 +22,7 @@ SPEC = MethodSpec(
     label="DPT (decomposed PT)",
     title="DPT",
     description="decomposed prompt tuning (Xiao et al., 2023): one soft prompt P = A·B, A T×R, B R×H",
-    module=_module,
+    module="DecomposedPrompt",
     options=(*OPTIONS, RANK),
     count=_count,
     validate=validator(check_rank),

@@ -11,19 +11,12 @@ from .routing import UNROUTED_HIDDEN
 from .soft_prompt import OPTIONS, card_lists_all_but, validator
 from .spec import MethodSpec, PeftMapping
 
-
-def _module():
-    from ..prompts import PromptTuning
-
-    return PromptTuning
-
-
 SPEC = MethodSpec(
     name="pt",
     label="PT (prompt tuning)",
     title="PT",
     description="prompt tuning (Lester et al., 2021): one T×H soft prompt prepended to every input",
-    module=_module,
+    module="PromptTuning",
     options=OPTIONS,
     count=lambda cfg, shape: cfg.prompt_len * shape.hidden,  # T·H
     validate=validator(),

@@ -13,12 +13,6 @@ from .soft_prompt import EXPERT_PERTURB, OPTIONS, RANK, card_lists_all_but, chec
 from .spec import MethodSpec
 
 
-def _module():
-    from ..prompts import PTMoEPrompt
-
-    return PTMoEPrompt
-
-
 def _count(cfg, shape) -> int:
     N, T, R, H = cfg.n_experts, cfg.prompt_len, cfg.rank, shape.hidden
     return N * T * R + R * H + routing.count(cfg, shape)  # A N×T×R, B R×H, router
@@ -31,7 +25,7 @@ SPEC = MethodSpec(
     description="prompt tuning with a mixture of decomposed experts (arXiv 2505.09519): expert i's prompt is A_i·B "
                 "(A_i T×R, shared B R×H); a router on the mean input embedding weights the A_i, and the resulting "
                 "T×H soft prompt is prepended to the input",
-    module=_module,
+    module="PTMoEPrompt",
     routed=True,
     options=(*OPTIONS, RANK, *routing.OPTIONS, EXPERT_PERTURB),
     count=_count,

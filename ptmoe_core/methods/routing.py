@@ -6,15 +6,11 @@ trainer's loss)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..checks import at_least
 from ..errors import ConfigError
-from .spec import Choice, Option, Range
-
-if TYPE_CHECKING:
-    from ..config import MethodConfig
-    from ..params import ModelShape
+from .spec import Choice, MethodConfig, ModelShape, Option, Range
 
 MAX_EXPERTS = 64
 NOISE_TYPES = ("multiplicative", "additive")

@@ -14,12 +14,6 @@ from .soft_prompt import EXPERT_PERTURB, OPTIONS, card_lists_all_but, validator
 from .spec import MethodSpec
 
 
-def _module():
-    from ..prompts import SMoPPrompt
-
-    return SMoPPrompt
-
-
 def _count(cfg, shape) -> int:
     N, T, H = cfg.n_experts, cfg.prompt_len, shape.hidden
     return N * T * H + routing.count(cfg, shape)  # prompts N×T×H, router
@@ -39,7 +33,7 @@ SPEC = MethodSpec(
     title="SMoP",
     description="sparse mixture of prompts (Choi et al., 2023): N full T×H soft prompts and a router on the mean "
                 "input embedding",
-    module=_module,
+    module="SMoPPrompt",
     routed=True,
     options=(*OPTIONS, *routing.OPTIONS, EXPERT_PERTURB),
     count=_count,

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from ..checks import at_least
 from ..errors import ConfigError
-from .spec import Choice, Option, Range
-
-if TYPE_CHECKING:
-    from ..config import MethodConfig
+from .spec import Choice, MethodConfig, Option, Range
 
 MAX_PROMPT_LEN = 512
 # text: the instruction repeated to T (rank ≈ its length); text_vocab: the instruction once, then a

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..checks import choice
 from ..errors import ConfigError
 
-if TYPE_CHECKING:
-    from torch import nn
-
-    from ..config import MethodConfig
-    from ..params import ModelShape
+# What a method's functions take: a ``config.MethodConfig`` and a ``params.ModelShape``. Both of those
+# modules import this package, so the names are aliases here, not imports (no import loop).
+MethodConfig = Any
+ModelShape = Any
 
 # Default learning rates: soft prompts need a far larger step than LoRA's weight deltas.
 PROMPT_LR = 1e-2
@@ -88,7 +87,7 @@ class MethodSpec:
     paper_shape: Mapping[str, Any]  # its shape in the PT-MoE paper's comparison
     # Per preset, what it changes relative to the paper values of the options (``presets.preset_values``).
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    module: Callable[[], type[nn.Module]] | None = None  # its nn.Module class; None: PEFT builds it (LoRA)
+    module: str | None = None  # its nn.Module: a class name in ``prompts.MODULES``; None: PEFT builds it (LoRA)
     routed: bool = False
     peft: PeftMapping | None = None
     lr: float = PROMPT_LR  # the default learning rate
