@@ -96,11 +96,11 @@ class MethodConfig:
 
     @property
     def is_prompt(self) -> bool:
-        return method_spec(self.method).is_prompt
+        return self.method in METHODS and METHODS[self.method].is_prompt
 
     @property
     def is_routed(self) -> bool:
-        return method_spec(self.method).routed
+        return self.method in METHODS and METHODS[self.method].routed
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], prefix: str = "method.") -> MethodConfig:

@@ -45,5 +45,6 @@ def paper_method(method: str) -> dict[str, Any]:
 
 def differences(preset: str, method: str, values: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """The keys ``preset`` sets for ``method`` whose value in ``values`` (a method config as a dict) is
-    another: name -> (value, the preset's value). Empty when the config is the preset's."""
-    return {k: (values[k], v) for k, v in preset_values(preset, method).items() if k in values and values[k] != v}
+    another, in ``values``' order: name -> (value, the preset's value). Empty when the config is the preset's."""
+    preset_has = preset_values(preset, method)
+    return {k: (v, preset_has[k]) for k, v in values.items() if k in preset_has and v != preset_has[k]}
