@@ -23,7 +23,7 @@ from .escaping import esc
 from .settings import DEMO_LIMITS, Limits
 
 METHOD_LABELS = {name: spec.label for name, spec in methods.METHODS.items()}
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+LORA_TARGETS = list(lora.LORA_TARGETS.choices)
 EMBEDDED_MODELS = ("smollm2-135m", "tiny-random")
 
 

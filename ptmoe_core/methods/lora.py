@@ -18,7 +18,8 @@ LR = 2e-3  # weight deltas need a far smaller step than soft prompts
 LORA_R = Option("lora_r", "LoRA rank r.", "int")
 LORA_ALPHA = Option("lora_alpha", "LoRA scaling α (effective scale α / r).", "float")
 LORA_DROPOUT = Option("lora_dropout", "Dropout on LoRA's input while training.")
-LORA_TARGETS = Option("lora_targets", "Linear layers that get LoRA deltas.", "list")
+LORA_TARGETS = Option("lora_targets", "Linear layers that get LoRA deltas.", "list",
+                      choices=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
 OPTIONS = (LORA_R, LORA_ALPHA, LORA_DROPOUT, LORA_TARGETS)
 NAMES = frozenset(o.name for o in OPTIONS)
 

@@ -55,7 +55,7 @@ class Option:
     paper: Any = UNSET  # its value in the ``paper`` preset of every method, unless the method's own presets say
     check: Callable[[str, Any], None] | None = None  # raises ConfigError for a bad value
     label: str = ""  # the form's label (options laid out from the registry: the advanced routing ones)
-    choices: tuple[str, ...] = ()  # a ``str`` option's values, for the form's dropdown
+    choices: tuple[str, ...] = ()  # the values the form offers (a dropdown, or a list option's checkboxes)
     row: int = 0  # the row of its section on the form
     elem_id: str | None = None  # the form widget's HTML id (browser tests address it)
 
