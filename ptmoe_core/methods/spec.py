@@ -22,7 +22,7 @@ UNSET: Any = object()  # an option without a paper value
 
 @dataclass(frozen=True)
 class Range:
-    """A float setting's bounds; the message names them as today's validation did."""
+    """A float setting's bounds; the message names them: >= lo, [lo, hi] or (lo, hi]."""
 
     lo: float = 0.0
     hi: float | None = None
