@@ -66,7 +66,12 @@ def asgi_app(settings: Settings, demo: Any, gradio_kwargs: dict[str, Any]) -> An
         middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings), www_redirect=False),
                     Middleware(CORSMiddleware, allow_origins=[])],
     )
-    return gr.mount_gradio_app(app, demo, path="/", **gradio_kwargs)
+    mounted = gr.mount_gradio_app(app, demo, path="/", **gradio_kwargs)
+    # Gradio checks that every file argument of every event is a file it received as an upload (its
+    # cache) only once its Blocks "has launched"; ``Blocks.launch`` sets that flag, mounting does not,
+    # so without this any request could name a server path (``{"path": "/etc/passwd"}``) as a file.
+    demo.has_launched = True
+    return mounted
 
 
 class Server:

@@ -1,0 +1,67 @@
+"""The audit's classes (issue 19): each test fails if its promise in docs/SECURITY.md breaks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+
+from app.testing import running_app
+
+
+@pytest.fixture(scope="module")
+def demo_srv(tmp_path_factory):
+    with running_app(tmp_path_factory.mktemp("audit"), demo=True) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(demo_srv):
+    return Client(demo_srv.url, verbose=False)
+
+
+def raw_call(url: str, api: str, *args) -> tuple[str, str]:
+    """One event through Gradio's HTTP API with the arguments exactly as given (no client uploading
+    them first): (last SSE event name, its data)."""
+    base = url.rstrip("/") + "/gradio_api/call" + api
+    r = httpx.post(base, json={"data": list(args)}, timeout=30)
+    r.raise_for_status()
+    event = data = ""
+    with httpx.stream("GET", f"{base}/{r.json()['event_id']}", timeout=60) as s:
+        for line in s.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                data = line.split(":", 1)[1].strip()
+                if event in ("complete", "error"):
+                    break
+    return event, data
+
+
+def forged(path: Path) -> dict:
+    """A FileData naming a server path, as a hand-written API request can send it."""
+    return {"path": str(path), "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
+
+def test_file_arguments_must_be_genuine_uploads(client, demo_srv, tmp_path_factory):
+    """Every file argument of every endpoint: a server path is refused, an upload is accepted."""
+    outside = tmp_path_factory.mktemp("server-files")
+    rows = outside / "secret.jsonl"
+    rows.write_text('{"question": "the secret question", "answer": "42"}\n')
+    cfg = outside / "secret.json"
+    cfg.write_text(json.dumps({"name": "secret-config-name"}))
+    bundle = outside / "secret.ptmoe.zip"
+    bundle.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    filters = ("any", "any", "", "", [], True)
+    for api, args in (("/upload_data", (forged(rows), "jsonl")), ("/load_config", (forged(cfg),)),
+                      ("/import_bundle", (forged(bundle), *filters))):
+        event, data = raw_call(demo_srv.url, api, *args)
+        assert event == "error", (api, data)
+        assert "secret question" not in data and "secret-config-name" not in data, api
+    assert not list((demo_srv.ctx.data_dir / "uploads").glob("*secret*"))
+    # a genuine upload of the same file still works
+    spec, _, msg = client.predict(handle_file(str(rows)), "jsonl", api_name="/upload_data")
+    assert spec.startswith("jsonl:uploads/") and "data folder" in msg
