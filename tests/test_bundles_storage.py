@@ -136,6 +136,20 @@ def test_importing_twice_does_not_duplicate(source, dest):
     assert find_bundle(dest, read_bundle(source.files[0]).bundle_id) == first.run_id
 
 
+def test_imported_runs_take_ids_from_the_counter(source, dest):
+    """import -> submit -> delete the newest -> import: the last run gets a new id (the deleted one's
+    would show another run to a page still holding it); on PostgreSQL the sequence moves on too."""
+    from tests.jobs_fixtures import config
+
+    first = import_bundle(dest, source.files[0]).run_id
+    submitted = dest.submit(config("after-import"))
+    assert submitted > first
+    dest.delete_run(submitted)
+    again = import_bundle(dest, source.files[1]).run_id
+    assert again > submitted
+    assert dest.submit(config("last")) > again
+
+
 def _malformed(good: Path, d: Path) -> dict[str, Path]:
     huge = d / "huge.zip"
     huge.write_bytes(_patch_sizes(good.read_bytes(), W, 1 << 30))
