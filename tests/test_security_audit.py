@@ -65,3 +65,43 @@ def test_file_arguments_must_be_genuine_uploads(client, demo_srv, tmp_path_facto
     # a genuine upload of the same file still works
     spec, _, msg = client.predict(handle_file(str(rows)), "jsonl", api_name="/upload_data")
     assert spec.startswith("jsonl:uploads/") and "data folder" in msg
+
+
+def int_fields(cfg, prefix=""):
+    """(dotted name, owner, field) of every integer field of the config dataclasses, walked generically."""
+    import dataclasses
+
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            yield from int_fields(value, name + ".")
+        elif "int" in str(f.type) and not isinstance(value, bool):
+            yield name, cfg, f.name
+
+
+def test_every_integer_of_a_config_is_bounded_to_64_bits():
+    from ptmoe_core.config import RunConfig
+    from ptmoe_core.errors import ConfigError
+
+    names = [n for n, _, _ in int_fields(RunConfig())]
+    assert {"train.seed", "train.steps", "data.seed", "method.n_experts"} <= set(names)
+    for name in names:
+        for bad in (2**64, -(2**63) - 1, 10**5000):
+            cfg = RunConfig()
+            _, owner, attr = next(x for x in int_fields(cfg) if x[0] == name)
+            setattr(owner, attr, bad)
+            with pytest.raises(ConfigError) as e:
+                cfg.validate()
+            assert e.value.field == name and "64-bit" in str(e.value) and len(str(e.value)) < 200, name
+
+
+def test_a_huge_integer_in_the_form_gets_a_message(client):
+    from app import forms
+    from ptmoe_core.config import RunConfig
+
+    values = forms.values_from_config(RunConfig())
+    values.update(seed=2**70, model="tiny-random")
+    out = client.predict(*forms.values_list(values), api_name="/check_config")
+    seed = out[forms.KEYS.index("seed")]
+    assert "64-bit" in str(seed)
