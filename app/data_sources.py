@@ -191,6 +191,27 @@ def check_spec(spec: str, data_dir: Path) -> str | None:
     return None  # hf: names were checked by parse_spec (Hub ids only, never a local path or built-in reader)
 
 
+def spec_problem(spec: str, data_dir: Path, limits: Any = None) -> str | None:
+    """The one rule for every spec the studio reads (typed, previewed, or stored in a run's config):
+    ``check_spec`` (files inside the data folder, known built-ins, Hub ids only) plus, in demo mode,
+    the shared studio's data limits (no ``hf:``, bounded built-in sizes)."""
+    why = check_spec(spec, data_dir)
+    if why is None and limits is not None:
+        from .forms import _spec_limit
+
+        why = _spec_limit(spec, limits)
+    return why
+
+
+def check_stored_specs(cfg: Any, data_dir: Path, limits: Any = None, what: str = "this run") -> None:
+    """Refuse (``ValueError``, one line) a stored config (an imported bundle's, any run's) naming data the
+    studio would not read if typed: its specs pass the same ``spec_problem`` rule before any is loaded."""
+    for spec in [*cfg.data.train, *cfg.data.eval]:
+        why = spec_problem(spec, data_dir, limits)
+        if why:
+            raise ValueError(f"{what} names data the studio does not read here: {why}")
+
+
 def preview_rows(specs: list[str], n: int, data_dir: Path | None = None,
                  max_bytes: int | None = None) -> tuple[list[list[Any]], str]:
     """The first ``n`` rows of each spec, reading at most ``max_bytes`` of a file (unzipped too)."""

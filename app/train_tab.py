@@ -223,7 +223,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
     # ================================ handlers ================================
 
     def _spec_check(spec: str) -> str | None:
-        return ds.check_spec(spec, ctx.data_dir)
+        return ds.spec_problem(spec, ctx.data_dir, settings.limits)
 
     def _model_check(name: str) -> tuple[Any, str]:
         return ds.model_shape(ctx, name)

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
 from app.testing import running_app
 
@@ -105,3 +106,28 @@ def test_a_huge_integer_in_the_form_gets_a_message(client):
     out = client.predict(*forms.values_list(values), api_name="/check_config")
     seed = out[forms.KEYS.index("seed")]
     assert "64-bit" in str(seed)
+
+
+def test_stored_specs_are_confined_like_typed_ones(tmp_path):
+    """A run's stored config (an imported bundle's, any run's) naming a file outside the data folder:
+    Inspect's "draw from the run's evaluation sets" and the frozen-model floor refuse it before
+    reading, and quote nothing of it."""
+    from app import floors
+    from app.inspect_tab import MODES
+    from tests.jobs_fixtures import config
+
+    secret = tmp_path / "outside" / "secret.jsonl"
+    secret.parent.mkdir()
+    secret.write_text('{"question": "the secret question", "answer": "hunter2"}\n' * 4)
+    with running_app(tmp_path / "studio") as srv:
+        srv.ctx.queue.stop()  # the run stays as stored: no job reads it
+        rid = srv.ctx.storage.submit({**config("stored"), "data": {"train": ["builtin:arith"],
+                                                                    "eval": [f"jsonl:{secret}"]}})
+        c = Client(srv.url, verbose=False)
+        with pytest.raises(AppError) as e:
+            c.predict(rid, "final", MODES[1], "", "", "text", "all evaluation sets", 2, 0, None, False, None, 4,
+                      False, api_name="/inspect")
+        assert "outside the data folder" in str(e.value) and "hunter2" not in str(e.value)
+        with pytest.raises(ValueError, match="outside the data folder") as e:
+            floors.floor_of(srv.ctx, srv.ctx.storage.get_run(rid))
+        assert "secret question" not in str(e.value)
