@@ -131,3 +131,46 @@ def test_stored_specs_are_confined_like_typed_ones(tmp_path):
         with pytest.raises(ValueError, match="outside the data folder") as e:
             floors.floor_of(srv.ctx, srv.ctx.storage.get_run(rid))
         assert "secret question" not in str(e.value)
+
+
+def test_decoding_bombs_stop_at_the_limit_while_decoding(tmp_path, monkeypatch):
+    """A gzip JSONL whose one line unzips to 40 MB and a Parquet file whose one string decodes to 40 MB,
+    against a 1 MB limit: refused while decoding, never holding the whole value (``bench/decode_bombs.py``
+    measures the peak RSS of the full 300 MB versions)."""
+    import gzip
+    import tracemalloc
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ptmoe_core.data import load_spec, preview
+    from ptmoe_core.errors import DataError
+
+    line = tmp_path / "line.jsonl.gz"
+    with gzip.open(line, "wb", compresslevel=9) as f:
+        f.write(b'{"question": "')
+        chunk = b"x" * (1 << 20)
+        for _ in range(40):
+            f.write(chunk)
+        f.write(b'", "answer": "4"}\n')
+    for read in (lambda: preview(f"jsonl:{line}", 3, max_bytes=1 << 20), lambda: load_spec(f"jsonl:{line}",
+                                                                                             max_bytes=1 << 20)):
+        tracemalloc.start()
+        with pytest.raises(DataError, match="over the 1.0 MB limit"):
+            read()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 8 << 20, peak  # a few times the limit, not the 40 MB line
+
+    big = tmp_path / "string.parquet"
+    pq.write_table(pa.table({"question": ["y" * (40 << 20)], "answer": ["4"]}), big, compression="zstd")
+    assert big.stat().st_size < 200_000
+
+    def decoded(*a, **k):
+        raise AssertionError("a page was decoded before the footer's sizes were checked")
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", decoded)
+    for read in (lambda: preview(f"parquet:{big}", 3, max_bytes=1 << 20),
+                 lambda: load_spec(f"parquet:{big}", max_bytes=1 << 20)):
+        with pytest.raises(DataError, match="decoded content is over the 1.0 MB limit"):
+            read()
