@@ -174,3 +174,41 @@ def test_decoding_bombs_stop_at_the_limit_while_decoding(tmp_path, monkeypatch):
                  lambda: load_spec(f"parquet:{big}", max_bytes=1 << 20)):
         with pytest.raises(DataError, match="decoded content is over the 1.0 MB limit"):
             read()
+
+
+@pytest.mark.parametrize("eval_every", [1, 0])  # an evaluation during the run, and the final one
+def test_stop_ends_an_evaluation_between_batches(tiny_base, tmp_path, eval_every):
+    """A Stop asked for while a run evaluates ends it after the current batch: 40 evaluation batches are
+    not run out first; the run ends cancelled with its checkpoint and no evaluation reported."""
+    from datasets import Dataset
+
+    from ptmoe_core.callbacks import TrainerCallback
+    from ptmoe_core.trainer import train
+    from tests.test_trainer import config, examples
+
+    class Rec(TrainerCallback):
+        def __init__(self):
+            self.steps, self.evals, self.ckpts = 0, 0, []
+
+        def on_step(self, m):
+            self.steps += 1
+
+        def on_evaluate(self, report):
+            self.evals += 1
+
+        def on_checkpoint(self, step, path):
+            self.ckpts.append(step)
+
+    rec = Rec()
+    asked = []
+
+    def should_stop():
+        asked.append(1)
+        return rec.steps >= 1
+
+    cfg = config(tmp_path, steps=1 if eval_every == 0 else 3, eval_every=eval_every, eval_batch_size=1,
+                 max_new_tokens=2)
+    res = train(cfg, callbacks=[rec], should_stop=should_stop, base=tiny_base,
+                data=(examples(), {"toy": Dataset.from_list(examples(40))}))
+    assert res.status == "cancelled" and res.step == 1 and rec.evals == 0 and rec.ckpts == [1]
+    assert len(asked) < 5  # asked before the first batches, not after 40
