@@ -107,9 +107,11 @@ def list_data_files(data_dir: Path) -> list[str]:
     return out
 
 
-def save_upload(tmp_path: str | Path, upload_dir: Path, max_mb: int, ttl_h: float | None = None) -> Path:
+def save_upload(tmp_path: str | Path, upload_dir: Path, max_mb: int, ttl_h: float | None = None,
+                max_total_mb: int | None = None) -> Path:
     """Copy an uploaded file into the data folder's uploads/ (same content → same file); with ``ttl_h``
-    (demo mode) uploads older than that many hours are deleted first."""
+    (demo mode) uploads older than that many hours are deleted first; a new file that would take the
+    folder over ``max_total_mb`` is refused."""
     src = Path(tmp_path)
     if ttl_h is not None:
         prune_uploads(upload_dir, ttl_h)
@@ -124,6 +126,10 @@ def save_upload(tmp_path: str | Path, upload_dir: Path, max_mb: int, ttl_h: floa
     stem, dot, ext = name.partition(".")
     dst = upload_dir / f"{stem}-{digest}{dot}{ext}"
     if not dst.exists():
+        used = sum(p.stat().st_size for p in upload_dir.iterdir() if p.is_file())
+        if max_total_mb is not None and used + size > max_total_mb * 1024 * 1024:
+            raise ValueError(f"the uploads hold {used / 1e6:.1f} MB already; all uploads together may take at most "
+                             f"{max_total_mb} MB (delete old ones from {upload_dir.name}/ first)")
         shutil.copyfile(src, dst)
     return dst
 

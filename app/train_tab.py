@@ -419,7 +419,8 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def specs_from_upload(path: str | None, fmt: str):
         if not path:
             return gr.skip(), gr.skip(), ""
-        saved = ds.save_upload(path, ctx.settings.upload_dir, ctx.settings.max_upload_mb, ctx.settings.upload_ttl_h)
+        saved = ds.save_upload(path, ctx.settings.upload_dir, ctx.settings.max_upload_mb, ctx.settings.upload_ttl_h,
+                               ctx.settings.max_uploads_mb)
         spec = ds.file_spec(fmt, saved.relative_to(ctx.data_dir))
         return spec, "", f"Saved the upload as {code(saved.relative_to(ctx.data_dir))} in the data folder."
 

@@ -212,3 +212,61 @@ def test_stop_ends_an_evaluation_between_batches(tiny_base, tmp_path, eval_every
                 data=(examples(), {"toy": Dataset.from_list(examples(40))}))
     assert res.status == "cancelled" and res.step == 1 and rec.evals == 0 and rec.ckpts == [1]
     assert len(asked) < 5  # asked before the first batches, not after 40
+
+
+def test_demo_visitors_cannot_delete_runs(client, demo_srv):
+    """An unauthenticated demo: nobody deletes through the web (the run stays). With a login, demo mode
+    still keeps gallery runs; a private studio lets its (logged-in) users delete."""
+    from dataclasses import replace
+
+    from tests.jobs_fixtures import config
+
+    demo_srv.ctx.queue.stop()  # the run stays queued; deleting is what is tried
+    rid = demo_srv.ctx.storage.submit(config("keep-me", steps=1))
+    with pytest.raises(AppError, match="cannot be deleted in this shared demo"):
+        client.predict(rid, "any", "any", "", "", [], True, api_name="/delete_run")
+    assert demo_srv.ctx.storage.get_run(rid).name == "keep-me"
+    s = demo_srv.ctx.settings
+    logged_in_demo = replace(s, auth=(("ann", "pw"),))
+    assert "gallery" in logged_in_demo.delete_refusal("gallery")
+    assert logged_in_demo.delete_refusal("default") is None
+    assert replace(s, demo=False).delete_refusal("gallery") is None
+
+
+def test_demo_preview_follows_the_launch_rule(client):
+    """One rule for launch and preview: no Hub loads, no oversized built-in sets in the web process."""
+    for spec, why in (("hf:org/some-set", "reads no Hugging Face data"), ("builtin:arith?n=50000", "at most n=2,000")):
+        with pytest.raises(AppError, match=why):
+            client.predict(spec, 3, api_name="/preview_data")
+    table, _ = client.predict("builtin:arith?n=8", 2, api_name="/preview_data")
+    assert len(table["data"]) == 2
+
+
+def test_demo_caps_the_number_of_evaluation_specs():
+    from app import forms
+    from app.settings import DEMO_LIMITS
+
+    values = {**forms.default_values("tiny-random", demo=True),
+              "eval_specs": ", ".join(["builtin:arith"] * (DEMO_LIMITS.eval_specs + 1))}
+    cfg, errors = forms.check(values, demo=True)
+    assert cfg is None and "evaluation data specs" in errors["eval_specs"]
+    values["eval_specs"] = ", ".join(["builtin:arith"] * DEMO_LIMITS.eval_specs)
+    assert "eval_specs" not in forms.check(values, demo=True)[1]
+
+
+def test_uploads_have_a_total_disk_bound(tmp_path, client, demo_srv):
+    from app import data_sources as ds
+
+    up = tmp_path / "uploads"
+    files = []
+    for i in range(3):
+        f = tmp_path / f"f{i}.jsonl"
+        f.write_bytes((f'{{"question": "q{i}", "answer": "a"}}\n' * 12_000).encode())  # ~0.4 MB each
+        files.append(f)
+    ds.save_upload(files[0], up, max_mb=1, max_total_mb=1)
+    ds.save_upload(files[1], up, max_mb=1, max_total_mb=1)
+    with pytest.raises(ValueError, match="at most 1 MB"):
+        ds.save_upload(files[2], up, max_mb=1, max_total_mb=1)
+    assert ds.save_upload(files[0], up, max_mb=1, max_total_mb=1).exists()  # the same content again: no new file
+    assert len(list(up.iterdir())) == 2
+    assert demo_srv.ctx.settings.max_uploads_mb == 200
