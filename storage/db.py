@@ -68,8 +68,6 @@ def check_sqlite_file(path: Path) -> None:
                 f"{path} is not a SQLite database (corrupt, or another kind of file); it was left untouched. "
                 "Move it away or set PTMOE_DB to another path."
             )
-        if head:
-            _check_integrity(path)
         if not os.access(path, os.W_OK):
             raise StorageError(f"the database file {path} is not writable; fix its permissions or set PTMOE_DB")
         if not os.access(path.parent, os.W_OK | os.X_OK):
@@ -77,6 +75,8 @@ def check_sqlite_file(path: Path) -> None:
                 f"the directory of the database file {path} is not writable (SQLite needs to create its "
                 "-wal and -shm files there); fix its permissions or set PTMOE_DB"
             )
+        if head:  # after the permission checks: reading a WAL database needs its -shm file
+            _check_integrity(path)
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
