@@ -69,10 +69,12 @@ def _headers(scope: dict[str, Any]) -> dict[str, str]:
 
 def is_cross_site(headers: dict[str, str]) -> bool:
     """The browser says the request came from another site: ``Sec-Fetch-Site`` other than same-origin
-    (or none: a typed URL), or an ``Origin`` whose host is not the request's ``Host``."""
+    (or none: a typed URL); without that header (older browsers), an ``Origin`` whose host is not the
+    request's ``Host``. A page cannot set either header, and ``Sec-Fetch-Site`` stays right behind a
+    reverse proxy that rewrites ``Host``."""
     fetch_site = headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        return True
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
     origin = headers.get("origin")
     if origin is None:
         return False  # not a browser's cross-origin request (API clients send none)

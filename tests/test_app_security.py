@@ -97,6 +97,7 @@ def test_cross_origin_posts_are_refused(srv):
     s.post("/login", data={"username": "ann", "password": "s3cret"})
     payload = {"files": ("evil.jsonl", b'{"question": "q", "answer": "a"}\n')}
     for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
+                    {"Sec-Fetch-Site": "same-site", "Origin": "http://sub.evil.example"},
                     {"Origin": srv.url.rstrip("/").replace("127.0.0.1", "localhost")}):
         r = s.post("/gradio_api/upload", files=payload, headers=headers)
         assert r.status_code == 403, headers
