@@ -296,6 +296,8 @@ def limit_errors(cfg: RunConfig, lim: Limits) -> dict[str, str]:
         why = next((w for w in (_spec_limit(s, lim) for s in specs) if w), None)
         if why:
             errors[key] = why
+    if len(d.eval) > lim.eval_specs:
+        errors["eval_specs"] = f"demo mode allows at most {lim.eval_specs} evaluation data specs per run"
     return errors
 
 

@@ -14,7 +14,7 @@ from ptmoe_core.floor import frozen_adapter
 from ptmoe_core.methods import names as method_names
 
 from . import floors, plots, queries, views
-from .data_sources import inside
+from .data_sources import check_stored_specs, inside
 from .escaping import code
 from .inspection import MAX_TYPED_CHARS, InspectResult, rows_from_records, run_inspection, summary, typed_examples
 from .state import AppContext, gpu_wrap
@@ -126,6 +126,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         from ptmoe_core.data import mixture
         from ptmoe_core.data.sources import Spec, parse_spec
 
+        check_stored_specs(cfg, ctx.data_dir, ctx.settings.limits, "the run's config")
         if cfg.data.eval:
             sets = mixture.eval_sets(cfg.data.eval, split="test", seed=cfg.data.seed)
         else:

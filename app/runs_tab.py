@@ -157,10 +157,16 @@ def build(ctx: AppContext) -> SimpleNamespace:
         r = st.rename_run(rid, name)
         return f"Renamed run #{rid} to **{views.esc(r.name)}**.", _details(rid)
 
+    def _may_delete(r: Any) -> None:
+        why = ctx.settings.delete_refusal(r.experiment)
+        if why:
+            raise gr.Error(f"Run #{r.id}: {why}.")
+
     @friendly
     def ask_delete(run: Any):
         rid = require_run_id(run)
         r = st.get_run(rid)
+        _may_delete(r)
         if r.status == "RUNNING":
             raise gr.Error(f"Run #{rid} is running: stop it first (Train tab), then delete it.")
         where = f" and its folder {code(r.output_dir)}" if r.output_dir else ""
@@ -171,6 +177,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def delete_run(run: Any, status: str, method: str, model: str, search: str, current: list[Any] | None,
                    show_gallery: bool = True):
         rid = require_run_id(run)
+        _may_delete(st.get_run(rid))
         removed = st.delete_run(rid, delete_files=True)
         msg = f"Deleted run #{rid}" + (f" and {len(removed)} path(s) on disk." if removed else ".")
         rows, ch_upd, cmp_upd = list_runs(status, method, model, search, [c for c in current or [] if c != rid],

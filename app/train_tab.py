@@ -229,7 +229,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
     # ================================ handlers ================================
 
     def _spec_check(spec: str) -> str | None:
-        return ds.check_spec(spec, ctx.data_dir)
+        return ds.spec_problem(spec, ctx.data_dir, settings.limits)
 
     def _model_check(name: str) -> tuple[Any, str]:
         return ds.model_shape(ctx, name)
@@ -425,7 +425,8 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def specs_from_upload(path: str | None, fmt: str):
         if not path:
             return gr.skip(), gr.skip(), ""
-        saved = ds.save_upload(path, ctx.settings.upload_dir, ctx.settings.max_upload_mb, ctx.settings.upload_ttl_h)
+        saved = ds.save_upload(path, ctx.settings.upload_dir, ctx.settings.max_upload_mb, ctx.settings.upload_ttl_h,
+                               ctx.settings.max_uploads_mb)
         spec = ds.file_spec(fmt, saved.relative_to(ctx.data_dir))
         return spec, "", f"Saved the upload as {code(saved.relative_to(ctx.data_dir))} in the data folder."
 

@@ -382,9 +382,13 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     return value
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _check_finite(cfg: Any, prefix: str) -> None:
     """Every float field of a config dataclass (nested ones too) is a finite number: NaN passes every
-    ``<`` / ``>`` check silently."""
+    ``<`` / ``>`` check silently. Every integer (lists' items too) fits in 64 bits: a larger one passes
+    the range checks written for sensible values and fails later in torch, JSON or the database."""
     for f in fields(cfg):
         value = getattr(cfg, f.name)
         name = f"{prefix}.{f.name}" if prefix else f.name
@@ -392,3 +396,6 @@ def _check_finite(cfg: Any, prefix: str) -> None:
             _check_finite(value, name)
         elif isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(name, f"must be a finite number, got {value}")
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, int) and not INT64_MIN <= item <= INT64_MAX:
+                raise ConfigError(name, f"must fit in a 64-bit integer, got one of {item.bit_length()} bits")
