@@ -8,6 +8,8 @@ from typing import Any
 
 import gradio as gr
 
+from ptmoe_core.methods import names as method_names
+
 from . import plots, queries, views
 from .escaping import code
 from .inspection import MAX_TYPED_CHARS, InspectResult, summary
@@ -107,7 +109,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                if c.exists and c.step is not None]  # newest first
         ck_choices = ([("final adapter", FINAL)] if r.adapter_path else []) + cks
         m = r.config.get("method", {})
-        routed = r.method in ("ptmoe", "smop")
+        routed = r.method in method_names(routed=True)
         desc = f"**#{r.id} {views.esc(r.name)}** · {r.method}"
         if routed:
             desc += f" with N={m.get('n_experts')} experts, T={m.get('prompt_len')}"

@@ -106,7 +106,8 @@ class Studio:
         """Validate Train-form ``values`` (``forms.KEYS``): the config, the data specs against the data
         folder and the base model (its shape, for the parameter counts)."""
         cfg, errors = forms.check(values, limits=self.ctx.settings.limits,
-                                  spec_check=lambda spec: ds.check_spec(spec, self.ctx.data_dir))
+                                  spec_check=lambda spec: ds.spec_problem(spec, self.ctx.data_dir,
+                                                                                 self.ctx.settings.limits))
         shape, note = None, ""
         if cfg is not None or "model" not in errors:
             shape, note = ds.model_shape(self.ctx, str(values.get("model") or ""))
@@ -165,7 +166,7 @@ class Studio:
         if view.signature != last_signature:
             view.curves = queries.curves(st, run_id)
             view.routing = queries.routing_view(view.curves.routing)
-            view.n_experts = (r.config.get("method") or {}).get("n_experts") if r.method in ("ptmoe", "smop") else None
+            view.n_experts = (r.config.get("method") or {}).get("n_experts") if r.method in forms.ROUTED else None
         return view
 
     # ---- inspect -----------------------------------------------------------------------------
@@ -180,7 +181,10 @@ class Studio:
         """``n`` seeded examples of each of ``run``'s evaluation sets (``which``: one set's name, None: all)."""
         from ptmoe_core.data.mixture import run_eval_sets, take
 
-        sets = run_eval_sets(RunConfig.from_dict(run.config).data, capped=False)
+        cfg = RunConfig.from_dict(run.config)
+        # Stored specs (an imported bundle's, any run's) pass the typed-spec rule before any data is read.
+        ds.check_stored_specs(cfg, self.ctx.data_dir, self.ctx.settings.limits, "the run's config")
+        sets = run_eval_sets(cfg.data, capped=False)
         if not sets:
             raise ValueError("this run has no evaluation sets")
         out: list[dict[str, Any]] = []
