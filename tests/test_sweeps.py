@@ -167,3 +167,68 @@ def _refuse_delete_while_active(storage, jobs):
     finally:
         cancel_sweep(storage, launch.sweep_id, jobs)
         wait_sweep(storage, launch.sweep_id, timeout=60, poll_s=0.1)
+
+
+def test_without_ray_only_the_ray_option_says_so(monkeypatch):
+    import sys
+
+    from storage.executors import ExecutorError
+    from storage.jobs import LocalExecutor, make_executor
+
+    monkeypatch.setitem(sys.modules, "ray.job_submission", None)  # as if Ray were not installed
+    monkeypatch.delenv("PTMOE_RAY_ADDRESS", raising=False)
+    assert isinstance(make_executor(None), LocalExecutor)
+    with pytest.raises(ExecutorError, match=r"--ray needs Ray, which is not installed here: pip install 'ray\[default\]"):
+        make_executor("http://127.0.0.1:1")
+
+
+def test_runs_per_device_packs_gpu_slots_but_not_the_cpu():
+    from storage.jobs import resolve_slots
+
+    assert resolve_slots(["cuda:0", "cuda:1"], 3) == ["cuda:0"] * 3 + ["cuda:1"] * 3
+    assert resolve_slots(["cpu"], 4) == ["cpu"]
+
+
+def test_the_command_line_queues_lists_shows_cancels_and_deletes(tmp_path, capsys):
+    import json
+
+    from storage.__main__ import main
+
+    cfg = tmp_path / "base.json"
+    cfg.write_text(json.dumps(config("base", steps=3)))
+    db = str(tmp_path / "studio.db")
+    args = ["sweep", "--db", db, "--config", str(cfg), "--seeds", "0,1", "--experiment", "cli"]
+    assert main([*args, "--grid", "method.n_experts=1,x"]) == 1
+    assert capsys.readouterr().err.strip().count("\n") == 0
+    assert main([*args, "--ray", "http://127.0.0.1:9", "--grid", "method.n_experts=1"]) == 1  # SQLite or no Ray
+    assert "error:" in capsys.readouterr().err
+    assert main([*args, "--grid", "method.n_experts=1,2", "--grid", "train.lr=0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "4 runs queued: 1 2 3 4" in out
+    assert main(["sweeps", "list", "--db", db]) == 0 and "method.n_experts=1,2" in capsys.readouterr().out
+    assert main(["sweeps", "show", "1", "--db", db]) == 0 and "0/2" in capsys.readouterr().out
+    assert main(["sweeps", "delete", "1", "--db", db]) == 1 and "cancel the sweep first" in capsys.readouterr().err
+    assert main(["sweeps", "cancel", "1", "--db", db]) == 0 and "4 run(s)" in capsys.readouterr().out
+    assert main(["sweeps", "delete", "1", "--db", db]) == 0
+    with Storage(db) as s:
+        assert s.list_runs() == [] and s.list_sweeps() == []
+
+
+def test_the_command_line_waits_and_prints_the_summary_table(tmp_path, capsys):
+    import json
+
+    from storage.__main__ import main
+
+    cfg = tmp_path / "base.json"
+    cfg.write_text(json.dumps({
+        "model": {"name": "tiny-random", "device": "cpu"},
+        "method": {"method": "ptmoe", "prompt_len": 4, "rank": 2},
+        "data": {"train": ["builtin:all"], "max_train_examples": 16, "max_eval_examples": 4},
+        "train": {"steps": 2, "batch_size": 2, "warmup_steps": 0, "max_new_tokens": 2, "eval_batch_size": 4},
+    }))
+    rc = main(["sweep", "--db", str(tmp_path / "studio.db"), "--config", str(cfg), "--grid", "method.n_experts=2",
+               "--seeds", "0", "--experiment", "cli", "--wait"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "sweep 1: 1 runs queued: 1" in out and "method.n_experts=2" in out and "1/1" in out
+    assert "macro F1" in out and "I(dom;exp)" in out
