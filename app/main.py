@@ -122,6 +122,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         runs.copy_btn.click(copy_to_train, [runs.sel], [tabs, *train.fields, train.check_md],
                             api_visibility="private")
         t_runs.select(runs.list_runs, runs.filters, runs.list_outputs, api_visibility="private")
+        t_runs.select(runs.sweeps.list_sweeps, [runs.sweeps.pick], [runs.sweeps.pick], api_visibility="private")
         t_inspect.select(insp.refresh_runs, [insp.run, insp.baseline], [insp.run, insp.baseline],
                          api_visibility="private")
         t_train.select(train.refresh_choices, [train.watch], [train.watch, train.copy_run], api_visibility="private")
