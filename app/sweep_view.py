@@ -170,7 +170,8 @@ def summary_html(summary: SweepSummary | None) -> str:
 def _axis(values: Sequence[Any]) -> tuple[list[Any], dict[str, Any]]:
     """Numbers stay numbers; anything else becomes category positions with its labels as ticks."""
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return list(values), {}
+        ticks = sorted(set(values))  # the grid's own values, not 1.2, 1.4, ...
+        return list(values), {"tickvals": ticks, "ticktext": [f"{v:g}" for v in ticks]}
     labels = list(dict.fromkeys(str(v) for v in values))
     return [labels.index(str(v)) for v in values], {"tickvals": list(range(len(labels))),
                                                      "ticktext": [esc(x) for x in labels]}
@@ -229,7 +230,9 @@ def parallel_figure(summary: SweepSummary | None) -> go.Figure:
     line = {"color": [s if not math.isnan(s) else (min(finite) if finite else 0) for s in score],
             "colorscale": "Viridis", "showscale": True}
     fig = go.Figure(go.Parcoords(dimensions=dims, line=line))
-    return plots._layout(fig, title, height=360, legend=False)
+    fig = plots._layout(fig, title, height=380, legend=False)
+    fig.update_layout(margin={"l": 60, "r": 60, "t": 90, "b": 30})  # room for the axis titles under the title
+    return fig
 
 
 def comparison_md(cmp: PairedComparison | None, a: str | None, b: str | None) -> str:

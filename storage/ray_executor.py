@@ -152,9 +152,14 @@ class RayExecutor:
         try:
             status = str(self.client.get_job_status(run.submission_id)).rsplit(".", 1)[-1]
         except Exception as e:
-            return None, f"its Ray job {run.submission_id} is unknown to the cluster ({_first_line(e)})"
+            if "does not exist" in str(e):
+                return None, f"its Ray job {run.submission_id} is unknown to the cluster at {self.address}"
+            log.warning("cannot read Ray job %s: %s", run.submission_id, _first_line(e))
+            return None, None  # the cluster is unreachable for now: the heartbeat decides
         if status in ("PENDING", "RUNNING"):
-            return Job(run.id, run.device, run.submission_id, log_path=run.log_path, pending=status == "PENDING"), None
+            # Running since now at the latest: a job Ray held back gets its full start grace.
+            return Job(run.id, run.device, run.submission_id, log_path=run.log_path, pending=status == "PENDING",
+                       running_since=time.time() if status == "RUNNING" else None), None
         return None, f"its Ray job {run.submission_id} ended as {status}"
 
     def terminate(self, job: Job) -> None:

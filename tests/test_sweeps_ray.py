@@ -83,12 +83,18 @@ def test_a_two_by_two_sweep_on_ray_finishes_with_metrics(pg, managers):
     assert "step 2/2" in pg.log_tail(runs[0].id, 200), "the run's log comes from Ray"
 
 
-def test_cancelling_a_sweep_on_ray_stops_its_jobs(pg, managers):
+def _two_stepping(pg, managers, steps: int):
+    """A started Ray manager and a sweep of two stand-in runs, both past their second step."""
     jobs = managers(pg, **FIXTURE)
     jobs.start()
-    spec = SweepSpec(config("ok", steps=5000), {"train.lr": ["0.01", "0.02"]}, [0], "ray", "ok")
+    spec = SweepSpec(config("ok", steps=steps), {"train.lr": ["0.01", "0.02"]}, [0], "ray", "ok")
     launch = launch_sweep(pg, spec, jobs)
     wait_for(lambda: all(pg.get_run(i).step >= 2 for i in launch.run_ids), timeout=120, what="both jobs to step")
+    return jobs, launch
+
+
+def test_cancelling_a_sweep_on_ray_stops_its_jobs(pg, managers):
+    jobs, launch = _two_stepping(pg, managers, 5000)
     cancel_sweep(pg, launch.sweep_id, jobs)
     runs = wait_sweep(pg, launch.sweep_id, timeout=60, poll_s=0.2)
     assert {(r.status, r.reason) for r in runs} == {(RunStatus.KILLED, "cancelled")}
@@ -108,11 +114,7 @@ def test_a_ray_job_killed_from_outside_ends_failed_with_a_reason(pg, managers):
 
 
 def test_a_restarted_studio_finds_its_running_ray_jobs(pg, managers):
-    first = managers(pg, **FIXTURE)
-    first.start()
-    spec = SweepSpec(config("ok", steps=120), {"train.lr": ["0.01", "0.02"]}, [0], "ray", "ok")
-    launch = launch_sweep(pg, spec, first)
-    wait_for(lambda: all(pg.get_run(i).step >= 2 for i in launch.run_ids), timeout=120, what="both jobs to step")
+    first, launch = _two_stepping(pg, managers, 120)
     first.stop()  # the studio goes away; its Ray jobs keep running
     second = managers(pg, **FIXTURE)
     second.start()
