@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -85,8 +86,6 @@ def delete_sweep(storage: Storage, sweep_id: int) -> list[str]:
 
 def wait_sweep(storage: Storage, sweep_id: int, timeout: float | None = None, poll_s: float = 1.0) -> list[RunInfo]:
     """Block until every run of the sweep has ended."""
-    import time
-
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         runs = storage.list_runs(sweep=sweep_id, newest_first=False)
@@ -289,7 +288,3 @@ def _seed(run: RunInfo) -> int:
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
-
-
-def points_by_label(summary: SweepSummary) -> Mapping[str, PointSummary]:
-    return {p.label: p for p in summary.points}
