@@ -14,7 +14,7 @@ import gradio as gr
 from ptmoe_core.methods import NAMES
 from storage.bundles import GALLERY
 
-from . import plots, queries, views
+from . import plots, queries, sweep_view, views
 from .escaping import code
 from .state import AppContext
 from .studio import Studio
@@ -79,6 +79,8 @@ def build(ctx: AppContext) -> SimpleNamespace:
             with gr.Row():
                 loss_plot = gr.Plot(plots.empty("Training loss", "Select runs to compare."), show_label=False)
                 eval_plot = gr.Plot(plots.empty("Evaluation (macro F1)", "Select runs to compare."), show_label=False)
+
+    sweeps = sweep_view.build_view(ctx)
 
     # ---- handlers ----------------------------------------------------------------------------
 
@@ -224,5 +226,5 @@ def build(ctx: AppContext) -> SimpleNamespace:
                       api_name="import_bundle")
 
     return SimpleNamespace(table=table, sel=sel, compare=compare, filters=filters, list_outputs=list_outputs,
-                           list_runs=list_runs, inspect_btn=inspect_btn, copy_btn=copy_btn)
+                           list_runs=list_runs, inspect_btn=inspect_btn, copy_btn=copy_btn, sweeps=sweeps)
 

@@ -126,10 +126,15 @@ class Studio:
         cfg = checked.cfg
         if checked.errors or cfg is None:
             return Launched(None, checked)
+        return Launched(self.ctx.queue.submit(self.resolve(cfg)), checked)
+
+    def resolve(self, cfg: RunConfig) -> RunConfig:
+        """``cfg`` with its data specs and model name as the job will read them (files inside the data
+        folder): what launch queues, and a sweep's base."""
         cfg.data.train = [ds.resolve_spec(s, self.ctx.data_dir) for s in cfg.data.train]
         cfg.data.eval = [ds.resolve_spec(s, self.ctx.data_dir) for s in cfg.data.eval]
         cfg.model.name = ds.resolve_model(cfg.model.name, self.ctx.data_dir)
-        return Launched(self.ctx.queue.submit(cfg), checked)
+        return cfg
 
     def stop(self, run_id: int) -> Any:
         """Ask run ``run_id`` to stop (it saves a checkpoint at the end of its step); its ``RunInfo``."""

@@ -19,7 +19,7 @@ from ptmoe_core.methods import Option, routing
 from ptmoe_core.methods.soft_prompt import PROMPT_INITS
 
 from . import data_sources as ds
-from . import forms, plots, queries, views
+from . import forms, plots, queries, sweep_view, views
 from .config_view import config_html
 from .escaping import code, esc
 from .state import AppContext
@@ -185,6 +185,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                                               elem_id="pt-run-name")
                     launch_btn = gr.Button("Launch", variant="primary", scale=1, elem_id="pt-launch")
                 check_md = gr.Markdown("", elem_id="pt-check")
+            sweep = sweep_view.build_launcher(ctx)
             with gr.Accordion("Configuration: save · load · copy from a run · CLI", open=False):
                 with gr.Row():
                     save_btn = gr.Button("Save configuration (.yaml)", size="sm")
@@ -285,6 +286,15 @@ def build(ctx: AppContext) -> SimpleNamespace:
         msg = f"✓ Queued run **#{run_id} {views.esc(cfg.name)}** — progress on the right."
         return [*_field_updates({}), msg, gr.update(choices=choices, value=run_id), gr.update(choices=choices),
                 *[gr.skip()] * len(ACCORDION_KEYS)]
+
+    def form_config(*args: Any) -> RunConfig:
+        """The form's configuration, validated and with its data and model resolved (the sweep's base)."""
+        c = studio.check(forms.as_values(args))
+        if c.errors or c.cfg is None:
+            raise gr.Error("Fix the settings above first: " + _reasons(c.errors))
+        return studio.resolve(c.cfg)
+
+    sweep.wire(fields, form_config)
 
     @friendly
     def stop(run: Any):
