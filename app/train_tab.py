@@ -14,6 +14,7 @@ from typing import Any
 
 import gradio as gr
 
+from ptmoe_core import trackers
 from ptmoe_core.config import DEVICES, NOISE_TYPES, PROMPT_INITS, SCHEDULES, RunConfig
 
 from . import data_sources as ds
@@ -171,6 +172,11 @@ def build(ctx: AppContext) -> SimpleNamespace:
                         comp["grad_accum"] = gr.Number(d["grad_accum"], label="Gradient accumulation",
                                                        info=H["grad_accum"], precision=0, minimum=1)
                         comp["seed"] = gr.Number(d["seed"], label="Seed", info=H["seed"], precision=0)
+                    avail = trackers.installed()
+                    comp["report_to"] = gr.CheckboxGroup([k for k, ok in avail.items() if ok], value=d["report_to"],
+                                                         label="Report to trackers", info=H["report_to"],
+                                                         elem_id="pt-report-to")
+                    gr.Markdown(esc(trackers.missing_note(avail)), elem_id="pt-trackers-missing")
             with gr.Group():
                 with gr.Row(equal_height=True):
                     comp["name"] = gr.Textbox(d["name"], label="Run name", info=H["name"], scale=3,

@@ -78,6 +78,11 @@ def cmd_train(args) -> int:
     from .trainer import train
 
     cfg = train_config(args)
+    from .trackers import installed, missing_note
+
+    gone = [t for t in cfg.train.report_to if not installed()[t]]
+    if gone:
+        raise ConfigError("train.report_to", f"{', '.join(gone)} not installed. {missing_note()}")
     print(preset_note(cfg))  # information, on stdout: stderr carries only errors
     stop = {"requested": False}
 
@@ -104,7 +109,8 @@ def train_config(args) -> RunConfig:
         raise ConfigError("config", f"expected a mapping, got {type(d).__name__}")
     if args.output_dir:
         d["output_dir"] = args.output_dir
-    sets = [*(args.set or []), *([f"method.preset={args.preset}"] if args.preset else [])]
+    sets = [*(args.set or []), *([f"method.preset={args.preset}"] if args.preset else []),
+            *([f"train.report_to={args.report_to}"] if args.report_to is not None else [])]
     return RunConfig.from_dict(_apply_overrides(d, sets)).validate()
 
 
@@ -202,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "when absent): studio = what measured best here (docs/routing.md); paper = PT-MoE exactly "
                         "as the paper describes it. Method keys the file or --set give explicitly still win.")
     t.add_argument("--no-resume", action="store_true", help="ignore checkpoints already in output_dir")
+    t.add_argument("--report-to", metavar="TRACKERS", default=None,
+                   help="comma-separated experiment trackers: tensorboard, mlflow, trackio (default: none; "
+                        "overrides train.report_to)")
     t.set_defaults(func=cmd_train)
 
     g = sub.add_parser("generate", help="routed greedy generation through an adapter")
