@@ -16,7 +16,7 @@ from ptmoe_core.bundle import SUFFIX
 from ptmoe_core.config import METHODS
 from storage.bundles import GALLERY, export_run, import_bundle
 
-from . import floors, plots, queries, views
+from . import floors, plots, queries, run_actions, views
 from .data_sources import inside
 from .escaping import code
 from .state import AppContext
@@ -68,6 +68,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                                             elem_id="pt-confirm-delete")
                     cancel_btn = gr.Button("Cancel", size="sm")
             action_md = gr.Markdown("", elem_id="pt-runs-action")
+            run_actions.build_push(ctx, sel, action_md)
         with gr.Column(scale=2):
             gr.Markdown("#### Compare")
             compare = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="Runs to compare",

@@ -1,4 +1,4 @@
-"""``python -m ptmoe_core``: train, generate, params, data, evaluate.
+"""``python -m ptmoe_core``: train, generate, push, params, data, evaluate.
 
 User errors print one line and exit with status 2; no tracebacks for bad input (an unexpected failure
 prints one line too and exits with 1; ``PTMOE_DEBUG=1`` shows its traceback).
@@ -150,6 +150,14 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_push(args) -> int:
+    """Upload an adapter folder to the Hub with huggingface_hub's own token (HF_TOKEN or the saved login)."""
+    from .hub import push
+
+    print(f"pushed {args.adapter} to {args.repo}: {push(args.adapter, args.repo, private=args.private)}")
+    return 0
+
+
 def cmd_params(args) -> int:
     """Each method as the paper's comparison configures it (``presets.paper_method``: SMoP at T=20,
     DPT at R=39, ...), with the shape flags given laid over it."""
@@ -226,6 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     grp.add_argument("--all-experts", action="store_true", help="answer once per expert")
     g.add_argument("--json", action="store_true", help="one JSON object per line")
     g.set_defaults(func=cmd_generate)
+
+    h = sub.add_parser("push", help="upload an adapter folder to a Hugging Face Hub model repository")
+    h.add_argument("--adapter", required=True, help="adapter directory (e.g. runs/NAME/adapter)")
+    h.add_argument("--repo", required=True, metavar="USER/NAME", help="model repository (created if missing)")
+    h.add_argument("--private", action="store_true", help="create the repository private")
+    h.set_defaults(func=cmd_push)
 
     c = sub.add_parser("params", help="trainable-parameter count of a method, as the paper's comparison "
                                       "configures it unless a shape flag says otherwise")
