@@ -18,7 +18,7 @@ from ptmoe_core import trackers
 from ptmoe_core.config import DEVICES, NOISE_TYPES, PROMPT_INITS, SCHEDULES, RunConfig
 
 from . import data_sources as ds
-from . import forms, plots, queries, views
+from . import forms, plots, queries, run_actions, views
 from .config_view import config_html
 from .escaping import code, esc
 from .state import AppContext
@@ -217,6 +217,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                 mi_plot = gr.Plot(_mi_curve(queries.RoutingView()), show_label=False)
             log = gr.Textbox("", label="Log (tail)", lines=10, max_lines=14, interactive=False, autoscroll=True,
                              elem_id="pt-log")
+            run_actions.build_continue(ctx, watch, "pt-train")
             with gr.Accordion("Configuration of this run: preset and every resolved value", open=False):
                 run_config = gr.HTML(config_html(None), elem_id="pt-run-config-view")
             timer = gr.Timer(settings.poll_s)

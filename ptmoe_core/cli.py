@@ -77,7 +77,7 @@ def _apply_overrides(d: dict, sets: list[str]) -> dict:
 def cmd_train(args) -> int:
     from .trainer import train
 
-    cfg = train_config(args)
+    cfg = continued_config(args) if args.resume else train_config(args)
     from .trackers import installed, missing_note
 
     gone = [t for t in cfg.train.report_to if not installed()[t]]
@@ -99,6 +99,19 @@ def cmd_train(args) -> int:
     if res.adapter_dir:
         print(f"adapter: {res.adapter_dir}")
     return 0
+
+
+def continued_config(args) -> RunConfig:
+    """``--resume DIR``: the run folder's own configuration, ``--more-steps`` past its last checkpoint,
+    with only the changes the engine allows on resuming (``ptmoe_core.resume``)."""
+    from .resume import continue_config, run_folder_config
+
+    if args.config or args.preset or args.no_resume or args.output_dir:
+        raise ConfigError("--resume", "continues a run folder as it was: drop --config, --preset, --output-dir "
+                                      "and --no-resume (change steps with --more-steps, the rest with --set)")
+    cfg, step = run_folder_config(args.resume)
+    sets = [*(args.set or []), *([f"train.report_to={args.report_to}"] if args.report_to is not None else [])]
+    return continue_config(cfg, step, args.more_steps, sets)
 
 
 def train_config(args) -> RunConfig:
@@ -216,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "when absent): studio = what measured best here (docs/routing.md); paper = PT-MoE exactly "
                         "as the paper describes it. Method keys the file or --set give explicitly still win.")
     t.add_argument("--no-resume", action="store_true", help="ignore checkpoints already in output_dir")
+    t.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue the run in RUN_DIR (its run_config.json) from its last checkpoint, also a "
+                        "finished one, for --more-steps more; only steps, eval_every, save_every, report_to "
+                        "and name may change (--set)")
+    t.add_argument("--more-steps", type=int, default=0, metavar="N", help="with --resume: steps to add (default 0: finish the steps the run had left)")
     t.add_argument("--report-to", metavar="TRACKERS", default=None,
                    help="comma-separated experiment trackers: tensorboard, mlflow, trackio (default: none; "
                         "overrides train.report_to)")
