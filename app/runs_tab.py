@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from ptmoe_core.bundle import SUFFIX
-from ptmoe_core.config import METHODS
+from ptmoe_core.methods import NAMES
 from storage.bundles import GALLERY, export_run, import_bundle
 
 from . import floors, plots, queries, run_actions, views
@@ -33,7 +33,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                 "overlay their curves and compare their final scores.")
     with gr.Row():
         f_status = gr.Dropdown([ANY, *STATUSES], value=ANY, label="Status", scale=1)
-        f_method = gr.Dropdown([ANY, *METHODS], value=ANY, label="Method", scale=1)
+        f_method = gr.Dropdown([ANY, *NAMES], value=ANY, label="Method", scale=1)
         f_model = gr.Textbox(label="Model contains", placeholder="e.g. smollm2", scale=2)
         f_search = gr.Textbox(label="Name contains", placeholder="search run names", scale=2)
         f_gallery = gr.Checkbox(True, label="show gallery runs", scale=1, elem_id="pt-show-gallery",
@@ -162,10 +162,16 @@ def build(ctx: AppContext) -> SimpleNamespace:
         r = st.rename_run(rid, name)
         return f"Renamed run #{rid} to **{views.esc(r.name)}**.", _details(rid)
 
+    def _may_delete(r: Any) -> None:
+        why = ctx.settings.delete_refusal(r.experiment)
+        if why:
+            raise gr.Error(f"Run #{r.id}: {why}.")
+
     @friendly
     def ask_delete(run: Any):
         rid = require_run_id(run)
         r = st.get_run(rid)
+        _may_delete(r)
         if r.status == "RUNNING":
             raise gr.Error(f"Run #{rid} is running: stop it first (Train tab), then delete it.")
         where = f" and its folder {code(r.output_dir)}" if r.output_dir else ""
@@ -176,6 +182,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def delete_run(run: Any, status: str, method: str, model: str, search: str, current: list[Any] | None,
                    show_gallery: bool = True):
         rid = require_run_id(run)
+        _may_delete(st.get_run(rid))
         removed = st.delete_run(rid, delete_files=True)
         msg = f"Deleted run #{rid}" + (f" and {len(removed)} path(s) on disk." if removed else ".")
         rows, ch_upd, cmp_upd = list_runs(status, method, model, search, [c for c in current or [] if c != rid],

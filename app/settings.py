@@ -28,6 +28,7 @@ GALLERY_DIR = Path(__file__).resolve().parents[1] / "gallery"  # example runs an
 SPACE_STORAGE = "/data"  # a Hugging Face Space's persistent storage, when the Space has it
 
 DEMO_UPLOAD_TTL_H = 24.0  # demo mode: uploads older than this are deleted
+UPLOADS_TOTAL_MB = 5000  # all uploads together, outside demo mode (demo: Limits.uploads_mb)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class Limits:
     builtin_n: int = 2000  # builtin:...?n= and ?n_eval=
     hub_data: bool = False  # hf: specs (downloads of any size)
     queued_runs: int = 3  # runs waiting at once, from everyone
+    eval_specs: int = 8  # evaluation data specs per run (each is an evaluation set, every evaluation)
+    uploads_mb: int = 200  # all uploads together in data/uploads/
 
 
 DEMO_LIMITS = Limits()
@@ -98,6 +101,20 @@ class Settings:
     def max_data_bytes(self) -> int:
         """What the web process reads of one data file (previews, unzipped too): the upload limit."""
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def max_uploads_mb(self) -> int:
+        """All uploads together (``data/uploads/``): a visitor cannot fill the disk 20 MB at a time."""
+        return self.limits.uploads_mb if self.limits is not None else UPLOADS_TOTAL_MB
+
+    def delete_refusal(self, experiment: str) -> str | None:
+        """Who may delete runs: anyone who can reach a private studio (logged in, when it has a login);
+        in demo mode nobody without a login (visitors share the runs), and gallery runs never."""
+        if self.demo and not self.auth:
+            return "runs cannot be deleted in this shared demo (it has no login; its owner can set PTMOE_AUTH)"
+        if self.demo and experiment == "gallery":
+            return "gallery runs cannot be deleted in demo mode (hide them with show gallery runs)"
+        return None
 
     @property
     def upload_dir(self) -> Path:

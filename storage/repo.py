@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
@@ -140,8 +140,8 @@ class Storage:
 
         def tx(s: Session) -> int:
             exp = _experiment(s, experiment, None)
-            run = Run(
-                id=_next_run_id(s),
+            run = new_run(
+                s,
                 experiment_id=exp.id,
                 name=cfg.name,
                 method=cfg.method.method,
@@ -153,8 +153,6 @@ class Storage:
                 step=0,
                 total_steps=cfg.train.steps,
             )
-            s.add(run)
-            s.flush()
             run_cfg = copy.deepcopy(cfg)
             run_dir = self._new_run_dir(run.id, cfg.name)
             run_cfg.output_dir = str(run_dir)
@@ -699,6 +697,17 @@ def _run_info(r: Run, experiment: str) -> RunInfo:
         step=r.step,
         total_steps=r.total_steps,
     )
+
+
+def new_run(s: Session, **fields: Any) -> Run:
+    """The one place a run row is created (``submit``, bundle import): its id comes from the counter,
+    and on PostgreSQL the table's own sequence is moved past it, so nothing else can hand it out again."""
+    run = Run(id=_next_run_id(s), **fields)
+    s.add(run)
+    s.flush()
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT setval(pg_get_serial_sequence('runs', 'id'), :rid)"), {"rid": run.id})
+    return run
 
 
 def _next_run_id(s: Session) -> int:
