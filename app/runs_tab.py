@@ -16,7 +16,7 @@ from ptmoe_core.bundle import SUFFIX
 from ptmoe_core.methods import NAMES
 from storage.bundles import GALLERY, export_run, import_bundle
 
-from . import floors, plots, queries, run_actions, views
+from . import floors, plots, queries, run_actions, sweep_view, views
 from .data_sources import inside
 from .escaping import code
 from .state import AppContext
@@ -82,6 +82,8 @@ def build(ctx: AppContext) -> SimpleNamespace:
             with gr.Row():
                 loss_plot = gr.Plot(plots.empty("Training loss", "Select runs to compare."), show_label=False)
                 eval_plot = gr.Plot(plots.empty("Evaluation (macro F1)", "Select runs to compare."), show_label=False)
+
+    sweeps = sweep_view.build_view(ctx)
 
     # ---- handlers ----------------------------------------------------------------------------
 
@@ -247,7 +249,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                       api_name="import_bundle")
 
     return SimpleNamespace(table=table, sel=sel, compare=compare, filters=filters, list_outputs=list_outputs,
-                           list_runs=list_runs, inspect_btn=inspect_btn, copy_btn=copy_btn)
+                           list_runs=list_runs, inspect_btn=inspect_btn, copy_btn=copy_btn, sweeps=sweeps)
 
 
 def _safe(name: str) -> str:

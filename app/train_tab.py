@@ -20,7 +20,7 @@ from ptmoe_core.methods import Option, routing
 from ptmoe_core.methods.soft_prompt import PROMPT_INITS
 
 from . import data_sources as ds
-from . import forms, plots, queries, run_actions, views
+from . import forms, plots, queries, run_actions, sweep_view, views
 from .config_view import config_html
 from .escaping import code, esc
 from .state import AppContext
@@ -189,6 +189,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                                               elem_id="pt-run-name")
                     launch_btn = gr.Button("Launch", variant="primary", scale=1, elem_id="pt-launch")
                 check_md = gr.Markdown("", elem_id="pt-check")
+            sweep = sweep_view.build_launcher(ctx)
             with gr.Accordion("Configuration: save · load · copy from a run · CLI", open=False):
                 with gr.Row():
                     save_btn = gr.Button("Save configuration (.yaml)", size="sm")
@@ -304,14 +305,28 @@ def build(ctx: AppContext) -> SimpleNamespace:
         if errors or cfg is None:
             msg = "**Not launched:** " + _reasons(errors)
             return [*_field_updates(errors), msg, gr.update(), gr.update(), *_open_for(errors)]
-        cfg.data.train = [ds.resolve_spec(s, ctx.data_dir) for s in cfg.data.train]
-        cfg.data.eval = [ds.resolve_spec(s, ctx.data_dir) for s in cfg.data.eval]
-        cfg.model.name = ds.resolve_model(cfg.model.name, ctx.data_dir)
+        _resolve(cfg)
         run_id = ctx.queue.submit(cfg) if ctx.queue is not None else st.submit(cfg)
         choices = queries.run_choices(st)
         msg = f"✓ Queued run **#{run_id} {views.esc(cfg.name)}** — progress on the right."
         return [*_field_updates({}), msg, gr.update(choices=choices, value=run_id), gr.update(choices=choices),
                 *[gr.skip()] * len(ACCORDION_KEYS)]
+
+    def form_config(*args: Any) -> RunConfig:
+        """The form's configuration, validated and with its data and model resolved (the sweep's base)."""
+        cfg, errors, _, _ = _check(forms.as_values(args))
+        if errors or cfg is None:
+            raise gr.Error("Fix the settings above first: " + _reasons(errors))
+        return _resolve(cfg)
+
+    def _resolve(cfg: RunConfig) -> RunConfig:
+        """Data specs and the model name as the job will read them (files inside the data folder)."""
+        cfg.data.train = [ds.resolve_spec(s, ctx.data_dir) for s in cfg.data.train]
+        cfg.data.eval = [ds.resolve_spec(s, ctx.data_dir) for s in cfg.data.eval]
+        cfg.model.name = ds.resolve_model(cfg.model.name, ctx.data_dir)
+        return cfg
+
+    sweep.wire(fields, form_config)
 
     @friendly
     def stop(run: Any):
