@@ -58,6 +58,7 @@ FIELDS: tuple[Field, ...] = (
     Field("save_every", "train.save_every", "int"),
     Field("max_new_tokens", "train.max_new_tokens", "int"),
     Field("seed", "train.seed", "int"),
+    Field("report_to", "train.report_to", "list"),
 )
 KEYS = tuple(f.key for f in FIELDS)
 BY_PATH = {f.path: f for f in FIELDS}
@@ -87,6 +88,8 @@ HELP = {
               "recorded as differing from the preset.",
     **{o.name: o.help for o in methods.FORM_OPTIONS},  # each method setting's help, from its module
     "steps": "Optimizer steps.",
+    "report_to": "Also send the run's parameters, curves, scores and routing summary to these experiment trackers "
+                 "(TensorBoard under the run's folder, MLflow at $MLFLOW_TRACKING_URI, trackio's local store).",
     "batch_size": "Examples per step (per micro-batch with accumulation).",
     "grad_accum": "Micro-batches accumulated per step.",
     "lr": f"Soft prompts need a large step ({DEFAULT_PROMPT_LR:g}), LoRA a small one ({lora.LR:g}); "

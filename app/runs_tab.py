@@ -14,7 +14,7 @@ import gradio as gr
 from ptmoe_core.methods import NAMES
 from storage.bundles import GALLERY
 
-from . import plots, queries, sweep_view, views
+from . import plots, queries, run_actions, sweep_view, views
 from .escaping import code
 from .state import AppContext
 from .studio import Studio
@@ -67,6 +67,8 @@ def build(ctx: AppContext) -> SimpleNamespace:
                                             elem_id="pt-confirm-delete")
                     cancel_btn = gr.Button("Cancel", size="sm")
             action_md = gr.Markdown("", elem_id="pt-runs-action")
+            run_actions.build_continue(ctx, sel, "pt-runs")
+            run_actions.build_push(ctx, sel, action_md)
         with gr.Column(scale=2):
             gr.Markdown("#### Compare")
             compare = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="Runs to compare",
@@ -111,6 +113,9 @@ def build(ctx: AppContext) -> SimpleNamespace:
                  + (f" · {r.trainable_params:,} trainable parameters" if r.trainable_params else "")]
         if r.adapter_path:
             lines.append(f"adapter: {code(r.adapter_path)}")
+        note = run_actions.continued_note(st.params(run_id))
+        if note:
+            lines.append(note)
         if r.reason == "imported":
             lines.append(f"imported from a run bundle (experiment “{views.esc(r.experiment)}”)")
         if r.error_message:

@@ -14,12 +14,13 @@ from typing import Any
 
 import gradio as gr
 
+from ptmoe_core import trackers
 from ptmoe_core.config import DEVICES, SCHEDULES, RunConfig
 from ptmoe_core.methods import Option, routing
 from ptmoe_core.methods.soft_prompt import PROMPT_INITS
 
 from . import data_sources as ds
-from . import forms, plots, queries, sweep_view, views
+from . import forms, plots, queries, run_actions, sweep_view, views
 from .config_view import config_html
 from .escaping import code, esc
 from .state import AppContext
@@ -179,6 +180,11 @@ def build(ctx: AppContext) -> SimpleNamespace:
                         comp["grad_accum"] = gr.Number(d["grad_accum"], label="Gradient accumulation",
                                                        info=H["grad_accum"], precision=0, minimum=1)
                         comp["seed"] = gr.Number(d["seed"], label="Seed", info=H["seed"], precision=0)
+                    avail = trackers.installed()
+                    comp["report_to"] = gr.CheckboxGroup([k for k, ok in avail.items() if ok], value=d["report_to"],
+                                                         label="Report to trackers", info=H["report_to"],
+                                                         elem_id="pt-report-to")
+                    gr.Markdown(esc(trackers.missing_note(avail)), elem_id="pt-trackers-missing")
             with gr.Group():
                 with gr.Row(equal_height=True):
                     comp["name"] = gr.Textbox(d["name"], label="Run name", info=H["name"], scale=3,
@@ -220,6 +226,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                 mi_plot = gr.Plot(_mi_curve(queries.RoutingView()), show_label=False)
             log = gr.Textbox("", label="Log (tail)", lines=10, max_lines=14, interactive=False, autoscroll=True,
                              elem_id="pt-log")
+            run_actions.build_continue(ctx, watch, "pt-train")
             with gr.Accordion("Configuration of this run: preset and every resolved value", open=False):
                 run_config = gr.HTML(config_html(None), elem_id="pt-run-config-view")
             timer = gr.Timer(settings.poll_s)

@@ -1,4 +1,4 @@
-"""``python -m ptmoe_core``: train, generate, params, data, evaluate.
+"""``python -m ptmoe_core``: train, generate, push, params, data, evaluate.
 
 User errors print one line and exit with status 2; no tracebacks for bad input (an unexpected failure
 prints one line too and exits with 1; ``PTMOE_DEBUG=1`` shows its traceback).
@@ -78,7 +78,12 @@ def _apply_overrides(d: dict, sets: list[str]) -> dict:
 def cmd_train(args) -> int:
     from .trainer import train
 
-    cfg = train_config(args)
+    cfg = continued_config(args) if args.resume else train_config(args)
+    from .trackers import installed, missing_note
+
+    gone = [t for t in cfg.train.report_to if not installed()[t]]
+    if gone:
+        raise ConfigError("train.report_to", f"{', '.join(gone)} not installed. {missing_note()}")
     print(preset_note(cfg))  # information, on stdout: stderr carries only errors
     stop = {"requested": False}
 
@@ -97,6 +102,19 @@ def cmd_train(args) -> int:
     return 0
 
 
+def continued_config(args) -> RunConfig:
+    """``--resume DIR``: the run folder's own configuration, ``--more-steps`` past its last checkpoint,
+    with only the changes the engine allows on resuming (``ptmoe_core.resume``)."""
+    from .resume import continue_config, run_folder_config
+
+    if args.config or args.preset or args.no_resume or args.output_dir:
+        raise ConfigError("--resume", "continues a run folder as it was: drop --config, --preset, --output-dir "
+                                      "and --no-resume (change steps with --more-steps, the rest with --set)")
+    cfg, step = run_folder_config(args.resume)
+    sets = [*(args.set or []), *([f"train.report_to={args.report_to}"] if args.report_to is not None else [])]
+    return continue_config(cfg, step, args.more_steps, sets)
+
+
 def train_config(args) -> RunConfig:
     """The config file's keys as written (not yet laid over a preset), then ``--set``, then ``--preset``,
     so the chosen preset fills every method key that neither sets explicitly."""
@@ -105,7 +123,8 @@ def train_config(args) -> RunConfig:
         raise ConfigError("config", f"expected a mapping, got {type(d).__name__}")
     if args.output_dir:
         d["output_dir"] = args.output_dir
-    sets = [*(args.set or []), *([f"method.preset={args.preset}"] if args.preset else [])]
+    sets = [*(args.set or []), *([f"method.preset={args.preset}"] if args.preset else []),
+            *([f"train.report_to={args.report_to}"] if args.report_to is not None else [])]
     return RunConfig.from_dict(_apply_overrides(d, sets)).validate()
 
 
@@ -142,6 +161,14 @@ def cmd_generate(args) -> int:
             f"expert {r['expert']}{' (forced)' if r['forced'] is not None else ''} | p = "
             + " ".join(f"{p:.3f}" for p in r["probs"]) + f" | confidence {r['confidence']:.3f} | ")
         print(f"> {r['input']}\n  {route}{r['latency_s'] * 1000:.0f} ms\n  {r['text']}")
+    return 0
+
+
+def cmd_push(args) -> int:
+    """Upload an adapter folder to the Hub with huggingface_hub's own token (HF_TOKEN or the saved login)."""
+    from .hub import push
+
+    print(f"pushed {args.adapter} to {args.repo}: {push(args.adapter, args.repo, private=args.private)}")
     return 0
 
 
@@ -203,6 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "when absent): studio = what measured best here (docs/routing.md); paper = PT-MoE exactly "
                         "as the paper describes it. Method keys the file or --set give explicitly still win.")
     t.add_argument("--no-resume", action="store_true", help="ignore checkpoints already in output_dir")
+    t.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue the run in RUN_DIR (its run_config.json) from its last checkpoint, also a "
+                        "finished one, for --more-steps more; only steps, eval_every, save_every, report_to "
+                        "and name may change (--set)")
+    t.add_argument("--more-steps", type=int, default=0, metavar="N", help="with --resume: steps to add (default 0: finish the steps the run had left)")
+    t.add_argument("--report-to", metavar="TRACKERS", default=None,
+                   help="comma-separated experiment trackers: tensorboard, mlflow, trackio (default: none; "
+                        "overrides train.report_to)")
     t.set_defaults(func=cmd_train)
 
     g = sub.add_parser("generate", help="routed greedy generation through an adapter")
@@ -218,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     grp.add_argument("--all-experts", action="store_true", help="answer once per expert")
     g.add_argument("--json", action="store_true", help="one JSON object per line")
     g.set_defaults(func=cmd_generate)
+
+    h = sub.add_parser("push", help="upload an adapter folder to a Hugging Face Hub model repository")
+    h.add_argument("--adapter", required=True, help="adapter directory (e.g. runs/NAME/adapter)")
+    h.add_argument("--repo", required=True, metavar="USER/NAME", help="model repository (created if missing)")
+    h.add_argument("--private", action="store_true", help="create the repository private")
+    h.set_defaults(func=cmd_push)
 
     c = sub.add_parser("params", help="trainable-parameter count of a method, as the paper's comparison "
                                       "configures it unless a shape flag says otherwise")

@@ -185,6 +185,7 @@ class TrainConfig:
     save_every: int = 0  # 0: only at the end
     max_new_tokens: int = 32
     eval_batch_size: int = 16
+    report_to: list[str] = field(default_factory=list)  # experiment trackers (ptmoe_core.trackers); none by default
 
     def resolved_lr(self, method: str) -> float:
         if self.lr is not None:
@@ -211,6 +212,12 @@ class TrainConfig:
         for name in ("eval_every", "save_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name}", "must be >= 0 (0 = only at the end)")
+        from .trackers import TRACKERS
+
+        for t in self.report_to:
+            _choice("train.report_to", t, tuple(TRACKERS))
+        if len(set(self.report_to)) != len(self.report_to):
+            raise ConfigError("train.report_to", f"names a tracker twice: {self.report_to}")
 
 
 @dataclass

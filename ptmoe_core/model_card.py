@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .adapter import CARD_NAME, read_adapter_config
 from .methods import METHODS
 from .models import TINY, hub_id_of
@@ -109,7 +107,9 @@ def render_card(record: Mapping[str, Any], training: TrainingSummary | None = No
     base = str(record["base_model"].get("name") or "an unnamed base model")
     hub = hub_id_of(base)
     title = f"{_md(training.run_name)}: " if training and training.run_name else ""
-    out = ["---", yaml.safe_dump(front_matter(record), sort_keys=False).strip(), "---", "",
+    from .hub import card_data  # huggingface_hub's card classes; the scores become the model-index
+
+    out = ["---", card_data(front_matter(record), training).to_yaml().strip(), "---", "",
            f"# {title}{short} adapter for {_md(hub or base)}", "",
            f"A {short} adapter trained with PT-MoE Studio: {description}. The base model stays frozen; "
            f"only the **{int(record.get('trainable_params', 0)):,} trainable parameters** below are stored.", ""]

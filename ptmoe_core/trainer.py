@@ -36,7 +36,9 @@ FINAL_ADAPTER = "adapter"
 STATE_NAME = "trainer_state.json"
 OPTIMIZER_NAME = "optimizer.safetensors"
 # Changing these does not change the optimisation trajectory, so a resume may change them.
-RESUMABLE_CHANGES = {("train", "steps"), ("train", "eval_every"), ("train", "save_every"), ("name",)}
+# The trackers a run reports to do not touch the optimisation either.
+RESUMABLE_CHANGES = {("train", "steps"), ("train", "eval_every"), ("train", "save_every"), ("train", "report_to"),
+                     ("name",)}
 
 
 @dataclass
@@ -106,6 +108,9 @@ def train(
         "lr": lr,
         "init_text": init_text,
     }
+    from .trackers import for_run
+
+    callbacks = [*callbacks, *for_run(cfg, present=callbacks)]  # train.report_to, unless the caller built them
     for cb in callbacks:
         cb.on_train_begin(tc.steps, start, info)
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ptmoe_core import trackers
 from ptmoe_core.callbacks import EvalReport, StepMetrics, TrainerCallback, eval_points, step_points
 from ptmoe_core.config import RunConfig
 from ptmoe_core.errors import PTMoEError
@@ -179,7 +180,8 @@ def run_job(storage: Storage, run_id: int, target: str, heartbeat_s: float) -> i
     try:
         train = resolve_target(target)
         cfg = RunConfig.from_dict(run.config)
-        result = train(cfg, [callback], stop, resume=True)
+        # train.report_to's trackers, named after the run's experiment (the trainer skips those given)
+        result = train(cfg, [callback, *trackers.for_run(cfg, run.experiment)], stop, resume=True)
         callback.flush()
         return _record_result(storage, run_id, result, stop, callback.last_step)
     except BaseException as e:  # every failure, KeyboardInterrupt included, must end up in the database
