@@ -70,9 +70,9 @@ def flat_params(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 def routing_points(report: EvalReport, n_experts: int) -> list[tuple[str, float]]:
     """The evaluation's routing summary as scalars; empty for methods without a router."""
-    from .model_card import RoutingSummary
+    from .routing_summary import RoutingSummary
 
-    r = RoutingSummary.from_records(report.records, n_experts) if n_experts else None
+    r = RoutingSummary.of(report.records, n_experts) if n_experts else None
     if r is None:
         return []
     pts = [(f"routing/load/{e}", x) for e, x in enumerate(r.load)] + [("routing/mi_bits", r.mi_bits)]
@@ -112,8 +112,9 @@ class TrackerCallback(TrainerCallback):
         self._guard("step", self._scalars, step_points(m), m.step)
 
     def on_evaluate(self, report: EvalReport) -> None:
-        self._guard("evaluation", self._scalars, eval_points(report) + routing_points(report, self.n_experts),
-                    report.step)
+        # the points are built inside the guard too: a summary that fails must not fail the run either
+        self._guard("evaluation", lambda: self._scalars(eval_points(report) + routing_points(report, self.n_experts),
+                                                        report.step))
 
     def on_train_end(self, status: str, step: int, adapter_dir: Path | None) -> None:
         self._guard("end", self._close, status)

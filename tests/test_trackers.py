@@ -12,7 +12,7 @@ import pytest
 from ptmoe_core import trackers
 from ptmoe_core.config import RunConfig
 from ptmoe_core.errors import ConfigError
-from ptmoe_core.model_card import RoutingSummary
+from ptmoe_core.routing_summary import RoutingSummary
 from storage import JobManager, JobSettings, RunStatus, Storage
 
 ALL = ["tensorboard", "mlflow", "trackio"]
@@ -70,14 +70,13 @@ def test_a_studio_run_reaches_every_tracker_with_the_databases_numbers(tmp_path,
         hist = storage.metric_history(run_id)
         params = storage.params(run_id)
         evals = storage.evaluations(run_id)
-        records = storage.routing_records(run_id)
+        final = storage.routing_records(run_id, step=4)
     # what the database says, as the trackers name it
     want = {k: hist[k] for k in ("loss", "lr", "grad_norm", "router_entropy", "expert_load/0", "eval/macro/f1")}
     assert want["loss"].steps == [1, 2, 3, 4] and want["eval/macro/f1"].steps == [2, 4]
     macro_f1 = {e.step: e.f1 for e in evals if e.dataset == "macro"}
     assert want["eval/macro/f1"].values == [macro_f1[2], macro_f1[4]]
-    final = [r for r in records if r.step == 4]
-    summary = RoutingSummary.from_records([vars(r) for r in final], 2)
+    summary = RoutingSummary.of(final, 2)
     assert summary is not None
 
     # TensorBoard: the event files under the run's own folder
