@@ -1,6 +1,6 @@
 """The paper's comparison on real data: PT, DPT, SMoP, PT-MoE and LoRA under one trainer, one budget.
 
-    python bench/quality.py [--quick] [--seeds K] [--model smollm2-135m] [--device auto] [--db URL]
+    python -m bench.quality [--quick] [--seeds K] [--model smollm2-135m] [--device auto] [--db URL]
                             [--out docs/results.md] [--only METHOD,...] [--threads N]
 
 Training mixes SQuAD v2.0 answerable questions, GSM8K (final number) and the built-in tasks, capped so
@@ -42,11 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ptmoe_core.methods import METHODS as SPECS
 
-from ptmoe_core.methods import METHODS as SPECS  # noqa: E402 - after the path set-up above
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data"
 EXPERIMENT = "paper-comparison"
@@ -636,7 +634,7 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
         L.append("> **This is the `--quick` smoke run**: a tiny budget (a few optimizer steps, a handful of "
                  "evaluation questions per data set). Its scores say whether the pipeline works end to end, not "
                  "which method is better; differences between methods here are within noise. Run "
-                 "`python bench/quality.py` (the full plan) for the comparison.")
+                 "`python -m bench.quality` (the full plan) for the comparison.")
         L.append("")
     L.append("## Setup")
     L.append("")
@@ -982,7 +980,7 @@ def verdict_lines(main: list[dict[str, Any]], results: list[dict[str, Any]], ahe
 
 
 def parse_args(argv: list[str] | None):
-    p = argparse.ArgumentParser(prog="python bench/quality.py", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="the five methods at a tiny budget (minutes)")
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--device", default="auto")
@@ -1127,7 +1125,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     plots: dict[str, Path] = {}
     note = None
     if args.plots != "none":
-        import quality_plots as qp
+        from bench import quality_plots as qp
 
         main = [r for r in results if r["group"] == "methods"]
         others = [r for r in results if r["group"] != "methods" or r["name"] == "ptmoe"]
@@ -1142,7 +1140,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
                 "seeds": qp.seed_scores({runs[0]["label"]: [summary(r) for r in runs]
                                          for k, runs in families(results).items() if k in SEEDED and len(runs) > 1})}
         plots, note = qp.export(figs, out.parent / out.stem, args.plots)
-    command = "python bench/quality.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python -m bench.quality" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     meta = {
         "command": command, "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()} {os.cpu_count()}-core CPU" + (

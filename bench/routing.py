@@ -7,10 +7,10 @@ the mean confidence of the chosen expert, the load per expert, the per-set and m
 training wall time. The frozen base model's own scores (no adapter) are the floor. ``studio`` and
 ``paper`` are compared paired on the same questions (bootstrap interval of the macro difference).
 
-    python bench/routing.py                       # both mixes, all variants, 3 seeds -> docs/routing.md
-    python bench/routing.py --mix builtin --variants paper,studio --seeds 0
-    python bench/routing.py --json out.json --no-report     # e.g. on a GPU machine without plotly
-    python bench/routing.py --report-from out.json [more.json ...]   # write docs/routing.md from saved runs
+    python -m bench.routing                       # both mixes, all variants, 3 seeds -> docs/routing.md
+    python -m bench.routing --mix builtin --variants paper,studio --seeds 0
+    python -m bench.routing --json out.json --no-report     # e.g. on a GPU machine without plotly
+    python -m bench.routing --report-from out.json [more.json ...]   # write docs/routing.md from saved runs
 
 Not part of CI. On 2 idle cores a run takes about 4 minutes (the default plan: hours); a GPU runs
 the whole plan in minutes.
@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 SHAPE = {"method": "ptmoe", "prompt_len": 40, "n_experts": 2, "rank": 36}
 # name -> method overrides (laid over SHAPE). Each aid is tried on top of `paper` and removed
@@ -130,7 +129,7 @@ def run_plan(args) -> dict:
                     "cpu_threads": torch.get_num_threads(), "host": platform.node(),
                     "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
                     "steps": args.steps, "batch": args.batch, "n_eval": args.n_eval,
-                    "command": "python bench/routing.py " + " ".join(sys.argv[1:])},
+                    "command": "python -m bench.routing " + " ".join(sys.argv[1:])},
            "variants": {k: VARIANTS[k] for k in args.variants}, "runs": [], "floor": {}}
     with tempfile.TemporaryDirectory(prefix="ptmoe-routing-") as tmp:
         for mix in args.mix:
@@ -364,7 +363,7 @@ def _read_json(path: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python bench/routing.py", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.routing", description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--mix", default=",".join(MIXES))
@@ -385,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_from:
         parts = [_read_json(Path(f)) for f in args.report_from]
         tags = [Path(f).name.split("-")[0].replace("round", "r") for f in args.report_from]
-        results = {"meta": {**parts[0]["meta"], "command": "python bench/routing.py --report-from "
+        results = {"meta": {**parts[0]["meta"], "command": "python -m bench.routing --report-from "
                             + " ".join(args.report_from)},
                    "variants": {}, "runs": [], "floor": {},
                    "sources": [{**p["meta"], "tag": t} for p, t in zip(parts, tags, strict=True)]}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,12 +14,9 @@ pytestmark = pytest.mark.skipif(not (DATA / "gsm8k" / "train.jsonl").is_file(),
 
 
 def _load_bench():
-    sys.path.insert(0, str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location("bench_quality", ROOT / "bench" / "quality.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_quality"] = mod  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(mod)
-    return mod
+    import bench.quality
+
+    return bench.quality
 
 
 def test_quick_writes_a_complete_table(tmp_path):
@@ -40,7 +35,7 @@ def test_quick_writes_a_complete_table(tmp_path):
     res = q.run(args)
     text = out.read_text()
     assert text.startswith("# PT-MoE vs. baselines")
-    assert "python bench/quality.py --quick --model tiny-random" in text
+    assert "python -m bench.quality --quick --model tiny-random" in text
 
     # the table: a row per method, every cell filled
     lines = text.splitlines()
