@@ -127,7 +127,7 @@ def speed(iters: int) -> list[dict]:
 
 
 def long_run_scores(steps: int) -> dict:
-    from bench.routing import routing_summary
+    from bench.routing.report import routing_summary
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.time()
