@@ -92,7 +92,7 @@ def find_finished(storage: Any, experiment: str, name: str, key: str, file: str 
 
 def run_planned(storage: Any, experiment: str, runs: Sequence[PlannedRun], *, ray: str | None = None,
                 threads: int = 0, gpus_per_run: float = 0.0, log: Callable[[str], None] = print,
-                poll_s: float = 1.0) -> dict[str, Any]:
+                poll_s: float = 1.0, target: str = TARGET) -> dict[str, Any]:
     """Submit ``runs`` (grouped by their sweep, one sweep record each) and run them through a
     ``JobManager`` until every one has ended; returns {name: RunInfo}. A run that does not finish ends
     the benchmark with one line naming it and why (SystemExit); Ctrl-C cancels the runs."""
@@ -102,7 +102,7 @@ def run_planned(storage: Any, experiment: str, runs: Sequence[PlannedRun], *, ra
     if not runs:
         return {}
     env = {ENV_THREADS: str(threads)} if threads else {}
-    jobs = JobManager(storage, JobSettings(target=TARGET, extra_env=env),
+    jobs = JobManager(storage, JobSettings(target=target, extra_env=env),
                       executor=make_executor(ray, gpus_per_run=gpus_per_run))
     groups: dict[int, list[PlannedRun]] = {}
     for r in runs:
@@ -151,6 +151,21 @@ def run_planned(storage: Any, experiment: str, runs: Sequence[PlannedRun], *, ra
 def train_and_save(cfg: RunConfig, callbacks: Sequence[Any] = (), should_stop: Callable[[], bool] = lambda: False,
                    resume: bool = True) -> Any:
     """The worker's target: ``ptmoe_core.trainer.train``, then the result saved as ``RESULT_FILE``."""
+    return _train_saving(cfg, callbacks, should_stop, resume, evaluate=True)
+
+
+def train_only_and_save(cfg: RunConfig, callbacks: Sequence[Any] = (),
+                        should_stop: Callable[[], bool] = lambda: False, resume: bool = True) -> Any:
+    """As ``train_and_save`` without the trainer's evaluation (``TARGET_TRAIN_ONLY``): for a benchmark
+    that evaluates the adapter itself afterwards."""
+    return _train_saving(cfg, callbacks, should_stop, resume, evaluate=False)
+
+
+TARGET_TRAIN_ONLY = "bench.runner:train_only_and_save"
+
+
+def _train_saving(cfg: RunConfig, callbacks: Sequence[Any], should_stop: Callable[[], bool], resume: bool,
+                  evaluate: bool) -> Any:
     from ptmoe_core.trainer import train
 
     threads = int(os.environ.get(ENV_THREADS) or 0)
@@ -158,8 +173,13 @@ def train_and_save(cfg: RunConfig, callbacks: Sequence[Any] = (), should_stop: C
         import torch
 
         torch.set_num_threads(threads)
+    data = None
+    if not evaluate:
+        from ptmoe_core.data import build_datasets
+
+        data = (build_datasets(cfg.data)[0], {})
     load_before, before = loadavg(), cpu_snapshot()
-    result = train(cfg, callbacks, should_stop, resume=resume)
+    result = train(cfg, callbacks, should_stop, resume=resume, data=data)
     if result.status == "finished":
         doc = {"result": result_to_dict(result), "load_before": load_before,
                "other_cpu": other_cpu_share(before, cpu_snapshot())}
