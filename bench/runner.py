@@ -191,12 +191,18 @@ def _train_saving(cfg: RunConfig, callbacks: Sequence[Any], should_stop: Callabl
 
 
 def result_to_dict(result: Any) -> dict[str, Any]:
-    return dataclasses.asdict(result)
+    d = dataclasses.asdict(dataclasses.replace(result, evaluation=None))
+    ev = result.evaluation
+    if ev is not None:  # its records in their own dict form (EvalRecord.to_dict), read back by from_dict
+        d["evaluation"] = {**dataclasses.asdict(dataclasses.replace(ev, records=[])),
+                           "records": [r.to_dict() for r in ev.records]}
+    return d
 
 
 def load_result(run: Any) -> tuple[Any, dict[str, Any]]:
     """(the run's ``TrainResult`` as the worker saved it, {load_before, other_cpu})."""
     from ptmoe_core.callbacks import EvalReport, StepMetrics
+    from ptmoe_core.eval_record import EvalRecord
     from ptmoe_core.trainer import TrainResult
 
     doc = json.loads((Path(run.output_dir) / RESULT_FILE).read_text())
@@ -205,7 +211,7 @@ def load_result(run: Any) -> tuple[Any, dict[str, Any]]:
     result = TrainResult(
         status=d["status"], step=d["step"], adapter_dir=Path(d["adapter_dir"]) if d.get("adapter_dir") else None,
         trainable_params=d["trainable_params"], final_loss=d.get("final_loss"),
-        evaluation=EvalReport(**ev) if ev else None, elapsed_s=d.get("elapsed_s", 0.0),
+        evaluation=EvalReport(**{**ev, "records": [EvalRecord.from_dict(r) for r in ev["records"]]}) if ev else None, elapsed_s=d.get("elapsed_s", 0.0),
         history=[StepMetrics(**h) for h in d.get("history", [])])
     return result, {k: v for k, v in doc.items() if k != "result"}
 

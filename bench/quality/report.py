@@ -11,12 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ptmoe_core import routing_summary
 from ptmoe_core.methods import METHODS as SPECS
 
 from .plan import LABELS, METHODS, SEEDED
 
-# A run whose evaluated inputs go to one expert at this share or more is called collapsed.
-COLLAPSED_SHARE = 0.95
 # The paper's headline numbers (LLaMA-3.2-1B-Instruct, docs PTMOE_METHOD.md): QA F1 all, GSM8K acc, params.
 PAPER = {"lora": (56.13, 41.77, "106k"), "pt": (56.77, 34.11, "81k"), "dpt": (55.77, 26.08, "81k"),
          "smop": (56.25, 27.97, "86k"), "ptmoe": (58.26, 35.63, "80k")}
@@ -200,14 +199,11 @@ def majority_experts(result: dict[str, Any]) -> dict[str, int]:
 
 def overall_load(result: dict[str, Any]) -> list[float]:
     """Share of each expert over the evaluated data sets (each set weighs the same)."""
-    loads = list(result["expert_load"].values())
-    return [sum(ld[e] for ld in loads) / len(loads) for e in range(result["method"]["n_experts"])]
+    return routing_summary.overall_load(result["expert_load"])
 
 
 def routing_lines(results: list[dict[str, Any]]) -> list[str]:
     """Per routed run: expert load per data set, mean router entropy, and whether it collapsed."""
-    from ptmoe_core.metrics import mutual_information_bits
-
     out = ["| run | N | router entropy at the end of training (ln N) | I(data set; expert), bits | "
            "expert load per data set (eval) | collapsed? |", "|---|---|---|---|---|---|"]
     for r in results:
@@ -229,17 +225,17 @@ def routing_lines(results: list[dict[str, Any]]) -> list[str]:
             verdict = (f"n/a: every input gets the equal mix 1/{n} of all experts whatever the router says (the "
                        "paper's non-selective, non-probationary row); its router trains through straight-through "
                        "but cannot change the answers")
-        elif max(overall) >= COLLAPSED_SHARE and ent >= 0.9 * math.log(n):
+        elif _collapsed(r) and ent >= 0.9 * math.log(n):
             verdict = (f"all inputs to expert {overall.index(max(overall))}, but with near-uniform probabilities: "
                        "the router has not learned to tell inputs apart")
-        elif max(overall) >= COLLAPSED_SHARE:
+        elif _collapsed(r):
             verdict = f"yes: {max(overall):.0%} of all evaluated inputs go to expert {overall.index(max(overall))}"
         elif len(used) == 1:
             verdict = f"partly: every data set's majority expert is {used[0]}"
         else:
             verdict = f"no: majority experts differ across data sets ({', '.join(map(str, used))})"
         routed = [x for x in r["records"] if x.get("expert") is not None]
-        mi = mutual_information_bits([x["dataset"] for x in routed], [x["expert"] for x in routed])
+        mi = routing_summary.mutual_information_bits([x["dataset"] for x in routed], [x["expert"] for x in routed])
         out.append(f"| {r['label']} | {n} | {ent:.3f} ({math.log(n):.3f}) | {mi:.2f} | {loads} | {verdict} |")
     return out
 
@@ -551,7 +547,8 @@ def _busy(load: str) -> bool:
 
 
 def _collapsed(r: dict[str, Any]) -> bool:
-    return bool(r["expert_load"]) and max(overall_load(r)) >= COLLAPSED_SHARE
+    """The studio's collapse rule (``routing_summary.collapsed_expert``) on a result's per-set load."""
+    return routing_summary.collapsed_expert(r["expert_load"]) is not None
 
 
 def studio_lines(fams: dict[str, list[dict[str, Any]]], results: list[dict[str, Any]]) -> list[str]:

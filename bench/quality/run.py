@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.runner import find_finished, load_result, run_planned
+from ptmoe_core.routing_summary import RoutingSummary
 
 from .plan import (
     DEFAULT_DATA_DIR,
@@ -77,15 +78,7 @@ def summarize_result(spec: RunSpec, cfg, run_id: int, result, formula_params: in
     records = ev.records if ev is not None else []
     scores = ev.scores if ev is not None else {}
     train_s = result.history[-1].elapsed_s if result.history else 0.0
-    load: dict[str, list[float]] = {}
-    entropy: dict[str, float] = {}
-    n = cfg.method.n_experts if cfg.method.is_routed else 0
-    if n:
-        for ds in dict.fromkeys(r["dataset"] for r in records):
-            rs = [r for r in records if r["dataset"] == ds and r.get("expert") is not None]
-            if rs:
-                load[ds] = [sum(r["expert"] == e for r in rs) / len(rs) for e in range(n)]
-                entropy[ds] = sum(float(r["entropy"] or 0.0) for r in rs) / len(rs)
+    routing = RoutingSummary.of(records, cfg.method.n_experts) if cfg.method.is_routed else None
     return {
         "name": spec.name,
         "label": spec.label,
@@ -106,11 +99,11 @@ def summarize_result(spec: RunSpec, cfg, run_id: int, result, formula_params: in
         "final_loss": result.final_loss,
         "history": [{"step": h.step, "loss": h.loss, "router_entropy": h.router_entropy,
                      "expert_load": list(h.expert_load), "tokens_per_s": h.tokens_per_s} for h in result.history],
-        "expert_load": load,
-        "router_entropy_eval": entropy,
-        "records": [{"dataset": r["dataset"], "id": r["id"], "ood": r["ood"], "answer_type": r["answer_type"],
-                     "f1": r["f1"], "em": r["em"], "correct": bool(r["correct"]), "expert": r.get("expert"),
-                     "prediction": r["prediction"][:200], "gold": r["gold"][:3]} for r in records],
+        "expert_load": routing.per_set if routing else {},
+        "router_entropy_eval": routing.entropy_per_set if routing else {},
+        "records": [{"dataset": r.dataset, "id": r.id, "ood": r.ood, "answer_type": r.answer_type,
+                     "f1": r.f1, "em": r.em, "correct": bool(r.correct), "expert": r.expert,
+                     "prediction": r.prediction[:200], "gold": r.gold[:3]} for r in records],
         "adapter_dir": str(result.adapter_dir) if result.adapter_dir else None,
         "finished_at": time.time(),
     }

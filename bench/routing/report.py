@@ -25,19 +25,22 @@ def per_set(records: list[dict]) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in sets.items()}
 
 
-def routing_summary(records: list[dict], n_experts: int) -> dict:
-    """I(domain; expert), mean confidence, expert load and each domain's majority expert, from the
-    same domain × expert table the Inspect tab and the trainer count (``metrics.routing_counts``)."""
-    from ptmoe_core.metrics import mutual_information_bits_from_counts, routing_counts
+def routing_summary(records: list, n_experts: int) -> dict:
+    """I(domain; expert), mean confidence, expert load (the engine's ``RoutingSummary``) and each
+    domain's majority expert, from the same domain × expert table the Inspect tab and the trainer
+    count (``routing_summary.routing_counts``). ``records``: ``EvalRecord`` objects or their dict form."""
+    from ptmoe_core.eval_record import EvalRecord
+    from ptmoe_core.routing_summary import RoutingSummary, routing_counts
 
-    routed = [r for r in records if r.get("expert") is not None]
-    counts = routing_counts([r["domain"] for r in routed], [int(r["expert"]) for r in routed], n_experts)
-    total = sum(map(sum, counts.values()))
-    conf = [float(r["confidence"]) for r in records if r.get("confidence") is not None]
+    recs = [EvalRecord.of(r) for r in records]
+    s = RoutingSummary.of(recs, n_experts)
+    routed = [r for r in recs if r.expert is not None]
+    counts = routing_counts([r.domain or "" for r in routed], [r.expert for r in routed], n_experts)
+    nan = float("nan")
     return {
-        "mi_bits": mutual_information_bits_from_counts(counts) if total else float("nan"),
-        "confidence": sum(conf) / len(conf) if conf else float("nan"),
-        "load": [sum(c[e] for c in counts.values()) / max(1, total) for e in range(n_experts)],
+        "mi_bits": s.mi_bits if s else nan,
+        "confidence": s.mean_confidence if s and s.mean_confidence is not None else nan,
+        "load": s.load if s else [0.0] * n_experts,
         # ties go to the lower expert index
         "majority": {d: [max(range(n_experts), key=c.__getitem__), max(c) / sum(c)] for d, c in sorted(counts.items())},
     }

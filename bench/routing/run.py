@@ -70,7 +70,8 @@ def run_plan(args) -> dict:
                                                                            args.seeds[0])}).data)
             floor = Adapter(base, MethodConfig(method="pt"), None, base.model, {"floor": True})
             res = evaluate(floor, data[1], max_new_tokens=args.max_new_tokens, batch_size=args.eval_batch)
-            out["floor"][mix] = {"per_set": per_set(res.records), "records": _slim(res.records)}
+            recs = [r.to_dict() for r in res.records]
+            out["floor"][mix] = {"per_set": per_set(recs), "records": _slim(recs)}
         for p in planned:
             row = run_row(p, finished[p.name])
             out["runs"].append(row)
@@ -90,7 +91,7 @@ def run_row(planned, info) -> dict:
     cfg = RunConfig.from_dict(info.config)
     mix, variant = planned.sweep.name.split("-", 1)
     variant = variant.rsplit("-s", 1)[0]
-    recs = res.evaluation.records
+    recs = [r.to_dict() for r in res.evaluation.records]
     row = {"mix": mix, "variant": variant, "seed": cfg.train.seed, "method": cfg.to_dict()["method"],
            "train_s": _train_seconds(res), "total_s": res.elapsed_s, "run_id": info.id,
            "per_set": per_set(recs), **routing_summary(recs, cfg.method.n_experts),
