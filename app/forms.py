@@ -64,6 +64,8 @@ FIELDS: tuple[Field, ...] = (
     Field("router_lr_mult", "method.router_lr_mult", "float"),
     Field("bias_balance", "method.bias_balance", "float"),
     Field("mi_loss", "method.mi_loss", "float"),
+    Field("router_init", "method.router_init", "str"),
+    Field("router_init_confidence", "method.router_init_confidence", "float"),
     Field("lora_r", "method.lora_r", "int"),
     Field("lora_alpha", "method.lora_alpha", "float"),
     Field("lora_targets", "method.lora_targets", "list"),
@@ -82,7 +84,8 @@ KEYS = tuple(f.key for f in FIELDS)
 BY_PATH = {f.path: f for f in FIELDS}
 
 # Router options that are not in the paper (the "Advanced routing" section; the preset sets them).
-ROUTER_AIDS = ("noise_type", "router_norm", "router_lr_mult", "bias_balance", "mi_loss")
+ROUTER_AIDS = ("noise_type", "router_norm", "router_lr_mult", "bias_balance", "mi_loss", "router_init",
+               "router_init_confidence")
 # Which form fields each method uses (the rest are hidden).
 METHOD_FIELDS = {
     "ptmoe": {"prompt_len", "n_experts", "rank", "top_k", "probationary", "noise_std", "balance_loss", "init",
@@ -126,11 +129,17 @@ HELP = {
                   "SMoP-style exploration.",
     "router_norm": "Not in the paper. Standardise the router's input with the training inputs' mean and std "
                    "(stored with the adapter), so the router sees how inputs differ, not what they share.",
-    "router_lr_mult": "Not in the paper. The router's learning rate = this × the prompt's (1 = the paper).",
+    "router_lr_mult": "Not in the paper. The router's learning rate = this × the prompt's (1 = the paper; "
+                      "0 = the router stays as initialised).",
     "bias_balance": "Not in the paper. Step of a per-expert selection bias nudged toward equal load after "
                     "each step (balancing without an extra loss; 0 = off).",
     "mi_loss": "Not in the paper. Weight of a term that rewards confident per-input routing that uses every "
                "expert overall (mutual information; 0 = off).",
+    "router_init": "Not in the paper. How the router starts: orthogonal = random rows (SMoP's); domains = a "
+                   "classifier of the training data sets (grouped into N) fitted before training; kmeans = of "
+                   "k-means clusters of the inputs.",
+    "router_init_confidence": "Not in the paper. With a fitted router start: the mean probability it gives each "
+                              "input's own group (the probationary scale of the chosen prompt).",
     "lora_r": "LoRA rank r.",
     "lora_alpha": "LoRA scaling α (effective scale α / r).",
     "lora_targets": "Linear layers that get LoRA deltas.",

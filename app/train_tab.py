@@ -14,7 +14,7 @@ from typing import Any
 
 import gradio as gr
 
-from ptmoe_core.config import DEVICES, NOISE_TYPES, PROMPT_INITS, SCHEDULES, RunConfig
+from ptmoe_core.config import DEVICES, NOISE_TYPES, PROMPT_INITS, ROUTER_INITS, SCHEDULES, RunConfig
 
 from . import data_sources as ds
 from . import forms, plots, queries, views
@@ -135,6 +135,13 @@ def build(ctx: AppContext) -> SimpleNamespace:
                                                          info=H["bias_balance"], minimum=0)
                         comp["mi_loss"] = gr.Number(d["mi_loss"], label="Mutual-information term",
                                                     info=H["mi_loss"], minimum=0)
+                    with gr.Row():
+                        comp["router_init"] = gr.Dropdown(list(ROUTER_INITS), value=d["router_init"],
+                                                          label="Router start", info=H["router_init"])
+                        comp["router_init_confidence"] = gr.Number(d["router_init_confidence"],
+                                                                   label="Fitted router confidence",
+                                                                   info=H["router_init_confidence"], minimum=0,
+                                                                   maximum=1)
                 with gr.Row():
                     comp["lora_r"] = gr.Number(d["lora_r"], label="LoRA rank r", info=H["lora_r"], precision=0,
                                                minimum=1, visible=False)

@@ -27,6 +27,9 @@ ROUTED_METHODS = ("ptmoe", "smop")
 # uniform: every prompt factor uniform in (-0.5, 0.5), no SVD (DPT's own init; Lester et al.'s random).
 PROMPT_INITS = ("text", "text_vocab", "inputs", "vocab", "random", "uniform")
 NOISE_TYPES = ("multiplicative", "additive")
+# orthogonal: SMoP's random rows; domains / kmeans: a classifier of the training inputs' data sets
+# (grouped into N) or k-means clusters (ptmoe_core/router.py, Router.fit_groups).
+ROUTER_INITS = ("orthogonal", "domains", "kmeans")
 SCHEDULES = ("linear", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -84,10 +87,12 @@ class MethodConfig:
     router_bias: bool = True  # counted in the paper's N*H + N router parameters
     balance_loss: float = 0.1  # Switch-style load-balancing loss weight; 0 = the paper's method
     # Router aids (not in the paper; all off in the `paper` preset):
-    router_lr_mult: float = 10.0  # the router's learning rate = this × the prompt's
+    router_lr_mult: float = 10.0  # the router's learning rate = this × the prompt's; 0 keeps it as initialised
     router_norm: bool = True  # standardise the router input with the training inputs' mean/std
     bias_balance: float = 0.0  # step of a per-expert selection bias nudged toward equal load
     mi_loss: float = 0.0  # weight of −I(input; expert) = −(H(mean p) − mean H(p)) in the loss
+    router_init: str = "orthogonal"  # see ROUTER_INITS
+    router_init_confidence: float = 0.6  # mean probability of each input's own group after a fitted init
     lora_r: int = 1
     lora_alpha: float = 2.0
     lora_dropout: float = 0.0
@@ -160,12 +165,16 @@ class MethodConfig:
             if not 0 <= self.balance_loss <= 10:
                 raise ConfigError("method.balance_loss", f"must be in [0, 10], got {self.balance_loss}")
             _choice("method.noise_type", self.noise_type, NOISE_TYPES)
-            if not 0 < self.router_lr_mult <= 1000:
-                raise ConfigError("method.router_lr_mult", f"must be in (0, 1000], got {self.router_lr_mult}")
+            if not 0 <= self.router_lr_mult <= 1000:  # 0: the router stays as initialised
+                raise ConfigError("method.router_lr_mult", f"must be in [0, 1000], got {self.router_lr_mult}")
             if not 0 <= self.bias_balance <= 1:
                 raise ConfigError("method.bias_balance", f"must be in [0, 1], got {self.bias_balance}")
             if not 0 <= self.mi_loss <= 10:
                 raise ConfigError("method.mi_loss", f"must be in [0, 10], got {self.mi_loss}")
+            _choice("method.router_init", self.router_init, ROUTER_INITS)
+            if not 1 / self.n_experts < self.router_init_confidence < 1:
+                raise ConfigError("method.router_init_confidence", f"must be between 1/N={1 / self.n_experts:.3g} "
+                                  f"and 1 (exclusive), got {self.router_init_confidence}")
         if self.expert_perturb < 0:
             raise ConfigError("method.expert_perturb", f"must be >= 0, got {self.expert_perturb}")
 

@@ -31,6 +31,8 @@ _PAPER: dict[str, Any] = {
     "router_norm": False,
     "bias_balance": 0.0,
     "mi_loss": 0.0,
+    "router_init": "orthogonal",  # SMoP's; the paper leaves it open
+    "router_init_confidence": 0.6,
 }
 
 # SMoP's router as its authors run it (github.com/jyjohnchoi/SMoP, README's training command with
