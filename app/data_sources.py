@@ -107,9 +107,11 @@ def list_data_files(data_dir: Path) -> list[str]:
     return out
 
 
-def save_upload(tmp_path: str | Path, upload_dir: Path, max_mb: int, ttl_h: float | None = None) -> Path:
+def save_upload(tmp_path: str | Path, upload_dir: Path, max_mb: int, ttl_h: float | None = None,
+                max_total_mb: int | None = None) -> Path:
     """Copy an uploaded file into the data folder's uploads/ (same content → same file); with ``ttl_h``
-    (demo mode) uploads older than that many hours are deleted first."""
+    (demo mode) uploads older than that many hours are deleted first; a new file that would take the
+    folder over ``max_total_mb`` is refused."""
     src = Path(tmp_path)
     if ttl_h is not None:
         prune_uploads(upload_dir, ttl_h)
@@ -124,6 +126,10 @@ def save_upload(tmp_path: str | Path, upload_dir: Path, max_mb: int, ttl_h: floa
     stem, dot, ext = name.partition(".")
     dst = upload_dir / f"{stem}-{digest}{dot}{ext}"
     if not dst.exists():
+        used = sum(p.stat().st_size for p in upload_dir.iterdir() if p.is_file())
+        if max_total_mb is not None and used + size > max_total_mb * 1024 * 1024:
+            raise ValueError(f"the uploads hold {used / 1e6:.1f} MB already; all uploads together may take at most "
+                             f"{max_total_mb} MB (delete old ones from {upload_dir.name}/ first)")
         shutil.copyfile(src, dst)
     return dst
 
@@ -189,6 +195,27 @@ def check_spec(spec: str, data_dir: Path) -> str | None:
         if not full.exists():
             return f"{s.arg} not found in the data folder {data_dir}"
     return None  # hf: names were checked by parse_spec (Hub ids only, never a local path or built-in reader)
+
+
+def spec_problem(spec: str, data_dir: Path, limits: Any = None) -> str | None:
+    """The one rule for every spec the studio reads (typed, previewed, or stored in a run's config):
+    ``check_spec`` (files inside the data folder, known built-ins, Hub ids only) plus, in demo mode,
+    the shared studio's data limits (no ``hf:``, bounded built-in sizes)."""
+    why = check_spec(spec, data_dir)
+    if why is None and limits is not None:
+        from .forms import _spec_limit
+
+        why = _spec_limit(spec, limits)
+    return why
+
+
+def check_stored_specs(cfg: Any, data_dir: Path, limits: Any = None, what: str = "this run") -> None:
+    """Refuse (``ValueError``, one line) a stored config (an imported bundle's, any run's) naming data the
+    studio would not read if typed: its specs pass the same ``spec_problem`` rule before any is loaded."""
+    for spec in [*cfg.data.train, *cfg.data.eval]:
+        why = spec_problem(spec, data_dir, limits)
+        if why:
+            raise ValueError(f"{what} names data the studio does not read here: {why}")
 
 
 def preview_rows(specs: list[str], n: int, data_dir: Path | None = None,

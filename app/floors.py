@@ -12,6 +12,7 @@ from ptmoe_core.config import RunConfig
 from ptmoe_core.floor import evaluate_floor, floor_inputs, floor_key
 from storage.floors import FloorCache
 
+from .data_sources import check_stored_specs
 from .queries import score_of
 from .state import AppContext, gpu_wrap
 
@@ -26,6 +27,8 @@ def floor_of(ctx: AppContext, run: Any) -> tuple[str, Evaluation]:
     hit = cache.get(key)
     if hit is not None:
         return key, hit
+
+    check_stored_specs(cfg, ctx.data_dir, ctx.settings.limits, f"run #{run.id}'s config")
 
     def compute() -> Evaluation:
         return cache.get_or_compute(key, lambda: evaluate_floor(cfg, base=ctx.base_model(cfg.model.name)),

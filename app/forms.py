@@ -12,22 +12,18 @@ from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
-from ptmoe_core.config import DEFAULT_LR, DEFAULT_PROMPT_LR, METHODS, RunConfig
+from ptmoe_core import methods
+from ptmoe_core.config import DEFAULT_LR, DEFAULT_PROMPT_LR, RunConfig
 from ptmoe_core.errors import ConfigError, PTMoEError
+from ptmoe_core.methods import lora, routing
 from ptmoe_core.params import LLAMA_32_1B, ModelShape, count_params
 from ptmoe_core.presets import DEFAULT_PRESET, PRESETS, differences, preset_values
 
 from .escaping import esc
 from .settings import DEMO_LIMITS, Limits
 
-METHOD_LABELS = {
-    "ptmoe": "PT-MoE",
-    "pt": "PT (prompt tuning)",
-    "dpt": "DPT (decomposed PT)",
-    "smop": "SMoP (mixture of prompts)",
-    "lora": "LoRA",
-}
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+METHOD_LABELS = {name: spec.label for name, spec in methods.METHODS.items()}
+LORA_TARGETS = list(lora.LORA_TARGETS.choices)
 EMBEDDED_MODELS = ("smollm2-135m", "tiny-random")
 
 
@@ -51,24 +47,7 @@ FIELDS: tuple[Field, ...] = (
     Field("max_answer_tokens", "data.max_answer_tokens", "int"),
     Field("method", "method.method", "str"),
     Field("preset", "method.preset", "str"),
-    Field("prompt_len", "method.prompt_len", "int"),
-    Field("n_experts", "method.n_experts", "int"),
-    Field("rank", "method.rank", "int"),
-    Field("top_k", "method.top_k", "int"),
-    Field("probationary", "method.probationary", "bool"),
-    Field("noise_std", "method.noise_std", "float"),
-    Field("balance_loss", "method.balance_loss", "float"),
-    Field("init", "method.init", "str"),
-    Field("noise_type", "method.noise_type", "str"),
-    Field("router_norm", "method.router_norm", "bool"),
-    Field("router_lr_mult", "method.router_lr_mult", "float"),
-    Field("bias_balance", "method.bias_balance", "float"),
-    Field("mi_loss", "method.mi_loss", "float"),
-    Field("router_init", "method.router_init", "str"),
-    Field("router_init_confidence", "method.router_init_confidence", "float"),
-    Field("lora_r", "method.lora_r", "int"),
-    Field("lora_alpha", "method.lora_alpha", "float"),
-    Field("lora_targets", "method.lora_targets", "list"),
+    *(Field(o.name, f"method.{o.name}", o.kind) for o in methods.FORM_OPTIONS),  # the methods' settings
     Field("steps", "train.steps", "int"),
     Field("batch_size", "train.batch_size", "int"),
     Field("grad_accum", "train.grad_accum", "int"),
@@ -84,18 +63,11 @@ KEYS = tuple(f.key for f in FIELDS)
 BY_PATH = {f.path: f for f in FIELDS}
 
 # Router options that are not in the paper (the "Advanced routing" section; the preset sets them).
-ROUTER_AIDS = ("noise_type", "router_norm", "router_lr_mult", "bias_balance", "mi_loss", "router_init",
-               "router_init_confidence")
+ROUTER_AIDS = tuple(o.name for o in routing.ADVANCED)
 # Which form fields each method uses (the rest are hidden).
-METHOD_FIELDS = {
-    "ptmoe": {"prompt_len", "n_experts", "rank", "top_k", "probationary", "noise_std", "balance_loss", "init",
-              *ROUTER_AIDS},
-    "smop": {"prompt_len", "n_experts", "top_k", "probationary", "noise_std", "balance_loss", "init", *ROUTER_AIDS},
-    "dpt": {"prompt_len", "rank", "init"},
-    "pt": {"prompt_len", "init"},
-    "lora": {"lora_r", "lora_alpha", "lora_targets"},
-}
+METHOD_FIELDS = {name: set(spec.form_fields) for name, spec in methods.METHODS.items()}
 METHOD_KEYS = set().union(*METHOD_FIELDS.values())
+ROUTED = methods.names(routed=True)  # the methods that show the "Advanced routing" section
 
 HELP = {
     "name": "A label for the run in the Runs table (you can rename it later).",
@@ -113,40 +85,11 @@ HELP = {
     "preset": "studio: what measured best here (docs/routing.md); paper: PT-MoE exactly as the paper describes "
               "it. Choosing one fills the method fields below with its values; fields you then change are "
               "recorded as differing from the preset.",
-    "prompt_len": "T — virtual tokens prepended to every input.",
-    "n_experts": "N — prompt experts the router chooses from.",
-    "rank": "R — rank of the shared decomposition (R ≤ T).",
-    "top_k": "Experts used per input: 1 = selective routing; N = soft mix.",
-    "probationary": "Scale the chosen prompt by its router probability (gives the router a gradient).",
-    "noise_std": "σ of multiplicative noise on router logits during training (exploration).",
-    "balance_loss": "Weight of a load-balancing loss on the router (not in the paper; 0 = the paper's method). "
-                    "On SmolLM2 it made the router split the built-in domains more clearly "
-                    "(bench/balance_loss.py); it does not always prevent collapse.",
-    "init": "SVD of token embeddings. text: the instruction repeated to T (the paper's; rank ≈ its length); "
-            "text_vocab: the instruction, then vocabulary (full rank); inputs: training-input tokens; "
-            "vocab: random tokens; random: no SVD.",
-    "noise_type": "Not in the paper. multiplicative: logits·(1+σε) (the paper); additive: logits+σε, "
-                  "SMoP-style exploration.",
-    "router_norm": "Not in the paper. Standardise the router's input with the training inputs' mean and std "
-                   "(stored with the adapter), so the router sees how inputs differ, not what they share.",
-    "router_lr_mult": "Not in the paper. The router's learning rate = this × the prompt's (1 = the paper; "
-                      "0 = the router stays as initialised).",
-    "bias_balance": "Not in the paper. Step of a per-expert selection bias nudged toward equal load after "
-                    "each step (balancing without an extra loss; 0 = off).",
-    "mi_loss": "Not in the paper. Weight of a term that rewards confident per-input routing that uses every "
-               "expert overall (mutual information; 0 = off).",
-    "router_init": "Not in the paper. How the router starts: orthogonal = random rows (SMoP's); domains = a "
-                   "classifier of the training data sets (grouped into N) fitted before training; kmeans = of "
-                   "k-means clusters of the inputs.",
-    "router_init_confidence": "Not in the paper. With a fitted router start: the mean probability it gives each "
-                              "input's own group (the probationary scale of the chosen prompt).",
-    "lora_r": "LoRA rank r.",
-    "lora_alpha": "LoRA scaling α (effective scale α / r).",
-    "lora_targets": "Linear layers that get LoRA deltas.",
+    **{o.name: o.help for o in methods.FORM_OPTIONS},  # each method setting's help, from its module
     "steps": "Optimizer steps.",
     "batch_size": "Examples per step (per micro-batch with accumulation).",
     "grad_accum": "Micro-batches accumulated per step.",
-    "lr": f"Soft prompts need a large step ({DEFAULT_PROMPT_LR:g}), LoRA a small one ({DEFAULT_LR['lora']:g}); "
+    "lr": f"Soft prompts need a large step ({DEFAULT_PROMPT_LR:g}), LoRA a small one ({lora.LR:g}); "
           "changing the method switches between these defaults.",
     "warmup_steps": "Linear warm-up steps (≤ steps).",
     "schedule": "Learning-rate decay after warm-up.",
@@ -268,7 +211,7 @@ def config_from_values(values: Mapping[str, Any], base: RunConfig | None = None)
     Fields not on the form (e.g. expert_perturb) keep ``base``'s values, except those the chosen
     preset sets: the preset supplies them."""
     d = (base or RunConfig()).to_dict()
-    for k in preset_values(DEFAULT_PRESET, "ptmoe"):
+    for k in methods.PAPER_VALUES:  # every key a preset sets
         if f"method.{k}" not in BY_PATH:
             d["method"].pop(k, None)
     for f in FIELDS:
@@ -332,7 +275,7 @@ def limit_errors(cfg: RunConfig, lim: Limits) -> dict[str, str]:
         ("max_eval_examples", d.max_eval_examples, lim.max_eval_examples, "evaluation examples per set"),
         ("max_train_examples", d.max_train_examples or 10**12, lim.max_train_examples, "training examples"),
     ]
-    if m.method == "lora":
+    if not m.is_prompt:
         caps.append(("lora_r", m.lora_r, lim.lora_r, "LoRA rank"))
     else:
         caps.append(("prompt_len", m.prompt_len, lim.prompt_len, "virtual tokens"))
@@ -353,6 +296,8 @@ def limit_errors(cfg: RunConfig, lim: Limits) -> dict[str, str]:
         why = next((w for w in (_spec_limit(s, lim) for s in specs) if w), None)
         if why:
             errors[key] = why
+    if len(d.eval) > lim.eval_specs:
+        errors["eval_specs"] = f"demo mode allows at most {lim.eval_specs} evaluation data specs per run"
     return errors
 
 
@@ -400,10 +345,10 @@ def param_counts(cfg: RunConfig, shape: ModelShape) -> dict[str, int]:
     model, and of the chosen method on the paper's Llama-3.2-1B."""
     from copy import deepcopy
 
-    lora = deepcopy(cfg.method)
-    lora.method = "lora"
-    out = {"method": count_params(cfg.method, shape), "lora": count_params(lora, shape)}
-    if cfg.method.method != "lora":
+    as_lora = deepcopy(cfg.method)
+    as_lora.method = lora.SPEC.name
+    out = {"method": count_params(cfg.method, shape), "lora": count_params(as_lora, shape)}
+    if cfg.method.is_prompt:
         out["paper"] = count_params(cfg.method, LLAMA_32_1B)
     return out
 
@@ -419,7 +364,7 @@ def params_html(cfg: RunConfig | None, shape: ModelShape | None, model_note: str
     lora_targets = esc(", ".join(m.lora_targets))
     model = esc(cfg.model.name)
     parts = [f'<div class="pt-params">Trainable parameters — <b>{c["method"]:,}</b> {label}']
-    if m.method != "lora":
+    if m.is_prompt:
         ratio = c["method"] / c["lora"] if c["lora"] else 0
         parts.append(f' &nbsp;·&nbsp; LoRA r={m.lora_r} on {lora_targets}: <b>{c["lora"]:,}</b> '
                      f'<span class="pt-muted">({ratio:.2f}× LoRA)</span>')
@@ -477,4 +422,4 @@ def preset_choices() -> list[str]:
 
 
 def method_choices() -> list[tuple[str, str]]:
-    return [(METHOD_LABELS[m], m) for m in METHODS]
+    return [(label, name) for name, label in METHOD_LABELS.items()]

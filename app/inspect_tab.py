@@ -11,9 +11,10 @@ import gradio as gr
 
 from ptmoe_core.config import RunConfig
 from ptmoe_core.floor import frozen_adapter
+from ptmoe_core.methods import names as method_names
 
 from . import floors, plots, queries, views
-from .data_sources import inside
+from .data_sources import check_stored_specs, inside
 from .escaping import code
 from .inspection import MAX_TYPED_CHARS, InspectResult, rows_from_records, run_inspection, summary, typed_examples
 from .state import AppContext, gpu_wrap
@@ -125,6 +126,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         from ptmoe_core.data import mixture
         from ptmoe_core.data.sources import Spec, parse_spec
 
+        check_stored_specs(cfg, ctx.data_dir, ctx.settings.limits, "the run's config")
         if cfg.data.eval:
             sets = mixture.eval_sets(cfg.data.eval, split="test", seed=cfg.data.seed)
         else:
@@ -166,7 +168,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                if c.exists and c.step is not None]  # newest first
         ck_choices = ([("final adapter", FINAL)] if r.adapter_path else []) + cks
         m = r.config.get("method", {})
-        routed = r.method in ("ptmoe", "smop")
+        routed = r.method in method_names(routed=True)
         desc = f"**#{r.id} {views.esc(r.name)}** · {r.method}"
         if routed:
             desc += f" with N={m.get('n_experts')} experts, T={m.get('prompt_len')}"

@@ -55,7 +55,15 @@ def create_context(settings: Settings, *, job_settings: Any = None, start_jobs: 
     if settings.limits is not None:  # a job reads no more of a data file (unzipped too) than could be uploaded
         job_settings = dataclasses.replace(job_settings, extra_env={**job_settings.extra_env,
                                                                     MAX_BYTES_ENV: str(settings.max_data_bytes)})
-    manager = JobManager(storage, job_settings)
+    job_settings = dataclasses.replace(job_settings, runs_per_device=settings.runs_per_device)
+    from storage.jobs import make_executor
+
+    # Ray only when asked for (--ray / PTMOE_RAY_ADDRESS): make run and a Space never import it.
+    executor = make_executor(settings.ray, slots=job_settings.slots, runs_per_device=settings.runs_per_device,
+                             gpus_per_run=settings.gpus_per_run, env={})
+    if settings.ray:
+        executor.check_submit(storage)  # a SQLite file or a runs folder Ray cannot see: refuse at start
+    manager = JobManager(storage, job_settings, executor=executor)
     if start_jobs:
         manager.start()
     return AppContext.create(settings, storage, manager)
@@ -114,6 +122,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         runs.copy_btn.click(copy_to_train, [runs.sel], [tabs, *train.fields, train.check_md],
                             api_visibility="private")
         t_runs.select(runs.list_runs, runs.filters, runs.list_outputs, api_visibility="private")
+        t_runs.select(runs.sweeps.list_sweeps, [runs.sweeps.pick], [runs.sweeps.pick], api_visibility="private")
         t_inspect.select(insp.refresh_runs, [insp.run, insp.baseline], [insp.run, insp.baseline],
                          api_visibility="private")
         t_train.select(train.refresh_choices, [train.watch], [train.watch, train.copy_run], api_visibility="private")

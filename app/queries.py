@@ -5,6 +5,7 @@ Reads only; every function takes the ``Storage`` and returns lists / dicts.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -15,6 +16,8 @@ from ptmoe_core.metrics import collapsed_expert_of_load, mutual_information_bits
 from storage import domain_routing
 
 from . import views
+
+log = logging.getLogger(__name__)
 
 ACTIVE = ("QUEUED", "RUNNING")
 RUN_COLUMNS = ["ID", "Name", "Status", "Method", "Model", "Data", "Params", "Best score", "Steps", "Duration",
@@ -104,16 +107,24 @@ def run_rows(storage: Any, *, status: str | None = None, method: str | None = No
     for r in runs:
         if (model and model.lower() not in r.base_model.lower()) or r.experiment in hide_experiments:
             continue
-        best = best_score(storage, r.id) if r.status == "FINISHED" or r.step else None
-        rows.append([
-            r.id, r.name, str(r.status), r.method, r.base_model, ", ".join(r.data_specs),
-            r.trainable_params if r.trainable_params is not None else "",
-            "" if best is None else round(best, 4),
-            f"{r.step}/{r.total_steps or '?'}",
-            views.fmt_duration(r.duration_s(now)),
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)),
-        ])
+        try:
+            rows.append(_run_row(storage, r, now))
+        except Exception:  # one unreadable row (a hand-edited database) must not hide the others
+            log.warning("run %s: cannot list it fully", r.id, exc_info=True)
+            rows.append([r.id, r.name, str(r.status), r.method, r.base_model, "", "", "", "?", "–", "–"])
     return rows
+
+
+def _run_row(storage: Any, r: Any, now: float) -> list[Any]:
+    best = best_score(storage, r.id) if r.status == "FINISHED" or r.step else None
+    return [
+        r.id, r.name, str(r.status), r.method, r.base_model, ", ".join(r.data_specs),
+        r.trainable_params if r.trainable_params is not None else "",
+        "" if best is None else round(best, 4),
+        f"{r.step}/{r.total_steps or '?'}",
+        views.fmt_duration(r.duration_s(now)),
+        views.fmt_time(r.created_at),
+    ]
 
 
 @dataclass

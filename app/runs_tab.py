@@ -13,10 +13,10 @@ from typing import Any
 import gradio as gr
 
 from ptmoe_core.bundle import SUFFIX
-from ptmoe_core.config import METHODS
+from ptmoe_core.methods import NAMES
 from storage.bundles import GALLERY, export_run, import_bundle
 
-from . import floors, plots, queries, views
+from . import floors, plots, queries, sweep_view, views
 from .data_sources import inside
 from .escaping import code
 from .state import AppContext
@@ -33,7 +33,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                 "overlay their curves and compare their final scores.")
     with gr.Row():
         f_status = gr.Dropdown([ANY, *STATUSES], value=ANY, label="Status", scale=1)
-        f_method = gr.Dropdown([ANY, *METHODS], value=ANY, label="Method", scale=1)
+        f_method = gr.Dropdown([ANY, *NAMES], value=ANY, label="Method", scale=1)
         f_model = gr.Textbox(label="Model contains", placeholder="e.g. smollm2", scale=2)
         f_search = gr.Textbox(label="Name contains", placeholder="search run names", scale=2)
         f_gallery = gr.Checkbox(True, label="show gallery runs", scale=1, elem_id="pt-show-gallery",
@@ -80,6 +80,8 @@ def build(ctx: AppContext) -> SimpleNamespace:
             with gr.Row():
                 loss_plot = gr.Plot(plots.empty("Training loss", "Select runs to compare."), show_label=False)
                 eval_plot = gr.Plot(plots.empty("Evaluation (macro F1)", "Select runs to compare."), show_label=False)
+
+    sweeps = sweep_view.build_view(ctx)
 
     # ---- handlers ----------------------------------------------------------------------------
 
@@ -157,10 +159,16 @@ def build(ctx: AppContext) -> SimpleNamespace:
         r = st.rename_run(rid, name)
         return f"Renamed run #{rid} to **{views.esc(r.name)}**.", _details(rid)
 
+    def _may_delete(r: Any) -> None:
+        why = ctx.settings.delete_refusal(r.experiment)
+        if why:
+            raise gr.Error(f"Run #{r.id}: {why}.")
+
     @friendly
     def ask_delete(run: Any):
         rid = require_run_id(run)
         r = st.get_run(rid)
+        _may_delete(r)
         if r.status == "RUNNING":
             raise gr.Error(f"Run #{rid} is running: stop it first (Train tab), then delete it.")
         where = f" and its folder {code(r.output_dir)}" if r.output_dir else ""
@@ -171,6 +179,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def delete_run(run: Any, status: str, method: str, model: str, search: str, current: list[Any] | None,
                    show_gallery: bool = True):
         rid = require_run_id(run)
+        _may_delete(st.get_run(rid))
         removed = st.delete_run(rid, delete_files=True)
         msg = f"Deleted run #{rid}" + (f" and {len(removed)} path(s) on disk." if removed else ".")
         rows, ch_upd, cmp_upd = list_runs(status, method, model, search, [c for c in current or [] if c != rid],
@@ -235,7 +244,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                       api_name="import_bundle")
 
     return SimpleNamespace(table=table, sel=sel, compare=compare, filters=filters, list_outputs=list_outputs,
-                           list_runs=list_runs, inspect_btn=inspect_btn, copy_btn=copy_btn)
+                           list_runs=list_runs, inspect_btn=inspect_btn, copy_btn=copy_btn, sweeps=sweeps)
 
 
 def _safe(name: str) -> str:

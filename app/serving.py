@@ -5,6 +5,8 @@
   domain was re-pointed at 127.0.0.1 (DNS rebinding) cannot drive it. A studio bound to every
   address (``0.0.0.0``, a Space) cannot know its names: it accepts any, unless ``--allowed-hosts``
   lists them; a studio bound to one address or name accepts that one.
+- **Logins, heartbeats, cross-site writes**: ``guards.Guard`` throttles failed logins, requires a
+  login for the heartbeat route and refuses cross-site POSTs (a plain form upload needs no preflight).
 - **Origins**: no cross-origin request is ever allowed: the parent app's ``CORSMiddleware`` with no
   allowed origin answers preflights with 400 and adds no ``Access-Control-Allow-*`` header, and
   Gradio, seeing it, leaves out its own CORS handling (which echoes any origin when the Host is not
@@ -20,6 +22,7 @@ import threading
 import time
 from typing import Any
 
+from .guards import Guard
 from .settings import Settings, is_loopback
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -66,7 +69,15 @@ def asgi_app(settings: Settings, demo: Any, gradio_kwargs: dict[str, Any]) -> An
         middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings), www_redirect=False),
                     Middleware(CORSMiddleware, allow_origins=[])],
     )
-    return gr.mount_gradio_app(app, demo, path="/", **gradio_kwargs)
+    mounted = gr.mount_gradio_app(app, demo, path="/", **gradio_kwargs)
+    guarded = Guard(mounted)
+    guarded.gradio_app = next((r.app for r in mounted.routes if hasattr(getattr(r, "app", None), "tokens")), None)
+    # Gradio checks that every file argument of every event is a file it received as an upload (its
+    # cache) only once its Blocks "has launched"; ``Blocks.launch`` sets that flag, mounting does not,
+    # so without this any request could name a server path (``{"path": "/etc/passwd"}``) as a file.
+    demo.has_launched = True
+    guarded.routes = mounted.routes  # Server.stop ends open heartbeat streams through them
+    return guarded
 
 
 class Server:

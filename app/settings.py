@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -28,6 +29,7 @@ GALLERY_DIR = Path(__file__).resolve().parents[1] / "gallery"  # example runs an
 SPACE_STORAGE = "/data"  # a Hugging Face Space's persistent storage, when the Space has it
 
 DEMO_UPLOAD_TTL_H = 24.0  # demo mode: uploads older than this are deleted
+UPLOADS_TOTAL_MB = 5000  # all uploads together, outside demo mode (demo: Limits.uploads_mb)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class Limits:
     builtin_n: int = 2000  # builtin:...?n= and ?n_eval=
     hub_data: bool = False  # hf: specs (downloads of any size)
     queued_runs: int = 3  # runs waiting at once, from everyone
+    eval_specs: int = 8  # evaluation data specs per run (each is an evaluation set, every evaluation)
+    uploads_mb: int = 200  # all uploads together in data/uploads/
 
 
 DEMO_LIMITS = Limits()
@@ -84,6 +88,9 @@ class Settings:
     persistent: bool = True  # False: a Space without persistent storage (runs vanish on restart)
     upload_ttl_h: float | None = None  # uploads older than this are deleted (demo mode: DEMO_UPLOAD_TTL_H)
     allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides the bind address's (e.g. a reverse proxy's)
+    ray: str | None = None  # a Ray cluster's address: runs go there as Ray jobs (needs a server database)
+    gpus_per_run: float = 0.0  # Ray: each run's share of a GPU (0.25: four runs per GPU)
+    runs_per_device: int = 1  # local: runs sharing each GPU
 
     @property
     def on_space(self) -> bool:
@@ -98,6 +105,20 @@ class Settings:
     def max_data_bytes(self) -> int:
         """What the web process reads of one data file (previews, unzipped too): the upload limit."""
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def max_uploads_mb(self) -> int:
+        """All uploads together (``data/uploads/``): a visitor cannot fill the disk 20 MB at a time."""
+        return self.limits.uploads_mb if self.limits is not None else UPLOADS_TOTAL_MB
+
+    def delete_refusal(self, experiment: str) -> str | None:
+        """Who may delete runs: anyone who can reach a private studio (logged in, when it has a login);
+        in demo mode nobody without a login (visitors share the runs), and gallery runs never."""
+        if self.demo and not self.auth:
+            return "runs cannot be deleted in this shared demo (it has no login; its owner can set PTMOE_AUTH)"
+        if self.demo and experiment == "gallery":
+            return "gallery runs cannot be deleted in demo mode (hide them with show gallery runs)"
+        return None
 
     @property
     def upload_dir(self) -> Path:
@@ -169,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allowed-hosts", help="extra Host names to accept, comma-separated, e.g. the name a reverse "
                                            "proxy forwards (env PTMOE_ALLOWED_HOSTS). Requests for any other host "
                                            "are refused, except on 0.0.0.0 without this list")
+    p.add_argument("--ray", help="run jobs on this Ray cluster (its dashboard address, e.g. http://HEAD:8265; env "
+                                 "PTMOE_RAY_ADDRESS); needs a PostgreSQL --db and a runs folder every node sees")
+    p.add_argument("--gpus-per-run", type=float, help="with --ray: GPUs per run, e.g. 0.25 (env PTMOE_GPUS_PER_RUN)")
+    p.add_argument("--runs-per-device", type=int, help="without --ray: runs sharing each GPU (default 1; env "
+                                                       "PTMOE_RUNS_PER_DEVICE)")
     return p
 
 
@@ -243,7 +269,23 @@ def from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None =
         upload_ttl_h=DEMO_UPLOAD_TTL_H if demo else None,
         allowed_hosts=_host_list(args.allowed_hosts if args.allowed_hosts is not None
                                  else env.get("PTMOE_ALLOWED_HOSTS")),
+        ray=None if space_id else (args.ray or env.get("PTMOE_RAY_ADDRESS") or None),  # a Space runs locally
+        gpus_per_run=_number("gpus per run", args.gpus_per_run, env.get("PTMOE_GPUS_PER_RUN"), 0.0, float),
+        runs_per_device=_number("runs per device", args.runs_per_device, env.get("PTMOE_RUNS_PER_DEVICE"), 1, int),
     )
+
+
+def _number(what: str, flag: Any, env_value: str | None, default: Any, kind: type) -> Any:
+    raw = flag if flag is not None else env_value
+    if raw in (None, ""):
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{what} must be a number, got {raw!r}") from None
+    if value < (1 if kind is int else 0):
+        raise SettingsError(f"{what} must be {'>= 1' if kind is int else '>= 0'}, got {raw!r}")
+    return value
 
 
 def _host_list(value: str | None) -> tuple[str, ...]:

@@ -14,10 +14,12 @@ from typing import Any
 
 import gradio as gr
 
-from ptmoe_core.config import DEVICES, NOISE_TYPES, PROMPT_INITS, ROUTER_INITS, SCHEDULES, RunConfig
+from ptmoe_core.config import DEVICES, SCHEDULES, RunConfig
+from ptmoe_core.methods import Option, routing
+from ptmoe_core.methods.soft_prompt import PROMPT_INITS
 
 from . import data_sources as ds
-from . import forms, plots, queries, views
+from . import forms, plots, queries, sweep_view, views
 from .config_view import config_html
 from .escaping import code, esc
 from .state import AppContext
@@ -28,7 +30,18 @@ LOG_LINES = 60
 # Form fields inside the folded sections "Data limits", "More training options" and "Advanced routing".
 ACCORDION_KEYS = (("max_train_examples", "max_eval_examples", "max_source_tokens", "max_answer_tokens"),
                   ("warmup_steps", "schedule", "grad_accum", "seed"), forms.ROUTER_AIDS)
-ROUTED = ("ptmoe", "smop")
+ROUTED = forms.ROUTED
+
+
+def _option_widget(o: Option, value: Any, info: str) -> Any:
+    """The form widget of a method setting declared in the registry (``Option``): a dropdown of its
+    choices, a checkbox, or a number."""
+    if o.choices:
+        return gr.Dropdown(list(o.choices), value=value, label=o.label, info=info, elem_id=o.elem_id)
+    if o.kind == "bool":
+        return gr.Checkbox(value, label=o.label, info=info, elem_id=o.elem_id)
+    return gr.Number(value, label=o.label, info=info, minimum=0, precision=0 if o.kind == "int" else None,
+                     elem_id=o.elem_id)
 
 
 def build(ctx: AppContext) -> SimpleNamespace:
@@ -123,25 +136,11 @@ def build(ctx: AppContext) -> SimpleNamespace:
                                                        info=H["probationary"], scale=1)
                 with gr.Accordion("Advanced routing (not in the paper; the preset sets these)", open=False,
                                   visible=d["method"] in ROUTED, elem_id="pt-advanced-routing") as acc_routing:
-                    with gr.Row():
-                        comp["router_lr_mult"] = gr.Number(d["router_lr_mult"], label="Router LR multiplier",
-                                                           info=H["router_lr_mult"], minimum=0, elem_id="pt-router-lr")
-                        comp["router_norm"] = gr.Checkbox(d["router_norm"], label="Standardise router input",
-                                                          info=H["router_norm"], elem_id="pt-router-norm")
-                    with gr.Row():
-                        comp["noise_type"] = gr.Dropdown(list(NOISE_TYPES), value=d["noise_type"],
-                                                         label="Router noise type", info=H["noise_type"])
-                        comp["bias_balance"] = gr.Number(d["bias_balance"], label="Selection-bias balancing",
-                                                         info=H["bias_balance"], minimum=0)
-                        comp["mi_loss"] = gr.Number(d["mi_loss"], label="Mutual-information term",
-                                                    info=H["mi_loss"], minimum=0)
-                    with gr.Row():
-                        comp["router_init"] = gr.Dropdown(list(ROUTER_INITS), value=d["router_init"],
-                                                          label="Router start", info=H["router_init"])
-                        comp["router_init_confidence"] = gr.Number(d["router_init_confidence"],
-                                                                   label="Fitted router confidence",
-                                                                   info=H["router_init_confidence"], minimum=0,
-                                                                   maximum=1)
+                    # Laid out from the registry (methods/routing.py ADVANCED): a new router aid needs no line here.
+                    for row in sorted({o.row for o in routing.ADVANCED}):
+                        with gr.Row():
+                            for o in (o for o in routing.ADVANCED if o.row == row):
+                                comp[o.name] = _option_widget(o, d[o.name], H[o.name])
                 with gr.Row():
                     comp["lora_r"] = gr.Number(d["lora_r"], label="LoRA rank r", info=H["lora_r"], precision=0,
                                                minimum=1, visible=False)
@@ -184,6 +183,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                                               elem_id="pt-run-name")
                     launch_btn = gr.Button("Launch", variant="primary", scale=1, elem_id="pt-launch")
                 check_md = gr.Markdown("", elem_id="pt-check")
+            sweep = sweep_view.build_launcher(ctx)
             with gr.Accordion("Configuration: save · load · copy from a run · CLI", open=False):
                 with gr.Row():
                     save_btn = gr.Button("Save configuration (.yaml)", size="sm")
@@ -230,7 +230,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
     # ================================ handlers ================================
 
     def _spec_check(spec: str) -> str | None:
-        return ds.check_spec(spec, ctx.data_dir)
+        return ds.spec_problem(spec, ctx.data_dir, settings.limits)
 
     def _model_check(name: str) -> tuple[Any, str]:
         return ds.model_shape(ctx, name)
@@ -298,14 +298,28 @@ def build(ctx: AppContext) -> SimpleNamespace:
         if errors or cfg is None:
             msg = "**Not launched:** " + _reasons(errors)
             return [*_field_updates(errors), msg, gr.update(), gr.update(), *_open_for(errors)]
-        cfg.data.train = [ds.resolve_spec(s, ctx.data_dir) for s in cfg.data.train]
-        cfg.data.eval = [ds.resolve_spec(s, ctx.data_dir) for s in cfg.data.eval]
-        cfg.model.name = ds.resolve_model(cfg.model.name, ctx.data_dir)
+        _resolve(cfg)
         run_id = ctx.queue.submit(cfg) if ctx.queue is not None else st.submit(cfg)
         choices = queries.run_choices(st)
         msg = f"✓ Queued run **#{run_id} {views.esc(cfg.name)}** — progress on the right."
         return [*_field_updates({}), msg, gr.update(choices=choices, value=run_id), gr.update(choices=choices),
                 *[gr.skip()] * len(ACCORDION_KEYS)]
+
+    def form_config(*args: Any) -> RunConfig:
+        """The form's configuration, validated and with its data and model resolved (the sweep's base)."""
+        cfg, errors, _, _ = _check(forms.as_values(args))
+        if errors or cfg is None:
+            raise gr.Error("Fix the settings above first: " + _reasons(errors))
+        return _resolve(cfg)
+
+    def _resolve(cfg: RunConfig) -> RunConfig:
+        """Data specs and the model name as the job will read them (files inside the data folder)."""
+        cfg.data.train = [ds.resolve_spec(s, ctx.data_dir) for s in cfg.data.train]
+        cfg.data.eval = [ds.resolve_spec(s, ctx.data_dir) for s in cfg.data.eval]
+        cfg.model.name = ds.resolve_model(cfg.model.name, ctx.data_dir)
+        return cfg
+
+    sweep.wire(fields, form_config)
 
     @friendly
     def stop(run: Any):
@@ -360,7 +374,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         if new_sig == last_sig:
             return [prog, *[gr.skip()] * 6, log_text, gr.skip(), show_inspect, show_stop, last_sig]
         c = queries.curves(st, rid)
-        n_exp = (r.config.get("method") or {}).get("n_experts") if r.method in ("ptmoe", "smop") else None
+        n_exp = (r.config.get("method") or {}).get("n_experts") if r.method in ROUTED else None
         routing = queries.routing_view(c.routing)
         return [
             prog,
@@ -426,7 +440,8 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def specs_from_upload(path: str | None, fmt: str):
         if not path:
             return gr.skip(), gr.skip(), ""
-        saved = ds.save_upload(path, ctx.settings.upload_dir, ctx.settings.max_upload_mb, ctx.settings.upload_ttl_h)
+        saved = ds.save_upload(path, ctx.settings.upload_dir, ctx.settings.max_upload_mb, ctx.settings.upload_ttl_h,
+                               ctx.settings.max_uploads_mb)
         spec = ds.file_spec(fmt, saved.relative_to(ctx.data_dir))
         return spec, "", f"Saved the upload as {code(saved.relative_to(ctx.data_dir))} in the data folder."
 

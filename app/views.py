@@ -5,12 +5,21 @@ reads files."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 from .escaping import esc
 from .plots import expert_color
 
 __all__ = ["esc"]  # the shared escaping rule, re-exported for the tabs
+
+
+def fmt_time(t: float | None) -> str:
+    """A local date and minute, or "–" for a time the platform cannot show (a hand-edited row)."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t is not None else "–"
+    except (OverflowError, OSError, ValueError, TypeError):
+        return "–"
 
 
 def fmt_duration(s: float | None) -> str:

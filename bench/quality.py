@@ -46,10 +46,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from ptmoe_core.methods import METHODS as SPECS  # noqa: E402 - after the path set-up above
+
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data"
 EXPERIMENT = "paper-comparison"
 RESULT_NAME = "result.json"
-METHODS = ("pt", "dpt", "smop", "ptmoe", "lora")
+METHODS = ("pt", "dpt", "smop", "ptmoe", "lora")  # the plan's methods, in the page's order
 # Repeated over training seeds (--seeds): the five methods and PT-MoE in the studio preset.
 SEEDED = (*METHODS, "ptmoe-studio")
 # A run whose evaluated inputs go to one expert at this share or more is called collapsed.
@@ -59,7 +61,7 @@ COLLAPSED_SHARE = 0.95
 # lm-evaluation-harness's GSM8K "flexible-extract" filter does (ptmoe_core.metrics).
 SQUAD_UNANSWERABLE = "drop"
 NUMBER_MATCH = "flexible"
-LABELS = {"pt": "PT", "dpt": "DPT", "smop": "SMoP", "ptmoe": "PT-MoE", "lora": "LoRA"}
+LABELS = {m: SPECS[m].title for m in METHODS}
 # The paper's headline numbers (LLaMA-3.2-1B-Instruct, docs PTMOE_METHOD.md): QA F1 all, GSM8K acc, params.
 PAPER = {"lora": (56.13, 41.77, "106k"), "pt": (56.77, 34.11, "81k"), "dpt": (55.77, 26.08, "81k"),
          "smop": (56.25, 27.97, "86k"), "ptmoe": (58.26, 35.63, "80k")}
@@ -506,7 +508,7 @@ def routing_lines(results: list[dict[str, Any]]) -> list[str]:
     out = ["| run | N | router entropy at the end of training (ln N) | I(data set; expert), bits | "
            "expert load per data set (eval) | collapsed? |", "|---|---|---|---|---|---|"]
     for r in results:
-        n = r["method"]["n_experts"] if r["method"]["method"] in ("ptmoe", "smop") else 0
+        n = r["method"]["n_experts"] if SPECS[r["method"]["method"]].routed else 0
         if n < 2 or not r["expert_load"]:
             continue
         ents = [h["router_entropy"] for h in r["history"] if h.get("router_entropy") is not None]
@@ -721,10 +723,11 @@ def write_report(out: Path, results: list[dict[str, Any]], meta: dict[str, Any],
     L.append("|---|---|---|---|---|")
     for r in results:
         m = r["method"]
-        routed = m["method"] in ("ptmoe", "smop")
-        desc = (f"r={m['lora_r']} on {','.join(m['lora_targets'])}" if m["method"] == "lora" else
+        spec = SPECS[m["method"]]
+        routed = spec.routed
+        desc = (f"r={m['lora_r']} on {','.join(m['lora_targets'])}" if not spec.is_prompt else
                 f"{m.get('preset', 'paper')}, T={m['prompt_len']}" +
-                (f", R={m['rank']}" if m["method"] in ("ptmoe", "dpt") else "") + f", init={m['init']}" +
+                (f", R={m['rank']}" if spec.uses("rank") else "") + f", init={m['init']}" +
                 (f", N={m['n_experts']}, top_k={m['top_k']}, probationary={m['probationary']}, "
                  f"noise={m.get('noise_type', 'multiplicative')} σ={m['noise_std']:g}" if routed else "") +
                 (", straight_through" if routed and m.get("straight_through") else "") +
@@ -774,11 +777,11 @@ def methods_line(main: list[dict[str, Any]]) -> str:
     parts = []
     for r in main:
         m = r["method"]
-        if m["method"] == "lora":
+        if not SPECS[m["method"]].is_prompt:
             parts.append(f"{r['label']}: r={m['lora_r']} on {', '.join(m['lora_targets'])}")
             continue
         bits = [f"`{m.get('preset', 'paper')}` preset", f"init {m['init']}"]
-        if m["method"] in ("ptmoe", "smop"):
+        if SPECS[m["method"]].routed:
             bits.append(f"{m['noise_type']} router noise σ={m['noise_std']:g}")
             bits.append(f"balance loss {m['balance_loss']:g}" if m["balance_loss"] else "no balance loss")
             if not m.get("router_bias", True):

@@ -213,7 +213,7 @@ def build_adapter(
     training inputs, for ``init="inputs"``."""
     cfg.validate()
     meta = {"init_text": init_text, "seed": seed}
-    if cfg.method == "lora":
+    if not cfg.is_prompt:  # LoRA: PEFT builds the module
         from peft import get_peft_model
 
         names = {n.rsplit(".", 1)[-1] for n, _ in base.model.named_modules()}

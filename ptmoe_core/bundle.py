@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .adapter import CONFIG_NAME, PEFT_CONFIG_NAME, WEIGHTS_NAME
+from .bundle_values import check_manifest, check_tensors
 from .callbacks import EvalReport, StepMetrics, TrainerCallback, eval_points, step_points
 from .config import RunConfig
 from .errors import BundleError, ConfigError
@@ -372,6 +373,11 @@ def _parse(data: dict[str, bytes], label: str, *, expect_model: str | None, chec
         raise BundleError(f"{label} is for base model {base.get('name')!r}, not {expect_model!r}")
     if check_base:
         check_base_model(base, label)
+    check_manifest(m, cfg, label)
+    hidden = base.get("hidden_size") or (model_dims(str(base.get("name"))) or {}).get("hidden_size")
+    if isinstance(hidden, int) and 0 < hidden <= 65536:
+        layers = base.get("num_hidden_layers")
+        check_tensors(_tensor_shapes(weights), cfg, hidden, layers if isinstance(layers, int) else None, label)
 
     evaluations = [_evaluation(e, label, limits) for e in _list(m, "evaluations", label)]
     floor_d = m.get("floor")
@@ -432,6 +438,13 @@ def _check_weights(weights: bytes, label: str) -> int:
         if t.is_floating_point() and not bool(t.float().isfinite().all()):
             raise BundleError(f"{label}: tensor {k} contains NaN or infinite values")
     return int(sum(t.numel() for t in tensors.values()))
+
+
+def _tensor_shapes(weights: bytes) -> dict[str, tuple[int, ...]]:
+    """Names and shapes from a safetensors header (already parsed once by ``_check_weights``)."""
+    n = int.from_bytes(weights[:8], "little")
+    header = json.loads(weights[8:8 + n])
+    return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
 
 
 def _looks_pickled(data: bytes) -> bool:

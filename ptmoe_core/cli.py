@@ -15,8 +15,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .callbacks import EvalReport, StepMetrics, TrainerCallback
-from .config import METHODS, MethodConfig, RunConfig, read_config_file
+from .config import MethodConfig, RunConfig, read_config_file
 from .errors import ConfigError, PTMoEError
+from .methods import DEFAULT, NAMES
 from .params import LLAMA_32_1B, ModelShape, count_params
 from .presets import DEFAULT_PRESET, PRESETS, differences, paper_method
 
@@ -152,7 +153,7 @@ def cmd_params(args) -> int:
                                ("lora_r", args.lora_r)) if v is not None}
     if args.no_router_bias:
         given["router_bias"] = False
-    methods = METHODS if args.method == "all" else [args.method]
+    methods = NAMES if args.method == "all" else [args.method]
     for m in methods:
         paper, over = paper_method(m), dict(given)
         if "rank" in paper and args.rank is None and args.prompt_len is not None:
@@ -220,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("params", help="trainable-parameter count of a method, as the paper's comparison "
                                       "configures it unless a shape flag says otherwise")
-    c.add_argument("--method", default="ptmoe", choices=[*METHODS, "all"])
+    c.add_argument("--method", default=DEFAULT, choices=[*NAMES, "all"])
     c.add_argument("--hidden", type=int, help="H (default 2048, the paper's Llama-3.2-1B)")
     c.add_argument("--prompt-len", type=int, help="T (default: the paper's: 40, SMoP 20 per expert)")
     c.add_argument("--experts", type=int, help="N (default: the paper's 2)")

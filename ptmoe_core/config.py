@@ -15,35 +15,29 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .checks import at_least as _at_least
+from .checks import between as _between
+from .checks import choice as _choice
 from .errors import ConfigError
+from .methods import COMMON_OPTIONS, DEFAULT, METHODS, method_spec
+from .methods.spec import PROMPT_LR
 from .metrics import NUMBER_MATCHES
 from .presets import DEFAULT_PRESET, LEGACY_PRESET, PRESETS, preset_values
 
-METHODS = ("ptmoe", "pt", "dpt", "smop", "lora")
-PROMPT_METHODS = ("ptmoe", "pt", "dpt", "smop")
-ROUTED_METHODS = ("ptmoe", "smop")
-# text: the instruction repeated to T (rank ≈ its length); text_vocab: the instruction once, then a
-# vocabulary sample (full rank); inputs: tokens drawn from the training inputs (full rank).
-# uniform: every prompt factor uniform in (-0.5, 0.5), no SVD (DPT's own init; Lester et al.'s random).
-PROMPT_INITS = ("text", "text_vocab", "inputs", "vocab", "random", "uniform")
-NOISE_TYPES = ("multiplicative", "additive")
-# orthogonal: SMoP's random rows; domains / kmeans: a classifier of the training inputs' data sets
-# (grouped into N) or k-means clusters (ptmoe_core/router.py, Router.fit_groups).
-ROUTER_INITS = ("orthogonal", "domains", "kmeans")
 SCHEDULES = ("linear", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 # Upper bounds checked before anything is allocated or run (a typo of 1e300 steps must not train forever).
 MAX_STEPS = 1_000_000
-MAX_LORA_R = 4096
 MAX_BATCH = 4096
 MAX_TOKENS = 32_768  # source, answer and generated tokens
 MAX_CONFIG_BYTES = 1024 * 1024  # a configuration file is a few hundred bytes
 
-# Default learning rates: soft prompts need a far larger step than LoRA's weight deltas.
-DEFAULT_LR = {"lora": 2e-3}
-DEFAULT_PROMPT_LR = 1e-2
+# Default learning rates (each method's ``MethodSpec.lr``): soft prompts need a far larger step than
+# LoRA's weight deltas.
+DEFAULT_LR = {name: spec.lr for name, spec in METHODS.items() if spec.lr != PROMPT_LR}
+DEFAULT_PROMPT_LR = PROMPT_LR
 
 
 @dataclass
@@ -66,7 +60,7 @@ class ModelConfig:
 class MethodConfig:
     """The adapter: which method and its hyperparameters (names as in the PT-MoE paper)."""
 
-    method: str = "ptmoe"
+    method: str = DEFAULT  # a name in methods.METHODS
     # The base that from_dict lays explicit keys over (ptmoe_core/presets.py); the field values
     # below are the default preset's for PT-MoE.
     preset: str = DEFAULT_PRESET
@@ -81,7 +75,7 @@ class MethodConfig:
     straight_through: bool | None = None
     noise_std: float = 0.01  # sigma of the router-logit noise, training only
     noise_type: str = "multiplicative"  # l·(1+σε), scale detached (PT-MoE's paper, SMoP) or l+σε
-    init: str = "text_vocab"  # see PROMPT_INITS
+    init: str = "text_vocab"  # see methods.soft_prompt.PROMPT_INITS
     init_text: str | None = None  # default: the task instruction, else a vocabulary sample
     expert_perturb: float = 0.01  # relative std of per-expert noise on A_i so experts can diverge
     router_bias: bool = True  # counted in the paper's N*H + N router parameters
@@ -91,7 +85,7 @@ class MethodConfig:
     router_norm: bool = True  # standardise the router input with the training inputs' mean/std
     bias_balance: float = 0.0  # step of a per-expert selection bias nudged toward equal load
     mi_loss: float = 0.0  # weight of −I(input; expert) = −(H(mean p) − mean H(p)) in the loss
-    router_init: str = "orthogonal"  # see ROUTER_INITS
+    router_init: str = "orthogonal"  # see methods.routing.ROUTER_INITS
     router_init_confidence: float = 0.6  # mean probability of each input's own group after a fitted init
     lora_r: int = 1
     lora_alpha: float = 2.0
@@ -104,11 +98,11 @@ class MethodConfig:
 
     @property
     def is_prompt(self) -> bool:
-        return self.method in PROMPT_METHODS
+        return self.method in METHODS and METHODS[self.method].is_prompt
 
     @property
     def is_routed(self) -> bool:
-        return self.method in ROUTED_METHODS
+        return self.method in METHODS and METHODS[self.method].routed
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], prefix: str = "method.") -> MethodConfig:
@@ -125,58 +119,17 @@ class MethodConfig:
         return _build(cls, {**base, **d, "preset": preset}, prefix)
 
     @classmethod
-    def for_preset(cls, method: str = "ptmoe", preset: str = DEFAULT_PRESET, **overrides: Any) -> MethodConfig:
+    def for_preset(cls, method: str = DEFAULT, preset: str = DEFAULT_PRESET, **overrides: Any) -> MethodConfig:
         """A config of ``method`` with ``preset``'s values, then ``overrides``."""
         return cls.from_dict({"method": method, "preset": preset, **overrides})
 
     def validate(self) -> None:
         _check_finite(self, "method")
-        _choice("method.method", self.method, METHODS)
+        spec = method_spec(self.method)
         _choice("method.preset", self.preset, PRESETS)
-        _choice("method.init", self.init, PROMPT_INITS)
-        if self.method == "lora":
-            _between("method.lora_r", self.lora_r, 1, MAX_LORA_R)
-            if self.lora_alpha <= 0:
-                raise ConfigError("method.lora_alpha", f"must be > 0, got {self.lora_alpha}")
-            if not 0 <= self.lora_dropout < 1:
-                raise ConfigError("method.lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
-            if not self.lora_targets:
-                raise ConfigError("method.lora_targets", "name at least one module (e.g. q_proj)")
-            return
-        _at_least("method.prompt_len", self.prompt_len, 1)
-        if self.prompt_len > 512:
-            raise ConfigError("method.prompt_len", f"{self.prompt_len} virtual tokens is too long (max 512)")
-        if self.method in ("ptmoe", "dpt"):
-            _at_least("method.rank", self.rank, 1)
-            if self.rank > self.prompt_len:
-                raise ConfigError(
-                    "method.rank", f"rank R={self.rank} must not exceed the prompt length T={self.prompt_len}"
-                )
-        if self.is_routed:
-            _at_least("method.n_experts", self.n_experts, 1)
-            if self.n_experts > 64:
-                raise ConfigError("method.n_experts", f"{self.n_experts} experts is too many (max 64)")
-            if not 1 <= self.top_k <= self.n_experts:
-                raise ConfigError(
-                    "method.top_k", f"top_k={self.top_k} must be between 1 and n_experts={self.n_experts}"
-                )
-            if self.noise_std < 0:
-                raise ConfigError("method.noise_std", f"must be >= 0, got {self.noise_std}")
-            if not 0 <= self.balance_loss <= 10:
-                raise ConfigError("method.balance_loss", f"must be in [0, 10], got {self.balance_loss}")
-            _choice("method.noise_type", self.noise_type, NOISE_TYPES)
-            if not 0 <= self.router_lr_mult <= 1000:  # 0: the router stays as initialised
-                raise ConfigError("method.router_lr_mult", f"must be in [0, 1000], got {self.router_lr_mult}")
-            if not 0 <= self.bias_balance <= 1:
-                raise ConfigError("method.bias_balance", f"must be in [0, 1], got {self.bias_balance}")
-            if not 0 <= self.mi_loss <= 10:
-                raise ConfigError("method.mi_loss", f"must be in [0, 10], got {self.mi_loss}")
-            _choice("method.router_init", self.router_init, ROUTER_INITS)
-            if not 1 / self.n_experts < self.router_init_confidence < 1:
-                raise ConfigError("method.router_init_confidence", f"must be between 1/N={1 / self.n_experts:.3g} "
-                                  f"and 1 (exclusive), got {self.router_init_confidence}")
-        if self.expert_perturb < 0:
-            raise ConfigError("method.expert_perturb", f"must be >= 0, got {self.expert_perturb}")
+        for option in COMMON_OPTIONS:
+            option.validate(self)
+        spec.validate(self)  # the method's own rules (its module in ptmoe_core/methods/)
 
 
 # Every key a stored method config had before presets (asdict of the old MethodConfig).
@@ -431,20 +384,13 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     return value
 
 
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(name, f"{value!r} is not one of {', '.join(allowed)}")
-
-
-def _between(name: str, value: Any, lo: int, hi: int) -> None:
-    _at_least(name, value, lo)
-    if value > hi:
-        raise ConfigError(name, f"{value:,} is too large (at most {hi:,})")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _check_finite(cfg: Any, prefix: str) -> None:
     """Every float field of a config dataclass (nested ones too) is a finite number: NaN passes every
-    ``<`` / ``>`` check silently."""
+    ``<`` / ``>`` check silently. Every integer (lists' items too) fits in 64 bits: a larger one passes
+    the range checks written for sensible values and fails later in torch, JSON or the database."""
     for f in fields(cfg):
         value = getattr(cfg, f.name)
         name = f"{prefix}.{f.name}" if prefix else f.name
@@ -452,8 +398,6 @@ def _check_finite(cfg: Any, prefix: str) -> None:
             _check_finite(value, name)
         elif isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(name, f"must be a finite number, got {value}")
-
-
-def _at_least(name: str, value: Any, lo: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-        raise ConfigError(name, f"must be an integer >= {lo}, got {value!r}")
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, int) and not INT64_MIN <= item <= INT64_MAX:
+                raise ConfigError(name, f"must fit in a 64-bit integer, got one of {item.bit_length()} bits")

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from .adapter import CARD_NAME, read_adapter_config
+from .methods import METHODS
 from .metrics import mutual_information_bits
 from .models import TINY, hub_id_of
 from .peft_format import PEFT_TYPES
@@ -27,19 +28,6 @@ from .peft_format import PEFT_TYPES
 LIBRARY = "ptmoe-studio"
 # Licences of base models whose licence is known; a card never guesses one.
 LICENSES = {"HuggingFaceTB/SmolLM2-135M-Instruct": "apache-2.0", "HuggingFaceTB/SmolLM2-135M": "apache-2.0"}
-METHOD_TEXT = {
-    "ptmoe": ("PT-MoE", "prompt tuning with a mixture of decomposed experts (arXiv 2505.09519): expert i's prompt "
-              "is A_i·B (A_i T×R, shared B R×H); a router on the mean input embedding weights the A_i, and the "
-              "resulting T×H soft prompt is prepended to the input"),
-    "pt": ("PT", "prompt tuning (Lester et al., 2021): one T×H soft prompt prepended to every input"),
-    "dpt": ("DPT", "decomposed prompt tuning (Xiao et al., 2023): one soft prompt P = A·B, A T×R, B R×H"),
-    "smop": ("SMoP", "sparse mixture of prompts (Choi et al., 2023): N full T×H soft prompts and a router "
-             "on the mean input embedding"),
-    "lora": ("LoRA", "low-rank adaptation (Hu et al., 2021): rank-r updates of the target projections"),
-}
-# Settings that only a routed method has; a prompt method without a router does not list them.
-ROUTER_FIELDS = {"n_experts", "top_k", "probationary", "straight_through", "noise_std", "router_bias",
-                 "balance_loss", "expert_perturb"}
 SCORE_GROUPS = ("macro", "in_domain", "out_of_domain")
 
 
@@ -130,8 +118,9 @@ def front_matter(record: Mapping[str, Any]) -> dict[str, Any]:
     hub = hub_id_of(str(record["base_model"].get("name") or ""))
     tags = [LIBRARY, method]
     tags += ["peft"] if method in PEFT_TYPES else []
-    tags += ["lora"] if method == "lora" else ["prompt-tuning"]
-    tags += ["mixture-of-experts"] if method in ("ptmoe", "smop") else []
+    spec = METHODS.get(method)
+    tags += ["prompt-tuning"] if spec is None or spec.is_prompt else [method]
+    tags += ["mixture-of-experts"] if spec is not None and spec.routed else []
     meta: dict[str, Any] = {}
     if hub:
         meta["base_model"] = hub
@@ -148,7 +137,8 @@ def render_card(record: Mapping[str, Any], training: TrainingSummary | None = No
     """The card's Markdown for an adapter record, with the run's training summary when known."""
     m = record["method"]
     method = m["method"]
-    short, description = METHOD_TEXT.get(method, (method, method))
+    spec = METHODS.get(method)
+    short, description = (spec.title, spec.description) if spec else (method, method)
     base = str(record["base_model"].get("name") or "an unnamed base model")
     hub = hub_id_of(base)
     title = f"{_md(training.run_name)}: " if training and training.run_name else ""
@@ -160,7 +150,7 @@ def render_card(record: Mapping[str, Any], training: TrainingSummary | None = No
     out += _settings_section(m, (record.get("meta") or {}).get("init_text"))
     out += _training_section(training)
     out += _scores_section(training)
-    if method in ("ptmoe", "smop"):
+    if spec is not None and spec.routed:
         out += _routing_section(training, int(m.get("n_experts", 0)))
     out += _loading_section(method, base, hub)
     return "\n".join(out).rstrip() + "\n"
@@ -186,11 +176,8 @@ def _settings_section(m: Mapping[str, Any], init_text: str | None) -> list[str]:
     method = m["method"]
     if m.get("init") in ("text", "text_vocab") and not m.get("init_text") and init_text:
         m = {**m, "init_text": init_text}  # the text the prompt was actually initialised from
-    if method == "lora":
-        keys = [k for k in m if k.startswith("lora_")]
-    else:
-        keys = [k for k in m if k != "method" and not k.startswith("lora_")
-                and (method in ("ptmoe", "smop") or k not in ROUTER_FIELDS) and not (k == "rank" and method in ("pt", "smop"))]
+    lists = METHODS[method].card_lists if method in METHODS else bool
+    keys = [k for k in m if k != "method" and lists(k)]
     rows = [f"| {_code(k)} | {_code(m[k])} |" for k in keys]
     return ["## Method settings", "", f"Method {_code(method)}.", "", "| setting | value |", "| --- | --- |", *rows, ""]
 
@@ -262,9 +249,8 @@ def _loading_section(method: str, base: str, hub: str | None) -> list[str]:
                 'model = PeftModel.from_pretrained(base, "path/to/this/adapter")', "```", "",
                 "Inputs were formatted with the base model's chat template; the user turn is the instruction, "
                 "then `Passage: …` (when there is one) and `Question: …` (see `ptmoe_core.data.formatting`)."]
-        if method == "pt":
-            out += ["PEFT's prompt tuning numbers positions over prompt and input together, as the studio "
-                    "does for unpadded or right-padded inputs; pad on the right when batching."]
+        if METHODS[method].card_note:
+            out.append(METHODS[method].card_note)
         out.append("")
     else:
         out += ["PEFT has no type for this method, so the folder holds the studio's own format: "

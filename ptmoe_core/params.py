@@ -1,10 +1,11 @@
-"""Exact trainable-parameter counts, from the formulas (no model needed).
+"""Exact trainable-parameter counts, from the formulas (no model needed). Each method's formula is
+its ``MethodSpec.count`` (in ``methods/``):
 
-    pt      T·H
-    dpt     T·R + R·H
-    smop    N·T·H + N·H (+ N with router bias)
-    ptmoe   N·T·R + R·H + N·H (+ N with router bias)
-    lora    Σ_layers Σ_targets r·(in + out)
+    PT      T·H
+    DPT     T·R + R·H
+    SMoP    N·T·H + N·H (+ N with router bias)
+    PT-MoE  N·T·R + R·H + N·H (+ N with router bias)
+    LoRA    Σ_layers Σ_targets r·(in + out)
 
 The adapter's own ``num_trainable()`` counts real tensors; tests check both agree.
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from .config import MethodConfig
 from .errors import ConfigError
+from .methods import method_spec
 
 
 @dataclass(frozen=True)
@@ -65,16 +67,4 @@ LLAMA_32_1B = ModelShape(hidden=2048, layers=16, heads=32, kv_heads=8, intermedi
 
 def count_params(cfg: MethodConfig, shape: ModelShape) -> int:
     """Trainable parameters of ``cfg`` on a model of ``shape``."""
-    H, T, N, R = shape.hidden, cfg.prompt_len, cfg.n_experts, cfg.rank
-    router = N * H + (N if cfg.router_bias else 0)
-    if cfg.method == "pt":
-        return T * H
-    if cfg.method == "dpt":
-        return T * R + R * H
-    if cfg.method == "smop":
-        return N * T * H + router
-    if cfg.method == "ptmoe":
-        return N * T * R + R * H + router
-    if cfg.method == "lora":
-        return shape.layers * sum(cfg.lora_r * sum(shape.linear_dims(t)) for t in cfg.lora_targets)
-    raise ConfigError("method.method", f"unknown method {cfg.method!r}")
+    return method_spec(cfg.method).count(cfg, shape)

@@ -19,9 +19,12 @@ from typing import Any
 
 from .config import MethodConfig
 from .errors import AdapterError
+from .methods import METHODS, by_peft_type
 from .models import EMBEDDED, EMBEDDED_HUB_ID, TINY, hub_id_of
 
-PEFT_TYPES = {"pt": "PROMPT_TUNING", "lora": "LORA"}
+# Each method PEFT has -> PEFT's type (``MethodSpec.peft``).
+PEFT_TYPES = {name: spec.peft.peft_type for name, spec in METHODS.items() if spec.peft}
+LORA = "LORA"  # PEFT builds and saves this type itself (peft_format.lora_config)
 TASK_TYPE = "CAUSAL_LM"
 # Keys that describe where a config came from or how its tensors were first initialised: they do not
 # change what a loaded adapter computes, so a PEFT folder may set them freely.
@@ -66,7 +69,8 @@ def peft_config_dict(cfg: MethodConfig, base_name: str, hf_config: Any, init_tex
     """PEFT's ``adapter_config.json`` content for a PT or LoRA adapter; None for methods PEFT lacks."""
     if cfg.method not in PEFT_TYPES:
         return None
-    pc = lora_config(cfg) if cfg.method == "lora" else _prompt_tuning_config(cfg, base_name, hf_config, init_text)
+    lora = PEFT_TYPES[cfg.method] == LORA
+    pc = lora_config(cfg) if lora else _prompt_tuning_config(cfg, base_name, hf_config, init_text)
     pc.base_model_name_or_path = hub_id_of(base_name)
     pc.inference_mode = True
     return _jsonable(pc.to_dict())
@@ -74,7 +78,7 @@ def peft_config_dict(cfg: MethodConfig, base_name: str, hf_config: Any, init_tex
 
 def _reference(cfg: MethodConfig) -> dict:
     """What PEFT writes for the adapter the studio would build from ``cfg``."""
-    if cfg.method == "lora":
+    if PEFT_TYPES.get(cfg.method) == LORA:
         return _jsonable(lora_config(cfg).to_dict())
     from peft import PromptTuningConfig
 
@@ -107,24 +111,24 @@ def studio_record_from_peft(d: dict, source: Path) -> dict:
     """A studio adapter record (``method``, ``base_model``, ``meta``) for a PEFT-only PT or LoRA folder.
     PEFT settings the studio does not build (DoRA, rsLoRA, biases, …) are refused, naming them."""
     ptype = d.get("peft_type")
-    method = {v: k for k, v in PEFT_TYPES.items()}.get(ptype)
-    if method is None:
-        raise AdapterError(f"{source}: PEFT type {ptype!r} is not one the studio runs (PROMPT_TUNING, LORA); "
+    spec = by_peft_type(ptype)
+    if spec is None:
+        raise AdapterError(f"{source}: PEFT type {ptype!r} is not one the studio runs ({', '.join(PEFT_TYPES.values())}); "
                            "load it with peft.PeftModel.from_pretrained")
     if d.get("task_type") not in (None, TASK_TYPE):
         raise AdapterError(f"{source}: task type {d.get('task_type')!r}; the studio runs causal LMs ({TASK_TYPE})")
     try:
-        if method == "lora":
+        if ptype == LORA:
             targets = d.get("target_modules")
             if not isinstance(targets, list) or not targets:
                 raise AdapterError(f"{source}: target_modules {targets!r} is not a list of module names "
                                    "(regular expressions are not supported)")
-            mcfg = MethodConfig(method="lora", lora_r=int(d["r"]), lora_alpha=float(d["lora_alpha"]),
+            mcfg = MethodConfig(method=spec.name, lora_r=int(d["r"]), lora_alpha=float(d["lora_alpha"]),
                                 lora_dropout=float(d.get("lora_dropout") or 0.0), lora_targets=sorted(targets))
             hidden = None
         else:
             init = _STUDIO_INIT.get(str(d.get("prompt_tuning_init", "RANDOM")), "random")
-            mcfg = MethodConfig(method="pt", prompt_len=int(d["num_virtual_tokens"]), init=init,
+            mcfg = MethodConfig(method=spec.name, prompt_len=int(d["num_virtual_tokens"]), init=init,
                                 init_text=d.get("prompt_tuning_init_text"))
             hidden = d.get("token_dim")
         mcfg.validate()
@@ -153,10 +157,7 @@ def check_agrees(record: dict, d: dict, source: Path) -> None:
     if d.get("peft_type") != want:
         raise AdapterError(f"{source}: PEFT type {d.get('peft_type')!r} but the studio's record says method "
                            f"{m.get('method')!r}; one file was replaced. Save the adapter again (ptmoe_core.save)")
-    pairs = {"pt": [("prompt_len", "num_virtual_tokens")],
-             "lora": [("lora_r", "r"), ("lora_alpha", "lora_alpha"), ("lora_dropout", "lora_dropout"),
-                      ("lora_targets", "target_modules")]}[m["method"]]
-    for ours, theirs in pairs:
+    for ours, theirs in METHODS[m["method"]].peft.agree:
         a, b = m.get(ours), d.get(theirs)
         same = sorted(a or []) == sorted(b or []) if isinstance(a, list) else a is not None and b is not None and float(a) == float(b)
         if not same:

@@ -2,7 +2,8 @@
 
 Each method is an ``nn.Module`` that turns (input ids, mask, labels, router mask) into
 (inputs_embeds, mask, labels, routing). The frozen embedding table is held by reference, not as
-a submodule, so a method's ``state_dict`` is exactly its trainable parameters.
+a submodule, so a method's ``state_dict`` is exactly its trainable parameters. Each method's
+description (settings, presets, parameter formula, the class it builds) is its module in ``methods/``.
 
     PT      P ∈ R^{T×H}
     DPT     P = A · B,            A ∈ R^{T×R}, B ∈ R^{R×H}
@@ -19,6 +20,8 @@ from torch import Tensor, nn
 
 from .config import MethodConfig
 from .errors import ConfigError
+from .methods import method_spec
+from .methods.routing import router_kwargs
 from .router import Router, RoutingInfo, masked_mean
 
 IGNORE_INDEX = -100
@@ -202,28 +205,14 @@ class PTMoEPrompt(SoftPromptMethod):
         return A_mix @ self.B, r  # b×T×H
 
 
-def _make_router(H: int, cfg: MethodConfig, generator: torch.Generator) -> Router:
-    return Router(
-        H,
-        cfg.n_experts,
-        top_k=cfg.top_k,
-        probationary=cfg.probationary,
-        straight_through=cfg.straight_through,
-        noise_std=cfg.noise_std,
-        noise_type=cfg.noise_type,
-        bias=cfg.router_bias,
-        norm=cfg.router_norm,
-        bias_balance=cfg.bias_balance,
-        generator=generator,
-    )
-
-
-PROMPT_CLASSES: dict[str, type[SoftPromptMethod]] = {
-    "pt": PromptTuning,
-    "dpt": DecomposedPrompt,
-    "smop": SMoPPrompt,
-    "ptmoe": PTMoEPrompt,
+# The classes a ``MethodSpec.module`` names (each method's module in ``methods/``).
+MODULES: dict[str, type[SoftPromptMethod]] = {
+    c.__name__: c for c in (PromptTuning, DecomposedPrompt, SMoPPrompt, PTMoEPrompt)
 }
+
+
+def _make_router(H: int, cfg: MethodConfig, generator: torch.Generator) -> Router:
+    return Router(H, cfg.n_experts, generator=generator, **router_kwargs(cfg))
 
 
 def build_prompt_method(
@@ -232,4 +221,7 @@ def build_prompt_method(
     """Construct and initialise a soft-prompt method (deterministic for a seed)."""
     g = torch.Generator().manual_seed(seed)
     E = init_embeddings(embed, cfg.prompt_len, cfg.init, init_token_ids, g)  # T×H
-    return PROMPT_CLASSES[cfg.method](embed, cfg, E, g)
+    module = method_spec(cfg.method).module
+    if module is None:
+        raise ConfigError("method.method", f"{cfg.method} is not a soft-prompt method")
+    return MODULES[module](embed, cfg, E, g)

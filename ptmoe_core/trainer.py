@@ -165,7 +165,10 @@ def train(
             cb.on_step(m)
         done = step + 1
         if tc.eval_every and done % tc.eval_every == 0 and done < tc.steps and eval_sets:
-            last_eval = run_evaluation(adapter, eval_sets, eval_feats, fmt, tc, done, callbacks)
+            try:
+                last_eval = run_evaluation(adapter, eval_sets, eval_feats, fmt, tc, done, callbacks, should_stop)
+            except EvaluationStopped:
+                pass  # should_stop() holds: the run stops just below, after its checkpoint
             adapter.train()
         stop = should_stop()
         if (tc.save_every and done % tc.save_every == 0 and done < tc.steps) or stop:
@@ -178,8 +181,13 @@ def train(
     adapter_dir = None
     if status == "finished":
         if eval_sets:
-            last_eval = run_evaluation(adapter, eval_sets, eval_feats, fmt, tc, step, callbacks)
-        save_checkpoint(out, adapter, opt, cfg, step, callbacks)
+            try:
+                last_eval = run_evaluation(adapter, eval_sets, eval_feats, fmt, tc, step, callbacks, should_stop)
+            except EvaluationStopped:
+                status = "cancelled"
+        if status == "finished" or not (out / CHECKPOINTS / _ckpt_name(step)).exists():
+            save_checkpoint(out, adapter, opt, cfg, step, callbacks)
+    if status == "finished":
         adapter_dir = out / FINAL_ADAPTER
         _publish(out / CHECKPOINTS / _ckpt_name(step), adapter_dir,
                  TrainingSummary.from_run(cfg, last_eval, len(features)))
@@ -298,8 +306,20 @@ def _default_instruction(fmt, examples) -> str | None:
 # Evaluation
 
 
+class EvaluationStopped(Exception):
+    """Stop was asked for during an evaluation: it ends between two batches, not after the last."""
+
+
+def _stop_check(should_stop: Callable[[], bool]) -> Callable[..., None]:
+    def check(*_: object) -> None:
+        if should_stop():
+            raise EvaluationStopped
+    return check
+
+
 @torch.no_grad()
-def mean_loss(adapter: Adapter, features: list[dict], batch_size: int = 16) -> float:
+def mean_loss(adapter: Adapter, features: list[dict], batch_size: int = 16,
+              should_stop: Callable[[], bool] = lambda: False) -> float:
     """Token-weighted mean LM loss over encoded examples (with answers), in eval mode."""
     from .data.formatting import collate
 
@@ -309,6 +329,7 @@ def mean_loss(adapter: Adapter, features: list[dict], batch_size: int = 16) -> f
     base = adapter.base
     features = sorted(features, key=lambda f: len(f["input_ids"]))  # similar lengths: less padding
     for i in range(0, len(features), batch_size):
+        _stop_check(should_stop)()
         batch = {k: v.to(base.device) for k, v in collate(features[i : i + batch_size], base.pad_id).items()}
         loss_sum, _ = adapter.label_loss(batch, num_items_in_batch=1)  # summed over the labelled tokens
         total += loss_sum.item()
@@ -317,14 +338,16 @@ def mean_loss(adapter: Adapter, features: list[dict], batch_size: int = 16) -> f
     return total / max(count, 1)
 
 
-def run_evaluation(adapter: Adapter, eval_sets, eval_feats: list[dict], fmt, tc, step: int, callbacks) -> EvalReport:
+def run_evaluation(adapter: Adapter, eval_sets, eval_feats: list[dict], fmt, tc, step: int, callbacks,
+                   should_stop: Callable[[], bool] = lambda: False) -> EvalReport:
     """Generation scores on ``eval_sets`` and the teacher-forced loss on ``eval_feats`` (the same
-    examples, encoded with their answers)."""
+    examples, encoded with their answers). ``should_stop`` is asked between batches (a Stop must not
+    wait for hundreds of evaluation sets): ``EvaluationStopped`` when it says so."""
     from .evaluate import evaluate
 
     res = evaluate(adapter, eval_sets, max_new_tokens=tc.max_new_tokens, batch_size=tc.eval_batch_size,
-                   format_cfg=fmt)
-    loss = mean_loss(adapter, eval_feats, tc.eval_batch_size) if eval_feats else None
+                   format_cfg=fmt, progress=_stop_check(should_stop))
+    loss = mean_loss(adapter, eval_feats, tc.eval_batch_size, should_stop) if eval_feats else None
     report = EvalReport(step=step, scores=res.scores(), records=res.records, loss=loss)
     for cb in callbacks:
         cb.on_evaluate(report)

@@ -33,7 +33,17 @@ from .errors import ParamConflict, StorageError
 from .floors import FloorCache
 from .models import Artifact, EvaluationResult, Experiment, Param, RoutingRecord, Run, RunStatus
 from .records import RoutingRecordInfo
-from .repo import PARAM_EXCLUDE, Storage, _experiment, _slug, evaluation_rows, flatten, metric_rows, routing_row
+from .repo import (
+    PARAM_EXCLUDE,
+    Storage,
+    _experiment,
+    _slug,
+    evaluation_rows,
+    flatten,
+    metric_rows,
+    new_run,
+    routing_row,
+)
 
 log = logging.getLogger(__name__)
 GALLERY = "gallery"
@@ -147,14 +157,12 @@ def _insert(storage: Storage, s: Session, b: RunBundle, run_dir: Path, experimen
     cfg["output_dir"] = str(run_dir)
     info, now = b.info, time.time()
     steps = int(info["step"]) if isinstance(info.get("step"), int) else cfg["train"]["steps"]
-    run = Run(experiment_id=exp.id, name=b.name, method=b.method, base_model=b.base_model["name"],
-              data_specs=list(cfg["data"]["train"]), config=cfg, status=RunStatus.FINISHED.value, reason="imported",
-              created_at=b.created_at, started_at=_float(info.get("started_at")),
-              ended_at=_float(info.get("ended_at")), heartbeat_at=None, device=_short(info.get("device")),
-              output_dir=str(run_dir), adapter_path=str(run_dir / "adapter"), log_path=None,
-              trainable_params=b.trainable_params, step=steps, total_steps=cfg["train"]["steps"])
-    s.add(run)
-    s.flush()
+    run = new_run(s, experiment_id=exp.id, name=b.name, method=b.method, base_model=b.base_model["name"],
+                  data_specs=list(cfg["data"]["train"]), config=cfg, status=RunStatus.FINISHED.value, reason="imported",
+                  created_at=b.created_at, started_at=_float(info.get("started_at")),
+                  ended_at=_float(info.get("ended_at")), heartbeat_at=None, device=_short(info.get("device")),
+                  output_dir=str(run_dir), adapter_path=str(run_dir / "adapter"), log_path=None,
+                  trainable_params=b.trainable_params, step=steps, total_steps=cfg["train"]["steps"])
     rid = run.id
     params = {k: v for k, v in flatten(cfg).items() if k not in PARAM_EXCLUDE}
     params.update(flatten({k: v for k, v in info.items() if isinstance(v, (str, int, float, bool))}, "info."))

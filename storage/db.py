@@ -75,6 +75,8 @@ def check_sqlite_file(path: Path) -> None:
                 f"the directory of the database file {path} is not writable (SQLite needs to create its "
                 "-wal and -shm files there); fix its permissions or set PTMOE_DB"
             )
+        if head:  # after the permission checks: reading a WAL database needs its -shm file
+            _check_integrity(path)
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,6 +84,30 @@ def check_sqlite_file(path: Path) -> None:
         raise StorageError(f"cannot create the directory for the database file {path}: {e.strerror or e}") from e
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise StorageError(f"cannot create the database file {path}: its directory is not writable; set PTMOE_DB")
+
+
+def _check_integrity(path: Path) -> None:
+    """``PRAGMA quick_check`` (every page and b-tree, read-only): a file damaged past its header would
+    otherwise open silently and then fail request by request, or fail a run launched on it."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+        problem = None if rows == [("ok",)] else (str(rows[0][0]) if rows else "no answer")
+    except sqlite3.DatabaseError as e:
+        if is_locked_error(e):
+            return  # another process is writing: it is in use, not damaged; the open itself will wait
+        problem = str(e)
+    if problem is not None:
+        raise StorageError(
+            f"{path} is damaged (SQLite integrity check: {problem.splitlines()[0][:120]}); it was left untouched. "
+            "Restore it from a backup (a *.schema-*.bak file next to it, if any), or move it away to start an "
+            "empty database, or set PTMOE_DB to another path."
+        )
 
 
 class Database:

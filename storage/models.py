@@ -75,9 +75,22 @@ class Experiment(Base):
     created_at: Mapped[float] = mapped_column(Double)
 
 
+class Sweep(Base):
+    """A base configuration, a grid over configuration keys and a list of seeds, expanded to runs of
+    one experiment (revision 0004). ``spec`` is the ``SweepSpec`` as submitted."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
 class Run(Base):
     __tablename__ = "runs"
-    __table_args__ = (Index(None, "status", "id"), Index(None, "experiment_id"))
+    __table_args__ = (Index(None, "status", "id"), Index(None, "experiment_id"), Index(None, "sweep_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"))
@@ -106,6 +119,11 @@ class Run(Base):
     trainable_params: Mapped[int | None] = mapped_column(BigInteger)
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int | None] = mapped_column(Integer)
+    # Revision 0004: the sweep the run belongs to and its grid point ({key: value}, seed apart), and
+    # the executor's handle on the job when it is not a local process (a Ray submission id).
+    sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id"))
+    grid_point: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    submission_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class IdCounter(Base):

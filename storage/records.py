@@ -46,6 +46,9 @@ class RunInfo:
     trainable_params: int | None
     step: int
     total_steps: int | None
+    sweep_id: int | None = None  # the sweep the run belongs to (revision 0004)
+    grid_point: dict[str, Any] | None = None  # its point of the sweep's grid, {config key: value}
+    submission_id: str | None = None  # the executor's handle on a non-local job (a Ray submission id)
 
     @property
     def is_final(self) -> bool:
@@ -66,6 +69,16 @@ class RunInfo:
         if self.started_at is None:
             return None
         return (self.ended_at or now) - self.started_at
+
+
+@dataclass(frozen=True)
+class SweepInfo:
+    id: int
+    name: str
+    experiment: str
+    spec: dict[str, Any]  # SweepSpec.to_dict(): base config, grid, seeds
+    created_at: float
+    run_count: int
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
@@ -44,9 +44,18 @@ from .models import (
     RoutingRecord,
     Run,
     RunStatus,
+    Sweep,
 )
 from .paths import default_runs_dir, resolve_db_url
-from .records import ArtifactInfo, EvalResult, ExperimentInfo, MetricSeries, RoutingRecordInfo, RunInfo
+from .records import (
+    ArtifactInfo,
+    EvalResult,
+    ExperimentInfo,
+    MetricSeries,
+    RoutingRecordInfo,
+    RunInfo,
+    SweepInfo,
+)
 from .schema import SchemaState, ensure_schema
 
 CHUNK_POINTS = 1024  # a series' unpacked tail is packed into one chunk once it has this many points
@@ -139,33 +148,111 @@ class Storage:
         experiment = _clean_name(experiment, "experiment name")
 
         def tx(s: Session) -> int:
-            exp = _experiment(s, experiment, None)
-            run = Run(
-                id=_next_run_id(s),
-                experiment_id=exp.id,
-                name=cfg.name,
-                method=cfg.method.method,
-                base_model=cfg.model.name,
-                data_specs=list(cfg.data.train),
-                config={},
-                status=RunStatus.QUEUED.value,
-                created_at=time.time(),
-                step=0,
-                total_steps=cfg.train.steps,
-            )
-            s.add(run)
-            s.flush()
-            run_cfg = copy.deepcopy(cfg)
-            run_dir = self._new_run_dir(run.id, cfg.name)
-            run_cfg.output_dir = str(run_dir)
-            run.config = run_cfg.to_dict()
-            run.output_dir = str(run_dir)
-            run.log_path = str(run_dir / "job.log")
-            params = {k: v for k, v in flatten(run_cfg.to_dict()).items() if k not in PARAM_EXCLUDE}
-            s.execute(insert(Param), [{"run_id": run.id, "key": k, "value": v} for k, v in params.items()])
-            return run.id
+            return self._insert_run(s, _experiment(s, experiment, None), cfg)
 
         return self._write(tx)
+
+    def _insert_run(
+        self, s: Session, exp: Experiment, cfg: RunConfig, sweep_id: int | None = None,
+        grid_point: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Inside a transaction: a QUEUED run of a validated ``cfg`` with its own directory and params."""
+        run = new_run(
+            s,
+            experiment_id=exp.id,
+            name=cfg.name,
+            method=cfg.method.method,
+            base_model=cfg.model.name,
+            data_specs=list(cfg.data.train),
+            config={},
+            status=RunStatus.QUEUED.value,
+            created_at=time.time(),
+            step=0,
+            total_steps=cfg.train.steps,
+            sweep_id=sweep_id,
+            grid_point=_json_safe(dict(grid_point)) if grid_point is not None else None,
+        )
+        run_cfg = copy.deepcopy(cfg)
+        run_dir = self._new_run_dir(run.id, cfg.name)
+        run_cfg.output_dir = str(run_dir)
+        run.config = run_cfg.to_dict()
+        run.output_dir = str(run_dir)
+        run.log_path = str(run_dir / "job.log")
+        params = {k: v for k, v in flatten(run_cfg.to_dict()).items() if k not in PARAM_EXCLUDE}
+        s.execute(insert(Param), [{"run_id": run.id, "key": k, "value": v} for k, v in params.items()])
+        return run.id
+
+    # ---- sweeps ------------------------------------------------------------------------------
+
+    def submit_sweep(
+        self, name: str, experiment: str, spec: Mapping[str, Any],
+        runs: Sequence[tuple[RunConfig, Mapping[str, Any]]], sweep_id: int | None = None,
+    ) -> tuple[int, list[int]]:
+        """Queue validated ``(config, grid point)`` runs as one sweep, all or none, in one transaction;
+        returns (sweep id, run ids). ``sweep_id``: add the runs to that sweep (a resume)."""
+        name = _clean_name(name, "sweep name")
+        experiment = _clean_name(experiment, "experiment name")
+        cfgs = []
+        for cfg, point in runs:
+            cfg = copy.deepcopy(cfg)
+            cfg.name = _clean_name(cfg.name, "run name")
+            cfgs.append((cfg.validate(), point))
+
+        def tx(s: Session) -> tuple[int, list[int]]:
+            if sweep_id is None:
+                exp = _experiment(s, experiment, None)
+                sweep = Sweep(experiment_id=exp.id, name=name, spec=_json_safe(dict(spec)), created_at=time.time())
+                s.add(sweep)
+                s.flush()
+            else:
+                sweep = s.get(Sweep, sweep_id)
+                if sweep is None:
+                    raise StorageError(f"sweep {sweep_id} does not exist")
+                exp = s.get(Experiment, sweep.experiment_id)
+            return sweep.id, [self._insert_run(s, exp, cfg, sweep.id, point) for cfg, point in cfgs]
+
+        return self._write(tx)
+
+    def get_sweep(self, sweep_id: int) -> SweepInfo:
+        found = [w for w in self._sweeps(Sweep.id == sweep_id)]
+        if not found:
+            raise StorageError(f"sweep {sweep_id} does not exist")
+        return found[0]
+
+    def list_sweeps(self, experiment: str | None = None) -> list[SweepInfo]:
+        """Newest first."""
+        return self._sweeps(Experiment.name == experiment if experiment is not None else None)
+
+    def _sweeps(self, where: Any) -> list[SweepInfo]:
+        counts = select(Run.sweep_id, func.count().label("n")).group_by(Run.sweep_id).subquery()
+        q = (select(Sweep, Experiment.name, func.coalesce(counts.c.n, 0))
+             .join(Experiment, Experiment.id == Sweep.experiment_id)
+             .outerjoin(counts, counts.c.sweep_id == Sweep.id).order_by(Sweep.id.desc()))
+        if where is not None:
+            q = q.where(where)
+        return self._read(lambda s: [
+            SweepInfo(w.id, w.name, exp, copy.deepcopy(w.spec), w.created_at, n) for w, exp, n in s.execute(q).all()
+        ])
+
+    def delete_sweep(self, sweep_id: int, *, delete_files: bool = True) -> list[str]:
+        """Delete a sweep whose runs have all ended, with its runs and their files; returns the paths removed."""
+        self.get_sweep(sweep_id)
+        runs = self.list_runs(sweep=sweep_id)
+        active = [r.id for r in runs if not r.is_final]
+        if active:
+            raise StorageError(f"sweep {sweep_id} still has {len(active)} queued or running run(s) "
+                               f"({', '.join(map(str, active[:5]))}); cancel the sweep first")
+        removed: list[str] = []
+        for r in runs:
+            removed += self.delete_run(r.id, delete_files=delete_files)
+
+        def tx(s: Session) -> None:
+            if s.execute(select(func.count()).select_from(Run).where(Run.sweep_id == sweep_id)).scalar_one():
+                raise StorageError(f"sweep {sweep_id} got new runs while it was being deleted; try again")
+            s.execute(delete(Sweep).where(Sweep.id == sweep_id))
+
+        self._write(tx)
+        return removed
 
     def _new_run_dir(self, run_id: int, name: str) -> Path:
         base = self.runs_dir / f"{run_id:05d}-{_slug(name)}"
@@ -189,6 +276,7 @@ class Storage:
         method: str | None = None,
         base_model: str | None = None,
         search: str | None = None,
+        sweep: int | None = None,
         limit: int | None = None,
         offset: int = 0,
         newest_first: bool = True,
@@ -206,6 +294,8 @@ class Storage:
             q = q.where(Run.base_model == base_model)
         if search:
             q = q.where(Run.name.contains(search, autoescape=True))
+        if sweep is not None:
+            q = q.where(Run.sweep_id == sweep)
         q = q.order_by(Run.id.desc() if newest_first else Run.id.asc()).offset(offset)
         if limit is not None:
             q = q.limit(limit)
@@ -335,6 +425,16 @@ class Storage:
         self._write(
             lambda s: s.execute(
                 update(Run).where(Run.id == run_id, Run.status == RunStatus.RUNNING.value).values(**values)
+            )
+        )
+
+    def set_submission_id(self, run_id: int, submission_id: str) -> None:
+        """The executor's handle on the run's job (a Ray submission id), stored before the job is
+        submitted, so a restarted studio finds the job again."""
+        self._write(
+            lambda s: s.execute(
+                update(Run).where(Run.id == run_id, Run.status == RunStatus.RUNNING.value)
+                .values(submission_id=submission_id)
             )
         )
 
@@ -698,7 +798,21 @@ def _run_info(r: Run, experiment: str) -> RunInfo:
         trainable_params=r.trainable_params,
         step=r.step,
         total_steps=r.total_steps,
+        sweep_id=r.sweep_id,
+        grid_point=copy.deepcopy(r.grid_point),
+        submission_id=r.submission_id,
     )
+
+
+def new_run(s: Session, **fields: Any) -> Run:
+    """The one place a run row is created (``submit``, bundle import): its id comes from the counter,
+    and on PostgreSQL the table's own sequence is moved past it, so nothing else can hand it out again."""
+    run = Run(id=_next_run_id(s), **fields)
+    s.add(run)
+    s.flush()
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT setval(pg_get_serial_sequence('runs', 'id'), :rid)"), {"rid": run.id})
+    return run
 
 
 def _next_run_id(s: Session) -> int:

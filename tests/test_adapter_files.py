@@ -12,10 +12,11 @@ from safetensors.torch import load_file, save_file
 from ptmoe_core.adapter import CONFIG_NAME, WEIGHTS_NAME, build_adapter, load_adapter, save_adapter
 from ptmoe_core.config import MethodConfig
 from ptmoe_core.errors import AdapterError
+from ptmoe_core.methods import NAMES
 from tests.test_methods import batch, small
 
 
-@pytest.mark.parametrize("method", ["ptmoe", "pt", "dpt", "smop", "lora"])
+@pytest.mark.parametrize("method", NAMES)
 def test_save_load_gives_identical_outputs(tiny_base, tmp_path, method):
     a = build_adapter(tiny_base, small(method), init_text="Answer.", seed=1)
     with torch.no_grad():  # move away from the init so a fresh adapter would differ

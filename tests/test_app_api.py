@@ -28,6 +28,8 @@ EXPECTED = {
     "/compare_runs", "/rename_run", "/delete_run", "/download_adapter", "/current_run", "/apply_preset",
 }
 EXPECTED |= {"/export_run", "/import_bundle"}  # run bundles
+EXPECTED |= {"/launch_sweep", "/list_sweeps", "/sweep_summary", "/compare_grid_points", "/cancel_sweep",
+             "/resume_sweep", "/delete_sweep"}  # sweeps (app/sweep_view.py)
 CALLED: set[str] = set()
 N = len(forms.KEYS)
 
@@ -297,6 +299,35 @@ def test_a_failing_job_explains_itself(client, srv):
     html = wait_status(client, run_id, {"FAILED"}, timeout=120)
     assert "Failed:" in html and "broken.jsonl" in html and "Traceback" not in html
     assert srv.ctx.storage.get_run(run_id).status == "FAILED"
+
+
+def test_a_sweep_from_the_train_tab_to_the_sweep_view(client, srv):
+    from storage.sweeps import wait_sweep
+
+    form = forms.values_list(tiny_values(name="sw<b>x</b>", steps=2, save_every=0))
+    rows = ["method.n_experts", "1, 2", "method.nope", "1", None, ""]
+    with pytest.raises(AppError, match="not in the list of choices"):  # Gradio refuses a key it did not offer
+        call(client, "/launch_sweep", *rows, "0", "sweeps", *form)
+    rows[2:4] = [None, ""]
+    with pytest.raises(AppError) as e:
+        call(client, "/launch_sweep", "method.n_experts", "1, 0", *rows[2:], "0", "sweeps", *form)
+    assert "grid method.n_experts=0: method.n_experts" in unescape(str(e.value))
+    msg = call(client, "/launch_sweep", *rows, "0", "sweeps", *form)
+    assert "2 runs" in msg and "<b>" not in msg
+    (sweep,) = srv.ctx.storage.list_sweeps("sweeps")
+    runs = wait_sweep(srv.ctx.storage, sweep.id, timeout=240, poll_s=0.5)
+    assert [r.status for r in runs] == ["FINISHED", "FINISHED"], [r.error_message for r in runs]
+    assert call(client, "/list_sweeps", None)["value"] == sweep.id
+    table, key, *_ = call(client, "/sweep_summary", sweep.id, None)
+    assert "method.n_experts=2" in unescape(table) and "1/1" in table
+    assert "<b>x" not in table and "&lt;b&gt;x" in table
+    assert key["value"] == "method.n_experts"
+    cmp = call(client, "/compare_grid_points", sweep.id, "method.n_experts=1", "method.n_experts=2")
+    assert "F1 points, 95 % interval" in cmp and "question pairs" in cmp
+    assert "Cancel requested for 0 run(s)" in call(client, "/cancel_sweep", sweep.id)
+    assert "Nothing to resume" in call(client, "/resume_sweep", sweep.id)
+    msg = call(client, "/delete_sweep", sweep.id)  # (the confirmation box it hides is layout, not an output)
+    assert f"Deleted sweep #{sweep.id}" in msg and srv.ctx.storage.list_sweeps() == []
 
 
 def test_every_endpoint_was_called():

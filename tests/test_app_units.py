@@ -15,6 +15,7 @@ from app.inspection import InspectResult, project_2d, rows_from_records, summary
 from app.settings import SettingsError, from_args, is_loopback, parse_auth
 from app.state import InspectQueue, LRUCache
 from ptmoe_core.config import DEFAULT_LR, DEFAULT_PROMPT_LR, RunConfig
+from ptmoe_core.methods import NAMES
 from ptmoe_core.params import ModelShape, count_params
 
 # ---------------------------------------------------------------------------------------------
@@ -91,7 +92,7 @@ def test_default_form_is_ptmoe_sized_for_the_machine():
 
 
 def test_form_round_trips_every_method():
-    for method in ("ptmoe", "pt", "dpt", "smop", "lora"):
+    for method in NAMES:
         v = forms.default_values("tiny-random")
         v["method"] = method
         cfg = forms.config_from_values(v).validate()

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from ptmoe_core.cli import main
-from ptmoe_core.config import MAX_LORA_R, MAX_STEPS, RunConfig
+from ptmoe_core.config import MAX_STEPS, RunConfig
 from ptmoe_core.errors import ConfigError
+from ptmoe_core.methods.lora import MAX_LORA_R
 
 TINY = "model: {name: tiny-random, device: cpu}\ndata: {train: ['builtin:arith?n=8&n_eval=2'], max_eval_examples: 1}\n"
 

@@ -136,6 +136,20 @@ def test_importing_twice_does_not_duplicate(source, dest):
     assert find_bundle(dest, read_bundle(source.files[0]).bundle_id) == first.run_id
 
 
+def test_imported_runs_take_ids_from_the_counter(source, dest):
+    """import -> submit -> delete the newest -> import: the last run gets a new id (the deleted one's
+    would show another run to a page still holding it); on PostgreSQL the sequence moves on too."""
+    from tests.jobs_fixtures import config
+
+    first = import_bundle(dest, source.files[0]).run_id
+    submitted = dest.submit(config("after-import"))
+    assert submitted > first
+    dest.delete_run(submitted)
+    again = import_bundle(dest, source.files[1]).run_id
+    assert again > submitted
+    assert dest.submit(config("last")) > again
+
+
 def _malformed(good: Path, d: Path) -> dict[str, Path]:
     huge = d / "huge.zip"
     huge.write_bytes(_patch_sizes(good.read_bytes(), W, 1 << 30))
@@ -168,6 +182,93 @@ def test_malformed_bundles_change_nothing(source, dest, tmp_path):
             import_bundle(dest, path)
         assert "\n" not in str(e.value), what
         assert snapshot(dest) == before, what
+
+
+def _retensored(good: Path, out: Path, edit) -> Path:
+    """The bundle with its tensors edited (``edit(dict) -> dict``) and the manifest's checksum updated."""
+    import hashlib
+    import json
+
+    from safetensors.torch import load, save
+
+    from ptmoe_core.bundle import MANIFEST
+    from tests.test_bundle import members
+
+    m = members(good)
+    weights = save(edit(load(m[W])))
+    man = json.loads(m[MANIFEST])
+    man["files"][W]["sha256"] = hashlib.sha256(weights).hexdigest()
+    return rezip(good, out, {MANIFEST: json.dumps(man).encode(), W: weights})
+
+
+def _bad_values(good: Path, d: Path) -> dict[str, Path]:
+    """Bundles whose checksummed files are intact and whose values are not: one per kind of value."""
+    def first_record(m):
+        return next(e for e in m["evaluations"] if e["records"])["records"][0]
+
+    edits = {
+        "created_at 1e300": lambda m: m.update(created_at=1e300),
+        "created_at negative": lambda m: m.update(created_at=-86400.0 * 365 * 300),
+        "created_at text": lambda m: m.update(created_at="yesterday"),
+        "ended_at huge": lambda m: m["run"]["info"].update(ended_at=9e18),
+        "seed 2**70": lambda m: m["run"]["config"]["train"].update(seed=2**70),
+        "eval step 2**64": lambda m: m["evaluations"][0].update(step=2**64),
+        "eval step past the run": lambda m: m["evaluations"][0].update(step=10**6),
+        "checkpoint 2**80": lambda m: m.update(checkpoints=[2**80]),
+        "metric step -1": lambda m: next(iter(m["metrics"].values()))["steps"].__setitem__(0, -1),
+        "null score": lambda m: next(iter(m["evaluations"][0]["scores"].values())).update(f1=None),
+        "text score": lambda m: next(iter(m["evaluations"][0]["scores"].values())).update(em="high"),
+        "null em": lambda m: first_record(m).update(em=None),
+        "expert N": lambda m: first_record(m).update(expert=2),
+        "expert -1": lambda m: first_record(m).update(expert=-1),
+        "expert true": lambda m: first_record(m).update(expert=True),
+        "probs of 3": lambda m: first_record(m).update(probs=[0.2, 0.3, 0.5]),
+        "probs > 1": lambda m: first_record(m).update(probs=[1.5, -0.5]),
+        "prediction null": lambda m: first_record(m).update(prediction=None),
+        "input a number": lambda m: first_record(m).update(input=12),
+        "metric name": lambda m: m["metrics"].update({"bogus": {"steps": [1], "values": [1.0]}}),
+        "expert_load/7": lambda m: m["metrics"].update({"expert_load/7": {"steps": [1], "values": [0.5]}}),
+        "floor expert": lambda m: m["floor"]["records"][0].update(expert=0),
+        "info step 2**63": lambda m: m["run"]["info"].update(step=2**63),
+    }
+    out = {what: with_manifest(good, d / f"v{i}.zip", e) for i, (what, e) in enumerate(edits.items())}
+    out["tensor renamed"] = _retensored(good, d / "t1.zip", lambda t: {("X" + k if k == "B" else k): v
+                                                                      for k, v in t.items()})
+    out["tensor reshaped"] = _retensored(good, d / "t2.zip", lambda t: {
+        k: (torch.zeros(t[k].shape[0], t[k].shape[1] + 1) if k == "B" else v) for k, v in t.items()})
+    out["tensor extra"] = _retensored(good, d / "t3.zip", lambda t: {**t, "router.extra": torch.zeros(2)})
+    return out
+
+
+def test_every_value_a_bundle_carries_is_checked_before_anything_is_written(source, dest, tmp_path):
+    """Types, ranges (times, 64-bit integers, steps), nulls, expert indices, metric names and the
+    tensors against the config: each refused in one line, the database and runs folder unchanged,
+    and the Runs list still works."""
+    from app import queries
+
+    import_bundle(dest, source.files[1])
+    before = snapshot(dest)
+    for what, path in _bad_values(source.files[0], tmp_path).items():
+        with pytest.raises(BundleError) as e:
+            import_bundle(dest, path)
+        assert "\n" not in str(e.value) and len(str(e.value)) < 400, what
+        assert snapshot(dest) == before, what
+    assert len(queries.run_rows(dest)) == 1
+
+
+def test_one_bad_row_never_breaks_the_runs_list(source, dest):
+    """A row written before these checks (or by hand) with an absurd time still lists, with the others."""
+    from sqlalchemy import update
+
+    from app import queries
+
+    rid = import_bundle(dest, source.files[0]).run_id
+    other = import_bundle(dest, source.files[1]).run_id
+    dest.db.run(lambda s: s.execute(update(Run).where(Run.id == rid).values(created_at=1e300, started_at=-1e300,
+                                                                             ended_at=1e300)), write=True)
+    rows = queries.run_rows(dest)
+    assert sorted(r[0] for r in rows) == sorted([rid, other])
+    assert queries.run_choices(dest)
 
 
 def test_a_failure_inside_the_transaction_leaves_nothing(source, dest, monkeypatch):

@@ -12,10 +12,11 @@ import torch
 from ptmoe_core.adapter import build_adapter
 from ptmoe_core.config import MethodConfig
 from ptmoe_core.data.formatting import FormatConfig, collate, encode_example, padding_groups
+from ptmoe_core.methods import NAMES
 from ptmoe_core.models import BaseModel
 from ptmoe_core.trainer import batch_loss, mean_loss
 
-METHODS = ["ptmoe", "pt", "dpt", "smop", "lora"]
+METHODS = list(NAMES)
 TOL = 1e-5
 
 

@@ -8,10 +8,12 @@ import torch
 from ptmoe_core.adapter import build_adapter, expected_params
 from ptmoe_core.config import MethodConfig
 from ptmoe_core.errors import ConfigError
+from ptmoe_core.methods import NAMES, names
 from ptmoe_core.params import LLAMA_32_1B, ModelShape, count_params
 from ptmoe_core.router import Router, masked_mean
 
-METHODS = ["ptmoe", "pt", "dpt", "smop", "lora"]
+METHODS = list(NAMES)
+ROUTED = names(routed=True)
 
 
 def small(method: str, **kw) -> MethodConfig:
@@ -42,7 +44,7 @@ def test_shapes_and_only_adapter_gets_gradients(tiny_base, method):
     assert all(p.grad is None for p in tiny_base.model.parameters()), "the base model must stay frozen"
     grads = {n: p.grad for n, p in a.named_trainable()}
     assert grads and all(g is not None for n, g in grads.items() if "lora_A" not in n)
-    if method in ("ptmoe", "smop"):
+    if method in ROUTED:
         assert routing.probs.shape == (3, 3)
         assert torch.allclose(routing.probs.sum(-1).cpu(), torch.ones(3))
         assert grads["router.linear.weight"].abs().sum() > 0, "the router must receive a gradient"

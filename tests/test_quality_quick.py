@@ -156,9 +156,10 @@ def _fake_result(q, spec, rng):
     import dataclasses
 
     from ptmoe_core.config import MethodConfig
+    from ptmoe_core.methods import METHODS
 
     method = dataclasses.asdict(MethodConfig.from_dict(spec.method))
-    n = method["n_experts"] if method["method"] in ("ptmoe", "smop") else 1
+    n = method["n_experts"] if METHODS[method["method"]].routed else 1
     sets = {"squad-v2": ("span", False), "gsm8k": ("number", False), "builtin-qa-ood": ("span", True)}
     records = [{"dataset": ds, "id": str(i), "ood": ood, "answer_type": t, "f1": rng.random(), "em": rng.random() > .5,
                 "correct": rng.random() > .5, "expert": rng.randrange(n) if n > 1 else None}

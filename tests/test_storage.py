@@ -517,3 +517,23 @@ def test_cli_upgrades_and_reports(tmp_path, capsys):
     db.write_bytes(b"garbage" * 10)
     assert main(["status", "--db", str(db)]) == 1
     assert "is not a SQLite database" in capsys.readouterr().err
+
+
+def test_a_database_damaged_past_its_header_is_refused_with_what_to_do(tmp_path):
+    """Damage in a page the schema check never reads (the header and first page intact): refused at
+    open by the integrity check, with what to do, and left untouched."""
+    db = tmp_path / "deep" / "studio.db"
+    with Storage(str(db)) as s:
+        for i in range(40):
+            s.submit(config(f"run-{i}"))
+    data = bytearray(db.read_bytes())
+    page = 4096
+    assert len(data) > 6 * page
+    data[-3 * page:-2 * page] = os.urandom(page)
+    db.write_bytes(bytes(data))
+    before = _snapshot(db.parent)
+    with pytest.raises(StorageError) as e:
+        Storage(str(db))
+    msg = str(e.value)
+    assert str(db) in msg and "damaged" in msg and "backup" in msg and "\n" not in msg
+    assert _snapshot(db.parent)["studio.db"] == before["studio.db"]

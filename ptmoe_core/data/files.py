@@ -133,7 +133,14 @@ def iter_lines(path: str | Path, max_bytes: int | None = None, whole: bool = Tru
         raise DataError(f"{p}: cannot read file: {e.strerror or e}") from None
     try:
         with raw_file, (gzip.GzipFile(fileobj=raw_file) if gz else raw_file) as f:
-            for lineno, raw in enumerate(f, 1):
+            lineno = 0
+            while True:
+                # At most the bytes left under the limit (+1 to notice going over): a 300 MB line
+                # unzipped from a few hundred KB is never held whole, only up to the limit.
+                raw = f.readline(limit - seen + 1)
+                if not raw:
+                    break
+                lineno += 1
                 seen += len(raw)
                 if seen > limit:
                     what = "unzipped content" if gz else "file"
@@ -214,6 +221,13 @@ def read_parquet(path: str | Path, max_bytes: int | None = None,
         pf = pq.ParquetFile(p)
         if not cap.preview and pf.metadata.num_rows > cap.rows:
             raise cap.error(p, pf.metadata.num_rows)
+        # The footer gives every column chunk's decompressed size: a few KB holding one 300 MB string
+        # is refused here, before a page is decoded (counting batches afterwards would be too late).
+        md = pf.metadata
+        groups = [md.row_group(g) for g in range(min(md.num_row_groups, 1) if cap.preview else md.num_row_groups)]
+        if sum(rg.column(c).total_uncompressed_size for rg in groups for c in range(rg.num_columns)) > limit:
+            raise DataError(f"{p}: decoded content is over the {_mb(limit)} limit (raise it with max_bytes= "
+                            f"or {MAX_BYTES_ENV})")
         columns = list(pf.schema_arrow.names)
         rows: list[tuple[int, dict[str, Any]]] = []
         decoded = 0
