@@ -68,7 +68,7 @@ OPTIONS = (N_EXPERTS, TOP_K, PROBATIONARY, STRAIGHT_THROUGH, NOISE_STD, BALANCE_
 # What a model card of a method without a router leaves out (the core router settings; the aids, stored
 # with every config, have always been listed).
 UNROUTED_HIDDEN = ("n_experts", "top_k", "probationary", "straight_through", "noise_std", "router_bias",
-                   "balance_loss", "expert_perturb")
+                   "balance_loss", "expert_perturb", "router_init", "router_init_confidence")
 
 
 def validate(cfg: MethodConfig) -> None:
