@@ -376,6 +376,10 @@ def load_results(storage) -> list[dict[str, Any]]:
         if p.is_file():
             res = json.loads(p.read_text())
             if res.get("run_id") == run.id:
+                if res.get("train_s") is None and run.started_at and run.ended_at:
+                    # Trained by a version that saved its result only after the evaluation: the run's
+                    # record ends when training does (the evaluation comes after it).
+                    res["train_s"] = run.ended_at - run.started_at
                 out.append(res)
     return out
 
@@ -458,14 +462,17 @@ def write_page(out: Path, results: list[dict[str, Any]], meta: dict[str, Any], d
     L.append("")
     L.append("## Scores")
     L.append("")
-    head = ["variant", "seeds", "QA F1 mean (per seed)", "in-domain macro mean (per seed)"]
+    head = ["variant", "seeds", "questions answered (per seed)", "QA F1 mean (per seed)",
+            "in-domain macro mean (per seed)"]
     if any(r["ood"] for res in results for r in res["records"]):
         head.append("out-of-domain macro")
     head += [f"{s}" for s in sets if not s.endswith("-ood")] + ["train time (mean)", "eval time (mean)"]
     L += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, runs in fams.items():
         qa, ind = [macro(r, answer_type="span") for r in runs], [macro(r) for r in runs]
-        row = [f"`{name}`", str(len(runs)), f"{q.pct(_mean(qa))} ({_per_seed(qa)})", f"{q.pct(_mean(ind))} ({_per_seed(ind)})"]
+        answered = " / ".join(f"{len(r['records'])}" + (" (partial)" if r.get("partial") else "") for r in runs)
+        row = [f"`{name}`", str(len(runs)), answered, f"{q.pct(_mean(qa))} ({_per_seed(qa)})",
+               f"{q.pct(_mean(ind))} ({_per_seed(ind)})"]
         if "out-of-domain macro" in head:
             row.append(q.pct(_mean([macro(r, ood=True) for r in runs])))
         for s in sets:
@@ -496,6 +503,9 @@ def write_page(out: Path, results: list[dict[str, Any]], meta: dict[str, Any], d
     L.append("")
     L.append("## Paired differences")
     L.append("")
+    L.append("On the questions both runs of a seed answered (a partial run's evaluation pairs on the questions it "
+             "reached; the scores table above averages each run's own answered questions, so it can differ).")
+    L.append("")
     L.append("| difference | score | points | 95 % interval | seeds paired | per seed (a − b) |")
     L.append("|---|---|---|---|---|---|")
     rows = [(a, b) for a in fams for b in ("paper", "pt") if a != b and b in fams and a not in ("pt",)]
@@ -507,8 +517,7 @@ def write_page(out: Path, results: list[dict[str, Any]], meta: dict[str, Any], d
                 continue
             d, lo, hi, k = boot
             bs = {r["seed"]: r for r in fams[b]}
-            per = " / ".join(f"{100 * (score_of(r, key) - score_of(bs[r['seed']], key)):+.1f}"
-                             for r in fams[a] if r["seed"] in bs)
+            per = " / ".join(f"{100 * paired([r], [bs[r['seed']]], keep)[0]:+.1f}" for r in fams[a] if r["seed"] in bs)
             L.append(f"| `{a}` − `{b}` | {label} | {100 * d:+.1f} | [{100 * lo:+.1f}, {100 * hi:+.1f}] | {k} | {per} |")
     L.append("")
     L += targets_lines(fams, default, meta)
