@@ -331,10 +331,11 @@ def headline(res: dict[str, Any]) -> str:
     return f"QA F1 {q.pct(macro(res, answer_type='span'))}, in-domain macro {q.pct(macro(res))}{route}"
 
 
-def paired(runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]], keep) -> tuple[float, float, float, int] | None:
+def paired(runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]], keep) -> tuple[float, float, float, int, int] | None:
     """a − b of a macro score (mean over the sets whose records ``keep`` selects), paired by seed and
     question: each question's difference is averaged over the seeds both ran, then questions are
-    resampled within each set (ptmoe_core.metrics.paired_macro_bootstrap, 95 %). (diff, lo, hi, seeds)."""
+    resampled within each set (ptmoe_core.metrics.paired_macro_bootstrap, 95 %). (diff, lo, hi, seeds,
+    questions): only questions every pair of runs answered count (a partial run limits them)."""
     from ptmoe_core.metrics import paired_macro_bootstrap
 
     by_seed = {r["seed"]: r for r in runs_b}
@@ -353,7 +354,7 @@ def paired(runs_a: list[dict[str, Any]], runs_b: list[dict[str, Any]], keep) -> 
         if len(per_q[k]) == len(pairs):
             per_set.setdefault(k[0], []).append(sum(per_q[k]) / len(pairs))
     boot = paired_macro_bootstrap(per_set)
-    return None if boot is None else (*boot, len(pairs))
+    return None if boot is None else (*boot, len(pairs), sum(map(len, per_set.values())))
 
 
 SCORES = {  # name -> (label, record filter)
@@ -506,8 +507,8 @@ def write_page(out: Path, results: list[dict[str, Any]], meta: dict[str, Any], d
     L.append("On the questions both runs of a seed answered (a partial run's evaluation pairs on the questions it "
              "reached; the scores table above averages each run's own answered questions, so it can differ).")
     L.append("")
-    L.append("| difference | score | points | 95 % interval | seeds paired | per seed (a − b) |")
-    L.append("|---|---|---|---|---|---|")
+    L.append("| difference | score | points | 95 % interval | seeds paired | questions paired | per seed (a − b) |")
+    L.append("|---|---|---|---|---|---|---|")
     rows = [(a, b) for a in fams for b in ("paper", "pt") if a != b and b in fams and a not in ("pt",)]
     for a, b in rows:
         for key in ("qa", "in", "ood"):
@@ -515,10 +516,11 @@ def write_page(out: Path, results: list[dict[str, Any]], meta: dict[str, Any], d
             boot = paired(fams[a], fams[b], keep)
             if boot is None or (key == "ood" and not any(keep(r) for r in fams[a][0]["records"])):
                 continue
-            d, lo, hi, k = boot
+            d, lo, hi, k, nq = boot
             bs = {r["seed"]: r for r in fams[b]}
             per = " / ".join(f"{100 * paired([r], [bs[r['seed']]], keep)[0]:+.1f}" for r in fams[a] if r["seed"] in bs)
-            L.append(f"| `{a}` − `{b}` | {label} | {100 * d:+.1f} | [{100 * lo:+.1f}, {100 * hi:+.1f}] | {k} | {per} |")
+            L.append(f"| `{a}` − `{b}` | {label} | {100 * d:+.1f} | [{100 * lo:+.1f}, {100 * hi:+.1f}] | {k} | {nq} | "
+                     f"{per} |")
     L.append("")
     L += targets_lines(fams, default, meta)
     out.write_text("\n".join(L) + "\n")
@@ -538,9 +540,10 @@ def targets_lines(fams: dict[str, list[dict[str, Any]]], default: str, meta: dic
             if boot is None:
                 L.append(f"- {label} vs `{b}`: not measured ({b} has no run of the same seeds).")
                 continue
-            d, lo, hi, k = boot
+            d, lo, hi, k, nq = boot
             ok = 100 * d >= -1 and hi >= 0
-            L.append(f"- {label}, `{default}` − `{b}` over {k} seed(s): {100 * d:+.1f} points [{100 * lo:+.1f}, "
+            L.append(f"- {label}, `{default}` − `{b}` over {k} seed(s), {nq} paired questions: {100 * d:+.1f} points "
+                     f"[{100 * lo:+.1f}, "
                      f"{100 * hi:+.1f}] (target: mean ≥ −1 and the interval not wholly below 0): "
                      f"**{'met' if ok else 'missed'}**" + ("" if k >= 3 else f" on {k} of the 3 seeds asked for") +
                      f" — {cmd}")
