@@ -27,7 +27,7 @@ test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) bench/step_time.py
+	$(PY) -m bench.step_time
 
 clean-cache:
 	rm -rf .cache/models

@@ -54,22 +54,16 @@ def running_app(root: Path, settings: Settings | None = None, **overrides: Any) 
 
 
 def gallery_script() -> Any:
-    """``bench/gallery.py`` as a module (bench/ is a folder of scripts, not a package)."""
-    import importlib.util
-    import sys
+    """``bench/gallery.py`` (the ``bench`` package)."""
+    import importlib
 
-    script = Path(__file__).resolve().parents[1] / "bench" / "gallery.py"
-    spec = importlib.util.spec_from_file_location("ptmoe_gallery_script", script)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # its dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return importlib.import_module("bench.gallery")
 
 
 def make_tiny_gallery(out: Path, steps: int = 2, eval_examples: int = 2) -> Path:
-    """The gallery as ``bench/gallery.py`` makes it, on the tiny random model (seconds, not minutes)."""
+    """The gallery as ``python -m bench.gallery`` makes it, on the tiny random model (seconds, not minutes)."""
     code = gallery_script().main(["--model", "tiny-random", "--device", "cpu", "--steps", str(steps),
                                   "--eval-examples", str(eval_examples), "--out", str(out)])
     if code != 0:
-        raise RuntimeError(f"bench/gallery.py failed with exit code {code}")
+        raise RuntimeError(f"python -m bench.gallery failed with exit code {code}")
     return out

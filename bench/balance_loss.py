@@ -7,7 +7,7 @@ expert each domain's evaluation inputs go to, how pure that is, the mutual infor
 domain and chosen expert (bits; 1.0 = two experts that split the domains cleanly, 0 = routing
 ignores the domain) and the mean router confidence.
 
-    python bench/balance_loss.py [--steps 60] [--batch 8] [--seeds 0,1] [--coefs 0,0.1] [--threads N]
+    python -m bench.balance_loss [--steps 60] [--batch 8] [--seeds 0,1] [--coefs 0,0.1] [--threads N]
 
 Not part of CI: about eight minutes per run on a 2-core CPU (four runs by default).
 """
@@ -20,8 +20,6 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def routing_stats(records: list) -> dict:
@@ -55,7 +53,7 @@ def _numbers(kind):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python bench/balance_loss.py", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.balance_loss", description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--batch", type=int, default=8)

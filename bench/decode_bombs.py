@@ -2,7 +2,7 @@
 which resets its peak RSS (``/proc/self/clear_refs``) just before the read and reports the peak
 (``VmHWM``) above its RSS then, as a multiple of the limit.     target: every bomb < 3 x the limit
 
-    python bench/decode_bombs.py [--mb 300] [--limit-mb 20]
+    python -m bench.decode_bombs [--mb 300] [--limit-mb 20]
 
 Bombs: a gzip JSONL whose one line unzips to ``--mb`` MB (a few hundred KB on disk), and a Parquet file
 whose one string decodes to ``--mb`` MB (a few KB on disk); each is previewed and loaded.
@@ -22,7 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = """
 import json, sys
-sys.path.insert(0, {root!r})
 import pyarrow.parquet  # noqa: F401
 from ptmoe_core.data import load_spec, preview
 from ptmoe_core.errors import DataError
@@ -47,7 +46,7 @@ print(json.dumps({{"extra_kb": status_kb("VmHWM") - before, "outcome": outcome}}
 
 
 def child(what: str, spec: str, limit: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT)), what, spec, str(limit)],
+    out = subprocess.run([sys.executable, "-c", CHILD, what, spec, str(limit)], cwd=ROOT,  # finds ptmoe_core
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

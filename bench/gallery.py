@@ -1,7 +1,7 @@
 """The studio's gallery: ONE command trains the example runs and writes their bundles into gallery/.
 
-    python bench/gallery.py                                      # SmolLM2 (embedded) -> gallery/
-    python bench/gallery.py --model tiny-random --steps 2 --out /tmp/gallery   # a quick smoke test
+    python -m bench.gallery                                      # SmolLM2 (embedded) -> gallery/
+    python -m bench.gallery --model tiny-random --steps 2 --out /tmp/gallery   # a quick smoke test
 
 The runs, each on the built-in tasks (builtin:all) with the studio's CPU training budget:
 PT-MoE with the studio's default settings, PT-MoE with the paper's settings, PT and LoRA. Each is
@@ -29,15 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.balance_loss import routing_stats
+from ptmoe_core.bundle import SUFFIX, BundleRecorder, Evaluation, Floor, bundle_from_training, read_bundle, write_bundle
+from ptmoe_core.config import RunConfig
+from ptmoe_core.floor import evaluate_floor, floor_key
+from ptmoe_core.models import load_base_model
+from ptmoe_core.trainer import train
 
-from bench.balance_loss import routing_stats  # noqa: E402
-from ptmoe_core.bundle import SUFFIX, BundleRecorder, Evaluation, Floor, bundle_from_training, read_bundle, write_bundle  # noqa: E402
-from ptmoe_core.config import RunConfig  # noqa: E402
-from ptmoe_core.floor import evaluate_floor, floor_key  # noqa: E402
-from ptmoe_core.models import load_base_model  # noqa: E402
-from ptmoe_core.trainer import train  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 MAX_GALLERY_BYTES = 2 * 1024 * 1024  # kept in git
 
@@ -124,7 +123,7 @@ def summary_line(bundle: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="python bench/gallery.py", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.gallery", description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m", help="base model (default: the embedded SmolLM2)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--out", default=str(ROOT / "gallery"), help="folder for the bundles (default: gallery/)")
@@ -142,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     from ptmoe_core.config import ModelConfig
     from ptmoe_core.errors import PTMoEError
 
-    command = shlex.join(["python", "bench/gallery.py", *argv])
+    command = shlex.join(["python", "-m", "bench.gallery", *argv])
     try:
         base = load_base_model(ModelConfig(name=args.model, device=args.device))
         host = machine(base)

@@ -8,7 +8,7 @@
    bf16): target PT-MoE / PEFT ≤ 1.0 at the 1B shape in bf16.
 4. A 300-step PT-MoE run (studio preset) on SmolLM2 with its scores and routing.
 
-    python bench/gpu_check.py [--skip tests,precision,speed,long] [--json gpu_check.json]
+    python -m bench.gpu_check [--skip tests,precision,speed,long] [--json gpu_check.json]
 
 It needs CUDA and exits with a message without it. Not part of CI.
 """
@@ -26,8 +26,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 UNIT_TESTS = ["tests/test_methods.py", "tests/test_trainer.py", "tests/test_generate.py",
               "tests/test_adapter_files.py", "tests/test_evaluate.py", "tests/test_config.py"]
@@ -100,8 +98,8 @@ def llama_1b_base(dtype):
 
 def speed(iters: int) -> list[dict]:
     import torch
-    from step_time import step_benchmark
 
+    from bench.step_time import step_benchmark
     from ptmoe_core.config import ModelConfig
     from ptmoe_core.models import embedded_gguf_path, load_base_model
 
@@ -129,7 +127,7 @@ def speed(iters: int) -> list[dict]:
 
 
 def long_run_scores(steps: int) -> dict:
-    from routing import routing_summary
+    from bench.routing.report import routing_summary
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.time()
@@ -148,7 +146,7 @@ def long_run_scores(steps: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python bench/gpu_check.py", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__.splitlines()[0])
     p.add_argument("--skip", default="", help="comma-separated parts to skip: tests,precision,speed,long")
     p.add_argument("--precision-steps", type=int, default=100)
     p.add_argument("--tol", type=float, default=0.05)

@@ -1,6 +1,6 @@
 """CPU an idle studio uses: ``python launch.py`` with no job and no page open, sampled with psutil.
 
-    python bench/idle_cpu.py [--window 30] [--port 7890] [--root PATH]
+    python -m bench.idle_cpu [--window 30] [--port 7890] [--root PATH]
 
 Starts the studio (tiny-random, a throw-away database and data folder), waits until it answers and
 settles for 10 s, then prints the process's CPU time over ``--window`` seconds as a share of one

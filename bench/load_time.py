@@ -1,7 +1,7 @@
 """Time to a ready embedded model: the safetensors cache against parsing the GGUF (the reference),
 measured in the same run.                                            target: cached load < 2 s
 
-    python bench/load_time.py [--repeats 3]
+    python -m bench.load_time [--repeats 3]
 
 The GGUF parse is measured on a temporary cache directory so the real cache is left alone.
 """
@@ -14,14 +14,11 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ptmoe_core.config import ModelConfig  # noqa: E402
-from ptmoe_core.models import load_base_model  # noqa: E402
+from ptmoe_core.config import ModelConfig
+from ptmoe_core.models import load_base_model
 
 
 def load_seconds() -> tuple[float, torch.Tensor]:

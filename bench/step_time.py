@@ -12,7 +12,7 @@
    routed answer and each forced expert as separate ``generate`` calls against one
    ``generate_all_experts`` pass.                                           target: ratio ≤ 0.6
 
-    python bench/step_time.py [--model smollm2-135m] [--batch 8] [--seq 128] [--iters 6]
+    python -m bench.step_time [--model smollm2-135m] [--batch 8] [--seq 128] [--iters 6]
 
 Timings are interleaved (A, B, A, B, …) and the medians compared, so drift on a busy machine
 hits both sides alike.
@@ -25,16 +25,13 @@ import copy
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ptmoe_core.adapter import build_adapter  # noqa: E402
-from ptmoe_core.config import MethodConfig, ModelConfig  # noqa: E402
-from ptmoe_core.generate import generate, generate_all_experts  # noqa: E402
-from ptmoe_core.models import load_base_model  # noqa: E402
+from ptmoe_core.adapter import build_adapter
+from ptmoe_core.config import MethodConfig, ModelConfig
+from ptmoe_core.generate import generate, generate_all_experts
+from ptmoe_core.models import load_base_model
 
 
 def _sync(device: torch.device) -> None:

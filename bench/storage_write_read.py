@@ -1,6 +1,6 @@
 """Storage benchmark: a job writes 100,000 metric points while another process reads them.
 
-    .venv/bin/python bench/storage_write_read.py [--points 100000] [--db URL_OR_PATH]
+    .venv/bin/python -m bench.storage_write_read [--points 100000] [--db URL_OR_PATH]
 
 The writer is a real job (``python -m storage.worker`` started by ``JobManager``) whose stand-in
 trainer reports steps of 8 metrics through the same callback the trainer uses, as fast as it can.
@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 TARGET_MS = 50.0
 KEYS_PER_STEP = 8  # loss, lr, tokens_per_s, grad_norm, router_entropy, expert_load/0..2

@@ -1,6 +1,6 @@
 """Sweep throughput: the same 8-run tiny-model sweep through the Ray executor and the local one.
 
-    RAY_AUTH_MODE=token .venv/bin/python bench/sweep_throughput.py --db postgresql+psycopg://... \\
+    RAY_AUTH_MODE=token .venv/bin/python -m bench.sweep_throughput --db postgresql+psycopg://... \\
         --ray http://127.0.0.1:8275 [--concurrency 1] [--steps 3]
 
 Both executors get the same database (a server database: Ray needs one), the same runs and the same
@@ -20,7 +20,6 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 TARGET = 1.3
 BASE = {

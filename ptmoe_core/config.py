@@ -81,10 +81,12 @@ class MethodConfig:
     router_bias: bool = True  # counted in the paper's N*H + N router parameters
     balance_loss: float = 0.1  # Switch-style load-balancing loss weight; 0 = the paper's method
     # Router aids (not in the paper; all off in the `paper` preset):
-    router_lr_mult: float = 10.0  # the router's learning rate = this × the prompt's
+    router_lr_mult: float = 10.0  # the router's learning rate = this × the prompt's; 0 keeps it as initialised
     router_norm: bool = True  # standardise the router input with the training inputs' mean/std
     bias_balance: float = 0.0  # step of a per-expert selection bias nudged toward equal load
     mi_loss: float = 0.0  # weight of −I(input; expert) = −(H(mean p) − mean H(p)) in the loss
+    router_init: str = "orthogonal"  # see methods.routing.ROUTER_INITS
+    router_init_confidence: float = 0.6  # mean probability of each input's own group after a fitted init
     lora_r: int = 1
     lora_alpha: float = 2.0
     lora_dropout: float = 0.0

@@ -8,7 +8,7 @@ as the paper describes it, every open detail as PTMOE_METHOD.md's defaults docum
 off) with the method's own changes for that preset laid over them (``MethodSpec.presets``, in the
 method's module). Only the open choices and the router aids differ between presets; the shapes (T, N,
 R) do not. ``PAPER_SHAPES`` (each ``MethodSpec.paper_shape``) holds the shapes of the PT-MoE paper's comparison (``params
---method all`` and ``bench/quality.py`` use them). ``docs/routing.md`` (``python bench/routing.py``)
+--method all`` and ``bench/quality.py`` use them). ``docs/routing.md`` (``python -m bench.routing``)
 holds the measurements behind ``studio``.
 """
 

@@ -14,6 +14,12 @@ Router aids (not in the paper, each off in the ``paper`` preset; docs/routing.md
   the logits (SMoP's own noise is the multiplicative one, at σ = 1).
 - ``bias_balance``: a per-expert bias added to the logits for the top-k *selection* only, nudged
   after each step toward equal load (loss-free balancing); the weights still use p.
+- ``router_init`` (``fit_groups``): instead of SMoP's random orthogonal rows, the router starts as a
+  linear classifier of the training inputs into N groups (``domains``: the training data sets,
+  grouped into N by their mean inputs; ``kmeans``: k-means clusters of the inputs), scaled so the
+  mean probability of each input's group is ``router_init_confidence``. A random router splits
+  inputs along a direction unrelated to their data set, and training then makes that arbitrary
+  split confident; a router that starts from the groups keeps each data set on one expert.
 
 Switches (all four of the paper's routing ablations are reachable):
 - ``top_k``: 1 is selective; N mixes every expert (non-selective).
@@ -89,6 +95,40 @@ def balance_loss(probs: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     return n * (expert_fractions(chosen, n).to(probs.dtype) * probs.mean(0)).sum()
 
 
+def kmeans(x: Tensor, k: int, generator: torch.Generator, weights: Tensor | None = None,
+           iters: int = 50, restarts: int = 8) -> Tensor:
+    """Labels (n) of weighted k-means on the rows of ``x`` (n×H): the best of ``restarts`` runs of
+    Lloyd's algorithm from distinct random rows (deterministic for a generator)."""
+    x = x.float()
+    w = torch.ones(len(x)) if weights is None else weights.float()
+    best, best_cost = None, float("inf")
+    for _ in range(restarts):
+        C = x[torch.randperm(len(x), generator=generator)[:k]].clone()  # k×H
+        for _ in range(iters):
+            labels = torch.cdist(x, C).argmin(1)
+            for j in range(k):
+                if (labels == j).any():
+                    m = labels == j
+                    C[j] = (w[m, None] * x[m]).sum(0) / w[m].sum()
+        cost = float((w * (x - C[labels]).pow(2).sum(1)).sum())
+        if cost < best_cost and len(labels.unique()) == min(k, len(x)):
+            best, best_cost = labels, cost
+    return best if best is not None else labels
+
+
+def input_groups(x: Tensor, domains: list[str], n: int, how: str, generator: torch.Generator) -> Tensor:
+    """Each input's group (n inputs -> values 0..n-1) for ``Router.fit_groups``. ``domains``: the
+    inputs' data sets, grouped into n by weighted k-means on their mean inputs (one per expert when
+    there are n); with fewer data sets than experts, or ``how="kmeans"``, k-means on the inputs."""
+    names = sorted(set(domains))
+    if how == "kmeans" or len(names) < n:
+        return kmeans(x, n, generator)
+    index = torch.tensor([names.index(d) for d in domains])
+    centroids = torch.stack([x[index == i].float().mean(0) for i in range(len(names))])  # D×H
+    sizes = torch.bincount(index, minlength=len(names))
+    return kmeans(centroids, n, generator, weights=sizes)[index]
+
+
 def masked_mean(X: Tensor, mask: Tensor) -> Tensor:
     """Mean over the positions where ``mask`` is 1: X b×L×H, mask b×L -> b×H."""
     m = mask.to(X.dtype).unsqueeze(-1)  # b×L×1
@@ -136,16 +176,53 @@ class Router(nn.Module):
         self.input_mean.copy_(mean)
         self.input_std.copy_(std.clamp_min(1e-6 * float(std.max().clamp_min(1e-12))))
 
+    def standardise(self, x: Tensor) -> Tensor:
+        """The router's view of its input (b×H): standardised with ``norm``, else as given."""
+        z = x.to(self.linear.weight.dtype)
+        return (z - self.input_mean.to(z.dtype)) / self.input_std.to(z.dtype) if self.norm else z
+
+    def fit_groups(self, x: Tensor, groups: Tensor, confidence: float, steps: int = 100) -> None:
+        """Set W, b to a logistic-regression classifier of ``groups`` (n, values 0..N-1) from the
+        inputs ``x`` (n×H), then shrink it so the mean probability of each input's own group is
+        ``confidence`` (the classifier's own, if it cannot reach that)."""
+        z = self.standardise(x.to(self.linear.weight.device)).detach().float()  # n×H
+        groups = groups.to(z.device)
+        W = torch.zeros(self.n_experts, z.shape[1], device=z.device, requires_grad=True)
+        b = torch.zeros(self.n_experts, device=z.device, requires_grad=self.linear.bias is not None)
+        params = [W, b] if b.requires_grad else [W]
+        opt = torch.optim.LBFGS(params, max_iter=steps, line_search_fn="strong_wolfe")
+
+        def closure() -> Tensor:
+            opt.zero_grad()
+            # A light L2 keeps the fit on directions shared by each group, not on single examples.
+            loss = nn.functional.cross_entropy(z @ W.T + b, groups) + 1e-3 * W.pow(2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        with torch.no_grad():
+            logits = z @ W.T + b  # n×N
+
+            def own_p(s: float) -> float:
+                return float((logits * s).softmax(-1).gather(1, groups[:, None]).mean())
+
+            lo, hi = 0.0, 1.0
+            while own_p(hi) < confidence and hi < 1e4:
+                hi *= 2
+            for _ in range(40):  # bisection on the scale: own_p rises with it
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if own_p(mid) < confidence else (lo, mid)
+            self.linear.weight.copy_((hi * W).to(self.linear.weight))
+            if self.linear.bias is not None:
+                self.linear.bias.copy_((hi * b).to(self.linear.bias))
+
     @torch.no_grad()
     def update_selection_bias(self, load: Tensor) -> None:
         """Loss-free balancing: raise the bias of experts below the mean load, lower the others'."""
         self.selection_bias.add_(self.bias_balance * torch.sign(load.mean() - load.to(self.selection_bias)))
 
     def forward(self, x: Tensor, force_expert: int | None = None) -> RoutingInfo:
-        z = x.to(self.linear.weight.dtype)  # b×H
-        if self.norm:
-            z = (z - self.input_mean.to(z.dtype)) / self.input_std.to(z.dtype)
-        logits = self.linear(z).float()  # b×N, fp32 for a stable softmax
+        logits = self.linear(self.standardise(x)).float()  # b×N, fp32 for a stable softmax
         if self.training and self.noise_std > 0:
             eps = self.noise_std * torch.randn_like(logits)
             # Multiplicative: l·(1 + σε) with the scale detached (as SMoP's GaussianNoise), so the

@@ -28,7 +28,7 @@ from .config import RunConfig
 from .errors import ConfigError, DataError, PTMoEError
 from .model_card import TrainingSummary, write_model_card
 from .models import BaseModel, load_base_model
-from .router import RoutingInfo, balance_loss, masked_mean, mutual_information
+from .router import RoutingInfo, balance_loss, input_groups, masked_mean, mutual_information
 from .routing_summary import routing_counts
 
 CHECKPOINTS = "checkpoints"
@@ -80,8 +80,14 @@ def train(
     adapter = build_adapter(base, cfg.method, init_text=init_text, seed=cfg.train.seed,
                             init_pool=_router_tokens(features) if cfg.method.init == "inputs" else None)
     router = getattr(adapter.prompt, "router", None)
-    if router is not None and router.norm:
-        router.set_input_stats(*router_input_stats(adapter, features))
+    if router is not None and (router.norm or cfg.method.router_init != "orthogonal"):
+        x, used = router_inputs(adapter, features)  # n×H, and which features they are
+        if router.norm:
+            router.set_input_stats(x.mean(0), x.std(0) if len(x) > 1 else torch.ones_like(x[0]))
+        if cfg.method.router_init != "orthogonal":
+            groups = input_groups(x, [features[i].get("domain", "") for i in used], router.n_experts,
+                                  cfg.method.router_init, torch.Generator().manual_seed(cfg.train.seed))
+            router.fit_groups(x, groups, cfg.method.router_init_confidence)
 
     tc = cfg.train
     lr = tc.resolved_lr(cfg.method.method)
@@ -265,18 +271,19 @@ MAX_STATS_EXAMPLES = 4096  # enough for a stable mean/std of H=576..4096 dims, b
 
 
 @torch.no_grad()
-def router_input_stats(adapter: Adapter, features: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-    """μ, σ (H each) of the router inputs (masked mean embeddings) of the training examples."""
+def router_inputs(adapter: Adapter, features: Sequence[dict]) -> tuple[torch.Tensor, list[int]]:
+    """The router inputs (masked mean embeddings, n×H) of at most ``MAX_STATS_EXAMPLES`` training
+    examples spread evenly over them (a mix is often stored one source after another), and their indices."""
     from .data.formatting import collate
 
     embed, dev = adapter.base.embed, adapter.base.device
+    used = list(range(0, len(features), -(-len(features) // MAX_STATS_EXAMPLES)))
     rows = []
-    for i in range(0, min(len(features), MAX_STATS_EXAMPLES), 64):
-        batch = collate(list(features[i : i + 64]), adapter.base.pad_id)
+    for i in range(0, len(used), 64):
+        batch = collate([features[j] for j in used[i : i + 64]], adapter.base.pad_id)
         X = embed(batch["input_ids"].to(dev)).float()  # b×L×H
         rows.append(masked_mean(X, batch["router_mask"].to(dev)))  # b×H
-    x = torch.cat(rows)  # n×H
-    return x.mean(0), (x.std(0) if len(x) > 1 else torch.ones_like(x[0]))
+    return torch.cat(rows).cpu(), used  # n×H
 
 
 def _router_tokens(features: Sequence[dict], limit: int = 200_000) -> list[int]:

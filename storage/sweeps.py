@@ -19,7 +19,7 @@ from ptmoe_core.routing_summary import RoutingSummary
 from .models import RunStatus
 from .records import RunInfo
 from .repo import Storage
-from .sweep_spec import SweepSpec, expand, point_label
+from .sweep_spec import SweepRun, SweepSpec, expand, point_label
 
 if TYPE_CHECKING:
     from .jobs import JobManager
@@ -37,11 +37,14 @@ class SweepLaunch:
     run_ids: list[int]
 
 
-def launch_sweep(storage: Storage, spec: SweepSpec, jobs: JobManager | None = None) -> SweepLaunch:
+def launch_sweep(storage: Storage, spec: SweepSpec, jobs: JobManager | None = None,
+                 runs: Sequence[SweepRun] | None = None) -> SweepLaunch:
     """Validate and expand ``spec`` (``SweepError``, one line, before anything is queued), check the
     executor can take it (cluster mode: a server database, a shared runs folder), queue every run in
-    one transaction and wake the supervisor."""
-    runs = expand(spec)
+    one transaction and wake the supervisor. ``runs``: queue these runs of the expanded spec instead
+    of all (a benchmark leaves out the ones it has finished already and names its runs itself)."""
+    expanded = expand(spec)  # the whole spec is valid, or nothing is queued
+    runs = expanded if runs is None else list(runs)
     if jobs is not None:
         jobs.executor.check_submit(storage)
     sweep_id, run_ids = storage.submit_sweep(spec.name, spec.experiment, spec.to_dict(),

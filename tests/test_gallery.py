@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = ("gradio", "sqlalchemy", "storage", "app")
 CHECK = """
 import runpy, sys
-sys.argv = ["bench/gallery.py", *{args!r}]
+sys.argv = ["bench.gallery", *{args!r}]
 try:
-    runpy.run_path("bench/gallery.py", run_name="__main__")
+    runpy.run_module("bench.gallery", run_name="__main__", alter_sys=True)
 except SystemExit as e:
     code = e.code
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in {forbidden!r})
@@ -52,7 +52,7 @@ def test_one_command_writes_the_gallery(made):
                                                          "pt": "pt", "lora": "lora"}
     for b in bundles.values():
         prov = b.provenance
-        assert prov["command"].startswith("python bench/gallery.py --model tiny-random --steps 2")
+        assert prov["command"].startswith("python -m bench.gallery --model tiny-random --steps 2")
         assert prov["device"] == "cpu" and prov["date"][:2] == "20" and prov["run_overrides"]["method"]
         assert b.config["train"]["steps"] == 2 and b.config["data"]["train"] == ["builtin:all"]
         assert [e.step for e in b.evaluations] == [1, 2] and b.evaluations[-1].records
@@ -62,7 +62,7 @@ def test_one_command_writes_the_gallery(made):
     routed = bundles["ptmoe-studio"].evaluations[-1].records[0]
     assert len(routed.probs) == 2 and bundles["pt"].evaluations[-1].records[0].probs is None
     readme = (made / "README.md").read_text()
-    assert all(f"`{f.name}`" in readme for f in files) and "python bench/gallery.py" in readme
+    assert all(f"`{f.name}`" in readme for f in files) and "python -m bench.gallery" in readme
 
 
 def test_the_two_ptmoe_runs_differ_only_by_their_preset(made):
@@ -95,6 +95,6 @@ def test_the_studio_run_is_the_apps_default(tmp_path):
 
 
 def test_bad_arguments_are_usage_errors():
-    p = subprocess.run([sys.executable, "bench/gallery.py", "--only", "nope"], cwd=ROOT, capture_output=True,
+    p = subprocess.run([sys.executable, "-m", "bench.gallery", "--only", "nope"], cwd=ROOT, capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 2 and "unknown run key(s) ['nope']" in p.stderr

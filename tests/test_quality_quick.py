@@ -1,9 +1,8 @@
-"""The quality benchmark's --quick path, end to end on the tiny random model (bench/quality.py)."""
+"""The quality benchmark (python -m bench.quality): its plan as sweeps, and the --quick path end to end through
+the job layer on the tiny random model."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,14 @@ pytestmark = pytest.mark.skipif(not (DATA / "gsm8k" / "train.jsonl").is_file(),
 
 
 def _load_bench():
-    sys.path.insert(0, str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location("bench_quality", ROOT / "bench" / "quality.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_quality"] = mod  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(mod)
-    return mod
+    """The quality benchmark's names in one namespace: its plan, run and report modules and the runner."""
+    from types import SimpleNamespace
+
+    from bench import runner
+    from bench.quality import plan, report
+    from bench.quality import run as run_mod
+
+    return SimpleNamespace(**{**vars(runner), **vars(plan), **vars(report), **vars(run_mod)})
 
 
 def test_quick_writes_a_complete_table(tmp_path):
@@ -40,7 +41,7 @@ def test_quick_writes_a_complete_table(tmp_path):
     res = q.run(args)
     text = out.read_text()
     assert text.startswith("# PT-MoE vs. baselines")
-    assert "python bench/quality.py --quick --model tiny-random" in text
+    assert "python -m bench.quality --quick --model tiny-random" in text
 
     # the table: a row per method, every cell filled
     lines = text.splitlines()
@@ -90,6 +91,13 @@ def test_quick_writes_a_complete_table(tmp_path):
                                                       for s in ("", "-seed1"))
         assert all(r.status is RunStatus.FINISHED for r in runs)
         assert all(st.evaluations(r.id) for r in runs)
+        # trained by the job layer: each run a worker process of its own, in one sweep per family
+        assert all(r.sweep_id is not None and r.pid is not None for r in runs)
+        sweeps = {w.name: w for w in st.list_sweeps(experiment="paper-comparison-quick")}
+        assert sorted(sweeps) == ["dpt", "pt", "ptmoe", "smop"]
+        assert all(w.spec["seeds"] == [0, 1] for w in sweeps.values())
+        assert {r.sweep_id for r in runs if r.name.startswith("ptmoe")} == {sweeps["ptmoe"].id}
+        assert all((Path(r.output_dir) / q.RESULT_FILE).is_file() for r in runs)
     again = q.run([*args[:-5], "--plots", "none", "--no-calibrate", "--seeds", "2"])
     assert again["meta"]["trained"] == 0 and again["meta"]["cached"] == 8
 
@@ -295,3 +303,22 @@ def test_load_note_counts_other_processes_not_the_benchmark_itself():
         share = q.other_cpu_share(before, q.cpu_snapshot())
         assert share is not None and 0.0 <= share <= 1.0
     assert q.other_cpu_share(None, before) is None
+
+
+def test_the_plan_as_sweeps_expands_to_the_same_runs_as_before():
+    """The plan's runs as the sweeps expand them: the names and configuration keys the benchmark had
+    before it ran through the job layer (tests/data/quality_plan_snapshot.json, written by the old
+    bench/quality.py), so every run cached by earlier invocations is found again."""
+    import json
+
+    q = _load_bench()
+    snap = json.loads((ROOT / "tests" / "data" / "quality_plan_snapshot.json").read_text())
+    for label, quick, seeds in (("quick", True, 1), ("full-seeds2", False, 2)):
+        b = q.QUICK if quick else q.FULL
+        plan = q.build_plan(quick, None, seeds)
+        planned = q.sweeps(plan, b, "smollm2-135m", "auto", Path("/data"), "paper-comparison")
+        assert [{"name": p.name, "config_key": p.key} for p in planned] == snap[label], label
+        # one sweep per family; a seed-0 run and its repeats share it and differ only in train.seed
+        fams = {s.family for s in plan}
+        assert len({id(p.sweep) for p in planned}) == len(fams)
+        assert all(p.sweep.name == s.family and p.config.train.seed == s.seed for p, s in zip(planned, plan, strict=True))

@@ -158,7 +158,7 @@ def test_full_rank_init_gives_all_R_directions(tiny_base):
     assert torch.equal(new[:3], tiny_base.embed.weight[text_ids].float())
 
 
-@pytest.mark.parametrize("field,value", [("router_lr_mult", 0), ("router_lr_mult", 5000), ("bias_balance", 2.0),
+@pytest.mark.parametrize("field,value", [("router_lr_mult", -1), ("router_lr_mult", 5000), ("bias_balance", 2.0),
                                          ("mi_loss", -1), ("noise_type", "gumbel"), ("preset", "fast")])
 def test_out_of_range_router_option_names_the_field(field, value):
     with pytest.raises(ConfigError) as e:

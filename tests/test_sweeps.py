@@ -127,6 +127,25 @@ def test_a_sweep_is_recorded_with_its_runs_and_grid_points(storage):
         storage.get_sweep(launch.sweep_id)
 
 
+def test_a_sweep_can_queue_some_of_its_runs_under_names_of_its_own(storage):
+    """What the benchmarks do: leave out the runs they have finished, name the rest themselves."""
+    import copy
+
+    spec = _spec({"method.n_experts": ["1", "2"]})
+    some = []
+    for r in expand(spec)[1:3]:
+        cfg = copy.deepcopy(r.config)
+        cfg.name = f"mine-{r.grid_point['method.n_experts']}-{r.seed}"
+        some.append(type(r)(r.grid_point, r.seed, cfg))
+    launch = launch_sweep(storage, spec, runs=some)
+    runs = storage.list_runs(sweep=launch.sweep_id, newest_first=False)
+    assert [r.name for r in runs] == ["mine-1-1", "mine-2-0"]
+    assert [r.grid_point for r in runs] == [{"method.n_experts": 1}, {"method.n_experts": 2}]
+    with pytest.raises(SweepError):  # the whole spec is checked even when only some runs are queued
+        launch_sweep(storage, _spec({"method.n_experts": ["1", "0"]}), runs=some)
+    assert len(storage.list_runs()) == 2
+
+
 def test_a_sweep_runs_through_the_job_layer_and_is_summarised(tmp_path):
     with Storage(str(tmp_path / "db" / "studio.db"), runs_dir=tmp_path / "runs") as storage:
         jobs = JobManager(storage, FAST)

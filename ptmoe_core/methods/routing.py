@@ -14,6 +14,9 @@ from .spec import Choice, MethodConfig, ModelShape, Option, Range
 
 MAX_EXPERTS = 64
 NOISE_TYPES = ("multiplicative", "additive")
+# orthogonal: SMoP's random rows; domains / kmeans: fitted before training as a classifier of the training
+# data sets (grouped into N) or of k-means clusters of the inputs (router.py, Router.fit_groups).
+ROUTER_INITS = ("orthogonal", "domains", "kmeans")
 
 N_EXPERTS = Option("n_experts", "N — prompt experts the router chooses from.", "int")
 TOP_K = Option("top_k", "Experts used per input: 1 = selective routing; N = soft mix.", "int")
@@ -38,7 +41,8 @@ ROUTER_NORM = Option("router_norm", "Not in the paper. Standardise the router's 
                                     "not what they share.", "bool", paper=False,
                      label="Standardise router input", elem_id="pt-router-norm")
 ROUTER_LR_MULT = Option("router_lr_mult", "Not in the paper. The router's learning rate = this × the prompt's "
-                                          "(1 = the paper).", "float", paper=1.0, check=Range(0.0, 1000.0, lo_open=True),
+                                          "(1 = the paper; 0 = the router stays as initialised).", "float", paper=1.0,
+                        check=Range(0.0, 1000.0),
                         label="Router LR multiplier", elem_id="pt-router-lr")
 BIAS_BALANCE = Option("bias_balance", "Not in the paper. Step of a per-expert selection bias nudged toward equal "
                                       "load after each step (balancing without an extra loss; 0 = off).", "float",
@@ -47,15 +51,24 @@ MI_LOSS = Option("mi_loss", "Not in the paper. Weight of a term that rewards con
                             "every expert overall (mutual information; 0 = off).", "float", paper=0.0,
                  check=Range(0.0, 10.0), label="Mutual-information term", row=1)
 
+ROUTER_INIT = Option("router_init", "Not in the paper. How the router starts: orthogonal = random rows (SMoP's); "
+                                    "domains = a classifier of the training data sets (grouped into N) fitted before "
+                                    "training; kmeans = of k-means clusters of the inputs.", "str", paper="orthogonal",
+                     check=Choice(ROUTER_INITS), label="Router start", choices=ROUTER_INITS, row=2)
+ROUTER_INIT_CONFIDENCE = Option("router_init_confidence", "Not in the paper. With a fitted router start: the mean "
+                                                          "probability it gives each input's own group (the chosen "
+                                                          "prompt's probationary scale).", "float", paper=0.6,
+                                label="Fitted router confidence", row=2)
+
 # The Train form's "Advanced routing" section, in the form's order.
-ADVANCED = (NOISE_TYPE, ROUTER_NORM, ROUTER_LR_MULT, BIAS_BALANCE, MI_LOSS)
+ADVANCED = (NOISE_TYPE, ROUTER_NORM, ROUTER_LR_MULT, BIAS_BALANCE, MI_LOSS, ROUTER_INIT, ROUTER_INIT_CONFIDENCE)
 # Every router setting, in the order their rules are checked.
 OPTIONS = (N_EXPERTS, TOP_K, PROBATIONARY, STRAIGHT_THROUGH, NOISE_STD, BALANCE_LOSS, NOISE_TYPE, ROUTER_LR_MULT,
-           BIAS_BALANCE, MI_LOSS, ROUTER_BIAS, ROUTER_NORM)
+           BIAS_BALANCE, MI_LOSS, ROUTER_BIAS, ROUTER_NORM, ROUTER_INIT, ROUTER_INIT_CONFIDENCE)
 # What a model card of a method without a router leaves out (the core router settings; the aids, stored
 # with every config, have always been listed).
 UNROUTED_HIDDEN = ("n_experts", "top_k", "probationary", "straight_through", "noise_std", "router_bias",
-                   "balance_loss", "expert_perturb")
+                   "balance_loss", "expert_perturb", "router_init", "router_init_confidence")
 
 
 def validate(cfg: MethodConfig) -> None:
@@ -67,6 +80,9 @@ def validate(cfg: MethodConfig) -> None:
         raise ConfigError("method.top_k", f"top_k={cfg.top_k} must be between 1 and n_experts={cfg.n_experts}")
     for option in OPTIONS:
         option.validate(cfg)
+    if not 1 / cfg.n_experts < cfg.router_init_confidence < 1:
+        raise ConfigError("method.router_init_confidence", f"must be between 1/N={1 / cfg.n_experts:.3g} and 1 "
+                          f"(exclusive), got {cfg.router_init_confidence}")
 
 
 def count(cfg: MethodConfig, shape: ModelShape) -> int:

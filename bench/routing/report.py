@@ -1,66 +1,15 @@
-"""Does PT-MoE's router learn to route? The presets and each router aid, over seeds.
-
-Every variant is PT-MoE (N=2, T=40, R=36) trained at the studio's CPU default budget (40 steps ×
-batch 4) on the same data per seed, then evaluated on 64 questions per set. Per run: I(domain;
-expert) in bits (1.0 = two experts splitting the domains cleanly, 0 = routing ignores the domain),
-the mean confidence of the chosen expert, the load per expert, the per-set and macro scores, and the
-training wall time. The frozen base model's own scores (no adapter) are the floor. ``studio`` and
-``paper`` are compared paired on the same questions (bootstrap interval of the macro difference).
-
-    python bench/routing.py                       # both mixes, all variants, 3 seeds -> docs/routing.md
-    python bench/routing.py --mix builtin --variants paper,studio --seeds 0
-    python bench/routing.py --json out.json --no-report     # e.g. on a GPU machine without plotly
-    python bench/routing.py --report-from out.json [more.json ...]   # write docs/routing.md from saved runs
-
-Not part of CI. On 2 idle cores a run takes about 4 minutes (the default plan: hours); a GPU runs
-the whole plan in minutes.
+"""The routing benchmark's report: ``docs/routing.md`` from the runs' rows (``run.run_row``) or from
+saved JSON files (``--report-from``), with no training: I(domain; expert), confidence, load, per-set
+and macro scores against the frozen model's floor, the majority expert per domain, issue 10's targets
+and the plot of I(domain; expert) per variant.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import json
-import platform
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-SHAPE = {"method": "ptmoe", "prompt_len": 40, "n_experts": 2, "rank": 36}
-# name -> method overrides (laid over SHAPE). Each aid is tried on top of `paper` and removed
-# from `studio`, so both its effect alone and its share of the preset are measured.
-VARIANTS: dict[str, dict] = {
-    "paper": {"preset": "paper"},
-    "studio": {"preset": "studio"},
-    # Leave-one-out: what each of the studio's aids contributes.
-    "studio-norm": {"preset": "studio", "router_norm": False},
-    "studio-lr10": {"preset": "studio", "router_lr_mult": 1.0},
-    "studio-fullrank": {"preset": "studio", "init": "text"},
-    "studio-noise": {"preset": "studio", "noise_type": "multiplicative", "noise_std": 0.01},
-    "studio-mi": {"preset": "studio", "mi_loss": 0.0},
-    "studio-balance": {"preset": "studio", "balance_loss": 0.0},
-    # Alternatives not in the preset.
-    "studio+bias": {"preset": "studio", "bias_balance": 0.05},
-    "studio+inputs-init": {"preset": "studio", "init": "inputs"},
-}
-BUILTIN_EVAL = ["builtin:qa", "builtin:arith", "builtin:units", "builtin:dates"]
-MIXES = ("builtin", "comparison")
-
-
-def data_config(mix: str, data_dir: Path, n_eval: int, seed: int) -> dict:
-    if mix == "builtin":
-        return {"train": ["builtin:all"], "eval": BUILTIN_EVAL, "max_eval_examples": n_eval, "seed": seed}
-    squad = f"squad:{data_dir / 'squad' / 'squad-v2-sample.json'}"
-    gsm = f"gsm8k:{data_dir / 'gsm8k'}"
-    return {
-        "train": [f"{squad}@2000", f"{gsm}/train.jsonl@2000", "builtin:all?n=500"],
-        "eval": [f"{squad}?split=test", f"{gsm}/test.jsonl?split=all", *BUILTIN_EVAL],
-        "max_eval_examples": n_eval, "seed": seed,
-    }
+from .plan import MIXES
 
 
 def primary(r: dict) -> float:
@@ -111,82 +60,10 @@ def paired_macro_diff(a: list[dict], b: list[dict], iters: int = 2000, seed: int
     return paired_macro_bootstrap(by_set, iters, seed) or (float("nan"),) * 3
 
 
-# ---------------------------------------------------------------------------------------------
-# Running
-
-
-def run_plan(args) -> dict:
-    import torch
-
-    from ptmoe_core.adapter import Adapter
-    from ptmoe_core.config import MethodConfig, RunConfig
-    from ptmoe_core.data import build_datasets
-    from ptmoe_core.evaluate import evaluate
-    from ptmoe_core.models import load_base_model
-    from ptmoe_core.trainer import train
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    base = load_base_model(RunConfig.from_dict({"model": {"name": args.model, "dtype": args.dtype}}).model)
-    out = {"meta": {"model": args.model, "device": str(base.device), "dtype": str(base.dtype).replace("torch.", ""),
-                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                    "cpu_threads": torch.get_num_threads(), "host": platform.node(),
-                    "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                    "steps": args.steps, "batch": args.batch, "n_eval": args.n_eval,
-                    "command": "python bench/routing.py " + " ".join(sys.argv[1:])},
-           "variants": {k: VARIANTS[k] for k in args.variants}, "runs": [], "floor": {}}
-    with tempfile.TemporaryDirectory(prefix="ptmoe-routing-") as tmp:
-        for mix in args.mix:
-            for seed in args.seeds:
-                dcfg = data_config(mix, args.data_dir, args.n_eval, seed)
-                data = build_datasets(RunConfig.from_dict({"data": dcfg}).data)
-                if seed == args.seeds[0]:  # the floor: the frozen model, no adapter, same questions
-                    floor = Adapter(base, MethodConfig(method="pt"), None, base.model, {"floor": True})
-                    res = evaluate(floor, data[1], max_new_tokens=args.max_new_tokens, batch_size=args.eval_batch)
-                    recs = [r.to_dict() for r in res.records]
-                    out["floor"][mix] = {"per_set": per_set(recs), "records": _slim(recs)}
-                for name in args.variants:
-                    cfg = RunConfig.from_dict({
-                        "name": f"{mix}-{name}-s{seed}", "output_dir": str(Path(tmp) / f"{mix}-{name}-s{seed}"),
-                        "model": {"name": args.model, "dtype": args.dtype},
-                        "method": {**SHAPE, **VARIANTS[name]}, "data": dcfg,
-                        "train": {"steps": args.steps, "batch_size": args.batch, "seed": seed,
-                                  "warmup_steps": max(1, args.steps // 10), "max_new_tokens": args.max_new_tokens,
-                                  "eval_batch_size": args.eval_batch},
-                    }).validate()
-                    t = time.time()
-                    res = train(cfg, base=base, data=data, resume=False)
-                    recs = [r.to_dict() for r in res.evaluation.records]
-                    row = {"mix": mix, "variant": name, "seed": seed, "method": cfg.to_dict()["method"],
-                           "train_s": _train_seconds(res), "total_s": time.time() - t,
-                           "per_set": per_set(recs), **routing_summary(recs, cfg.method.n_experts),
-                           "entropy_curve": [h.router_entropy for h in res.history], "records": _slim(recs)}
-                    row["macro"] = sum(row["per_set"].values()) / len(row["per_set"])
-                    out["runs"].append(row)
-                    print(f"{mix:10s} {name:18s} seed {seed}: I={row['mi_bits']:.2f} bits  conf {row['confidence']:.2f}  "
-                          f"load {[round(x, 2) for x in row['load']]}  macro {100 * row['macro']:.1f}  "
-                          f"train {row['train_s']:.1f}s  {_majority_text(row)}", flush=True)
-                    if args.json:
-                        Path(args.json).write_text(json.dumps(out))
-    return out
-
-
-def _train_seconds(res) -> float:
-    """Training time alone (the last step's elapsed time), without the final evaluation."""
-    return res.history[-1].elapsed_s if res.history else float("nan")
-
-
-def _slim(records: list[dict]) -> list[dict]:
-    keep = ("dataset", "id", "domain", "answer_type", "expert", "confidence", "em", "f1", "score", "prediction")
-    return [{k: r.get(k) for k in keep} for r in records]
-
 
 def _majority_text(row: dict) -> str:
     return ", ".join(f"{d.removeprefix('builtin-')}→e{e} ({p:.0%})" for d, (e, p) in row["majority"].items())
 
-
-# ---------------------------------------------------------------------------------------------
-# Report
 
 
 def _aids(method: dict) -> dict:
@@ -358,67 +235,3 @@ def _plot(results: dict, png: Path) -> None:
         print(f"wrote {png}")
     except Exception as e:  # kaleido needs a Chromium; the table stands without the plot
         print(f"plot not written ({e})", file=sys.stderr)
-
-
-def _read_json(path: Path) -> dict:
-    import gzip
-
-    raw = path.read_bytes()
-    return json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python bench/routing.py", description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--dtype", default="float32")
-    p.add_argument("--mix", default=",".join(MIXES))
-    p.add_argument("--variants", default=",".join(VARIANTS))
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--n-eval", type=int, default=64)
-    p.add_argument("--max-new-tokens", type=int, default=24)
-    p.add_argument("--eval-batch", type=int, default=32)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--json", help="also save every run (updated after each) to this file")
-    p.add_argument("--no-report", action="store_true")
-    p.add_argument("--report-from", nargs="+", help="write the report from saved JSON files instead of running")
-    p.add_argument("--out", type=Path, default=ROOT / "docs" / "routing.md")
-    args = p.parse_args(argv)
-    if args.report_from:
-        parts = [_read_json(Path(f)) for f in args.report_from]
-        tags = [Path(f).name.split("-")[0].replace("round", "r") for f in args.report_from]
-        results = {"meta": {**parts[0]["meta"], "command": "python bench/routing.py --report-from "
-                            + " ".join(args.report_from)},
-                   "variants": {}, "runs": [], "floor": {},
-                   "sources": [{**p["meta"], "tag": t} for p, t in zip(parts, tags, strict=True)]}
-        for i, part in enumerate(parts, 1):
-            # Several files are rounds of the plan (named roundN-*.json[.gz]): their variants get the round's tag.
-            name = tags[i - 1]
-            tag = (lambda v, name=name: f"{name} {v}") if len(parts) > 1 else (lambda v: v)
-            results["variants"].update({tag(k): v for k, v in part["variants"].items()})
-            results["runs"] += [{**r, "variant": tag(r["variant"])} for r in part["runs"]]
-            for mix, f in part.get("floor", {}).items():
-                results["floor"].setdefault(mix, f)
-        print(report(results, args.out))
-        return 0
-    try:
-        args.mix = [m for m in args.mix.split(",") if m]
-        args.variants = [v for v in args.variants.split(",") if v]
-        args.seeds = [int(s) for s in args.seeds.split(",") if s]
-    except ValueError:
-        p.error("--seeds takes comma-separated integers")
-    bad = [m for m in args.mix if m not in MIXES] + [v for v in args.variants if v not in VARIANTS]
-    if bad:
-        p.error(f"unknown mix/variant {bad}; mixes {list(MIXES)}, variants {list(VARIANTS)}")
-    if "comparison" in args.mix and not (args.data_dir / "gsm8k" / "train.jsonl").is_file():
-        p.error(f"the comparison mix needs {args.data_dir}/gsm8k and squad (pass --data-dir)")
-    results = run_plan(args)
-    if not args.no_report:
-        print(report(results, args.out))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
