@@ -109,10 +109,11 @@ def run_one(storage, base, data, name: str, label: str, method: dict[str, Any], 
     cfg = make_config(name, method, seed, args)
     key = q.config_key(cfg)
     res, pending = stored_result(storage, cfg.name, key)
-    if res is not None and not res.get("partial"):
+    train_examples, eval_sets = data
+    if res is not None and not res.get("partial") and {(k, ex["id"]) for k, v in eval_sets.items() for ex in v} <= {
+            (r["dataset"], r["id"]) for r in res["records"]}:
         print(f"[study] {cfg.name}: cached (run {res['run_id']})", flush=True)
         return res
-    train_examples, eval_sets = data
     if pending is None and res is None:
         q.retire_interrupted(storage, EXPERIMENT, cfg.name)
         print(f"[study] training {cfg.name} ...", flush=True)
@@ -460,6 +461,10 @@ def write_page(out: Path, results: list[dict[str, Any]], meta: dict[str, Any], d
         diff = ", ".join(f"{k}={m[k]}" for k in paper_vals if m.get(k) != paper_vals[k]) if m["method"] == "ptmoe" \
             else f"{m['method']}: T={m['prompt_len']}, init={m['init']}"
         L.append(f"| {vs.get(name, (name,))[0]} (`{name}`) | {diff or 'none'} | {', '.join(str(r['seed']) for r in runs)} |")
+    missing = [f"`{k}` ({v[0]})" for k, v in vs.items() if k not in fams]
+    if missing:
+        L.append("")
+        L.append("Defined but without a run that finished training: " + ", ".join(missing) + ".")
     L.append("")
     L.append("## Scores")
     L.append("")
