@@ -298,11 +298,11 @@ def in_domain(res: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def macro(res: dict[str, Any], ood: bool = False, answer_type: str | None = None) -> float:
-    """Mean over data sets (of the ood group, or of ``answer_type``) of each set's mean score (F1 for
+    """Mean over data sets (of the ood group, and of ``answer_type`` if given) of each set's mean score (F1 for
     span/text answers, accuracy for numbers: the record's ``f1`` is that)."""
     sets: dict[str, list[float]] = {}
     for r in res["records"]:
-        if (answer_type is None and r["ood"] == ood) or (answer_type is not None and r["answer_type"] == answer_type):
+        if r["ood"] == ood and (answer_type is None or r["answer_type"] == answer_type):
             sets.setdefault(r["dataset"], []).append(float(r["f1"]))
     return sum(sum(v) / len(v) for v in sets.values()) / len(sets) if sets else float("nan")
 
@@ -476,7 +476,7 @@ def write_page(out: Path, results: list[dict[str, Any]], meta: dict[str, Any], d
     L.append("")
     L.append("## Scores")
     L.append("")
-    head = ["variant", "seeds", "questions answered (per seed)", "QA F1 mean (per seed)",
+    head = ["variant", "seeds", "questions answered (per seed)", "QA F1 in-domain mean (per seed)",
             "in-domain macro mean (per seed)"]
     if any(r["ood"] for res in results for r in res["records"]):
         head.append("out-of-domain macro")
@@ -488,7 +488,8 @@ def write_page(out: Path, results: list[dict[str, Any]], meta: dict[str, Any], d
         row = [f"`{name}`", str(len(runs)), answered, f"{q.pct(_mean(qa))} ({_per_seed(qa)})",
                f"{q.pct(_mean(ind))} ({_per_seed(ind)})"]
         if "out-of-domain macro" in head:
-            row.append(q.pct(_mean([macro(r, ood=True) for r in runs])))
+            ood = [macro(r, ood=True) for r in runs if any(x["ood"] for x in r["records"])]
+            row.append(f"{q.pct(_mean(ood))} ({len(ood)} seed{'s' if len(ood) != 1 else ''})" if ood else "n/a")
         for s in sets:
             if not s.endswith("-ood"):
                 vals = [_mean([float(x["f1"]) for x in r["records"] if x["dataset"] == s]) for r in runs]
