@@ -9,6 +9,7 @@ from typing import Any
 
 from ptmoe_core.bundle import Evaluation
 from ptmoe_core.config import RunConfig
+from ptmoe_core.eval_record import EvalRecord
 from ptmoe_core.floor import evaluate_floor, floor_inputs, floor_key
 from storage.floors import FloorCache
 
@@ -48,18 +49,15 @@ def floor_rows(ctx: AppContext, runs: Sequence[Any]) -> list[tuple[str, dict[str
     return list(seen.values())
 
 
-def attach(rows: list[dict[str, Any]], records: Sequence[dict[str, Any]], field: str, label: str) -> int:
+def attach(rows: list[dict[str, Any]], records: Sequence[EvalRecord], field: str, label: str) -> int:
     """Put each matching evaluation record's answer into ``row[field]`` (matched by data set and
     example id, so only the same question counts); returns how many rows got one."""
-    def key(d: dict[str, Any]) -> tuple[str, str]:
-        return str(d.get("dataset") or d.get("domain") or ""), str(d.get("id"))
-
-    by_key = {key(r): r for r in records}
+    by_key = {(str(r.dataset or r.domain or ""), r.id): r for r in records}
     n = 0
     for row in rows:
-        rec = by_key.get(key(row))
+        rec = by_key.get((str(row.get("dataset") or row.get("domain") or ""), str(row.get("id"))))
         if rec is not None:
-            row[field] = {"run": label, "text": rec.get("prediction") or "", "expert": rec.get("expert"),
-                          "score": rec.get("score"), "correct": rec.get("correct")}
+            row[field] = {"run": label, "text": rec.prediction, "expert": rec.expert, "score": rec.score,
+                          "correct": rec.correct}
             n += 1
     return n

@@ -3,25 +3,22 @@ evaluation sets, and see per input, side by side, what the router chose and what
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
 
-from ptmoe_core.config import RunConfig
-from ptmoe_core.floor import frozen_adapter
 from ptmoe_core.methods import names as method_names
 
-from . import floors, plots, queries, views
-from .data_sources import check_stored_specs, inside
+from . import plots, queries, views
 from .escaping import code
-from .inspection import MAX_TYPED_CHARS, InspectResult, rows_from_records, run_inspection, summary, typed_examples
-from .state import AppContext, gpu_wrap
+from .inspection import MAX_TYPED_CHARS, InspectResult, summary
+from .state import AppContext
+from .studio import DRAWN, FINAL, STORED, TYPED, InspectRequest, Studio
 from .ui import friendly
 
 MODES = ["Type inputs", "Draw from the run's evaluation sets", "The run's stored evaluation"]
-FINAL = "final"
+MODE_OF = dict(zip(MODES, (TYPED, DRAWN, STORED), strict=True))
 ALL_SETS = "all evaluation sets"
 PLACEHOLDER = ("What is 17 plus 25? => 42\n"
                "Convert 3 kilometres to metres. => 3000\n"
@@ -30,6 +27,7 @@ PLACEHOLDER = ("What is 17 plus 25? => 42\n"
 
 def build(ctx: AppContext) -> SimpleNamespace:
     st = ctx.storage
+    studio = Studio(ctx)
 
     with gr.Row(equal_height=True):
         run = gr.Dropdown([], value=None, allow_custom_value=True, label="Run", info="Finished runs, and stopped runs that saved a checkpoint.", scale=4,
@@ -89,63 +87,6 @@ def build(ctx: AppContext) -> SimpleNamespace:
             usage = gr.Plot(plots.usage_bars([], [], 0), show_label=False)
     result = gr.State(None)
 
-    # ---- helpers -----------------------------------------------------------------------------
-
-    def _adapter(path: str, model_name: str):
-        from ptmoe_core.adapter import WEIGHTS_NAME
-        from ptmoe_core.api import load
-
-        p = Path(path)
-        if not inside(p, ctx.runs_dir):
-            raise ValueError(f"{p} is outside the runs folder {ctx.runs_dir}; the studio does not read it")
-        stamp = (p / WEIGHTS_NAME).stat().st_mtime if (p / WEIGHTS_NAME).exists() else 0
-        return ctx.adapters.get_or_load((str(p.resolve()), stamp), lambda: load(p, base=ctx.base_model(model_name)))
-
-    def _adapter_path(r: Any, which: str | None) -> str:
-        if which in (None, "", FINAL):
-            if not r.adapter_path:
-                raise ValueError(f"run #{r.id} has no final adapter (status {r.status}); pick a checkpoint")
-            return r.adapter_path
-        for c in st.checkpoints(r.id):
-            if str(c.step) == str(which):
-                if not c.exists:
-                    raise ValueError(f"checkpoint of step {c.step} was deleted from disk")
-                return c.path
-        raise ValueError(f"run #{r.id} has no checkpoint at step {which}")
-
-    def _best_available(r: Any) -> str:
-        """The final adapter, else the latest checkpoint (a stopped run)."""
-        if r.adapter_path:
-            return FINAL
-        present = [c for c in st.checkpoints(r.id) if c.exists and c.step is not None]
-        if not present:
-            raise ValueError(f"run #{r.id} has neither an adapter nor a checkpoint to load")
-        return str(present[-1].step)
-
-    def _eval_examples(cfg: RunConfig, which: str, n: int, seed_: int) -> list[dict]:
-        from ptmoe_core.data import mixture
-        from ptmoe_core.data.sources import Spec, parse_spec
-
-        check_stored_specs(cfg, ctx.data_dir, ctx.settings.limits, "the run's config")
-        if cfg.data.eval:
-            sets = mixture.eval_sets(cfg.data.eval, split="test", seed=cfg.data.seed)
-        else:
-            plain = []
-            for s in cfg.data.train:
-                sp = parse_spec(s)
-                plain.append(Spec(sp.text, sp.prefix, sp.arg, {k: v for k, v in sp.options.items() if k != "split"}))
-            sets = mixture.eval_sets(plain, split="validation", seed=cfg.data.seed, skip_empty=True)
-        if not sets:
-            raise ValueError("this run has no evaluation sets")
-        names = list(sets) if which in (None, "", ALL_SETS) else [which]
-        out = []
-        for name in names:
-            if name not in sets:
-                raise ValueError(f"no evaluation set {name!r}; the run has {', '.join(sets)}")
-            ds = mixture.take(sets[name], n, seed_, name)
-            out.extend(ds.to_list())
-        return out
-
     # ---- handlers ----------------------------------------------------------------------------
 
     @friendly
@@ -178,8 +119,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         if not routed:
             desc += "\n\n_This method has no router: the table shows answers only._"
         try:
-            cfg = RunConfig.from_dict(r.config)
-            names = _eval_set_names(cfg)
+            names = studio.eval_set_names(r)
         except Exception:
             names = []
         steps = st.routing_steps(rid)
@@ -189,80 +129,17 @@ def build(ctx: AppContext) -> SimpleNamespace:
                 gr.update(choices=[str(s) for s in steps], value=str(steps[-1]) if steps else None),
                 gr.update(value=min(64, int(max_new_run))) if max_new_run else gr.update())
 
-    def _eval_set_names(cfg: RunConfig) -> list[str]:
-        from ptmoe_core.data.builtin import TASKS
-
-        names = []
-        for s in (cfg.data.eval or cfg.data.train):
-            if s.startswith("builtin:"):  # domain names of builtin specs are known without generating
-                arg = s.split(":", 1)[1].split("?")[0].split("@")[0]
-                ood = arg.endswith("-ood")
-                base = arg[:-4] if ood else arg
-                tasks = TASKS if base == "all" else [base]
-                names += [f"builtin-{t}" + ("-ood" if ood else "") for t in tasks]
-            else:
-                from ptmoe_core.data.sources import spec_name
-
-                names.append(spec_name(s))
-        return list(dict.fromkeys(names))
-
-    def _stored(r: Any, label: str, stored_v: Any, baseline_v: Any, floor_v: bool) -> InspectResult:
-        """The routing the job recorded at an evaluation (no generation), with the baseline run's and
-        the frozen model's answers to the same questions when asked for."""
-        from storage.bundles import record_dict
-
-        step = int(stored_v) if stored_v not in (None, "") else None
-        recs = st.routing_records(r.id, step=step)
-        if not recs:
-            raise ValueError(f"run #{r.id} has no stored evaluation records")
-        n_exp = max((len(x.probs) for x in recs if x.probs), default=0)
-        rows = rows_from_records(recs)
-        base_label = None
-        bid = queries.parse_run_id(baseline_v)
-        if bid is not None:
-            b = st.get_run(bid)
-            base_label = f"#{bid} {b.name} ({b.method})"
-            if not floors.attach(rows, [record_dict(x) for x in st.routing_records(bid)], "baseline", base_label):
-                raise ValueError(f"run #{bid} has no stored answers to these questions (another evaluation set?)")
-        if floor_v:
-            floors.attach(rows, floors.floor_of(ctx, r)[1].records, "floor", floors.FROZEN_LABEL)
-        return InspectResult(rows=rows, n_experts=n_exp, method=r.method, baseline_label=base_label,
-                             label=f"{label} · stored evaluation at step {recs[0].step}")
-
-    def _generate(run_v, ckpt_v, mode_v, text_v, context_v, answer_type_v, eval_set_v, n_v, seed_v, stored_v,
-                  forced_v, baseline_v, max_new_v, floor_v=False, progress=None) -> InspectResult:
+    def _request(run_v, ckpt_v, mode_v, text_v, context_v, answer_type_v, eval_set_v, n_v, seed_v, stored_v,
+                 forced_v, baseline_v, max_new_v, floor_v=False) -> InspectRequest:
         rid = queries.parse_run_id(run_v)
         if rid is None:
             raise ValueError("pick a finished run first")
-        r = st.get_run(rid)
-        cfg = RunConfig.from_dict(r.config)
-        label = f"run #{rid} {r.name}" + (f" @ step {ckpt_v}" if ckpt_v not in (None, "", FINAL) else "")
-        if mode_v == MODES[2]:
-            return _stored(r, label, stored_v, baseline_v, bool(floor_v))
-        if mode_v == MODES[1]:
-            examples = _eval_examples(cfg, eval_set_v, int(n_v or 4), int(seed_v or 0))
-        else:
-            examples = typed_examples(text_v, context_v, answer_type_v or "text")
-            if not examples:
-                raise ValueError("type at least one input (one per line)")
-        from ptmoe_core.data.formatting import FormatConfig
-
-        adapter = _adapter(_adapter_path(r, ckpt_v), r.base_model)
-        fmt = FormatConfig.from_data_config(cfg.data)
-        base_adapter, base_fmt, base_label = None, None, None
-        bid = queries.parse_run_id(baseline_v)
-        if bid is not None:
-            b = st.get_run(bid)
-            bcfg = RunConfig.from_dict(b.config)
-            base_adapter = _adapter(_adapter_path(b, _best_available(b)), b.base_model)
-            base_fmt = FormatConfig.from_data_config(bcfg.data)
-            base_label = f"#{bid} {b.name} ({b.method})"
-        frozen = frozen_adapter(ctx.base_model(r.base_model)) if floor_v else None
-        return run_inspection(adapter, examples, fmt, max_new_tokens=int(max_new_v or 24),
-                              batch_size=ctx.settings.inspect_batch_size, forced=bool(forced_v), baseline=base_adapter, baseline_fmt=base_fmt,
-                              baseline_label=base_label, floor=frozen, label=label, progress=progress)
-
-    gpu_generate = gpu_wrap(_generate)
+        return InspectRequest(
+            run_id=rid, checkpoint=ckpt_v or FINAL, mode=MODE_OF.get(mode_v, TYPED), text=text_v or "", context=context_v or "",
+            answer_type=answer_type_v or "text", eval_set=None if eval_set_v in (None, "", ALL_SETS) else eval_set_v,
+            n=int(n_v or 4), seed=int(seed_v or 0),
+            stored_step=int(stored_v) if stored_v not in (None, "") else None, forced=bool(forced_v),
+            baseline_id=queries.parse_run_id(baseline_v), max_new_tokens=int(max_new_v or 24), floor=bool(floor_v))
 
     def _outputs(res: InspectResult):
         rows = res.rows
@@ -291,18 +168,15 @@ def build(ctx: AppContext) -> SimpleNamespace:
                 forced_v, baseline_v, max_new_v, floor_v=False, progress=gr.Progress()):  # noqa: B008 - the Gradio idiom
         """Generate for the inputs (through the bounded inspection queue) and lay out the rows and plots.
         The stored evaluation needs no generation (a missing floor is computed through the queue)."""
-        if mode_v == MODES[2]:
-            return _outputs(_generate(run_v, ckpt_v, mode_v, text_v, context_v, answer_type_v, eval_set_v, n_v,
-                                      seed_v, stored_v, forced_v, baseline_v, max_new_v, floor_v))
-        progress(0.0, desc="waiting for a free generation slot")
+        req = _request(run_v, ckpt_v, mode_v, text_v, context_v, answer_type_v, eval_set_v, n_v, seed_v, stored_v,
+                       forced_v, baseline_v, max_new_v, floor_v)
+        if req.mode != STORED:
+            progress(0.0, desc="waiting for a free generation slot")
 
         def report(fraction: float, what: str) -> None:
             progress(fraction, desc=f"generating: {what}")
 
-        res = ctx.inspect_queue.run(lambda: gpu_generate(
-            run_v, ckpt_v, mode_v, text_v, context_v, answer_type_v, eval_set_v, n_v, seed_v, stored_v, forced_v,
-            baseline_v, max_new_v, floor_v, report))
-        return _outputs(res)
+        return _outputs(studio.inspect(req, report))
 
     def first_screen() -> list[Any] | None:
         """A first visit (gallery runs only): updates that open a gallery PT-MoE run's stored
@@ -318,7 +192,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
             return None
         base_id = roles.get("ptmoe-paper") if main_id != roles.get("ptmoe-paper") else None
         run_upd, base_upd = refresh_runs(main_id, base_id)
-        res = _generate(main_id, FINAL, MODES[2], "", "", "text", ALL_SETS, 4, 0, None, False, base_id, 24, True)
+        res = studio.stored(InspectRequest(run_id=main_id, mode=STORED, baseline_id=base_id, floor=True))
         return [run_upd, base_upd, gr.update(value=MODES[2]), gr.update(value=True), *_outputs(res)]
 
     @friendly

@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from ptmoe_core import metrics
+from ptmoe_core.eval_record import EvalRecord, score_fields
+from ptmoe_core.routing_summary import collapsed_expert, mutual_information_bits, overall_load, routing_counts, shares
 
 from .escaping import esc
 
@@ -88,13 +89,6 @@ def project_2d(vectors: Sequence[Sequence[float]]) -> tuple[list[list[float]], l
     return pts.tolist(), explained
 
 
-def _score(prediction: str, ex: dict) -> dict[str, Any]:
-    if not ex.get("answers"):
-        return {"score": None, "correct": None, "em": None, "f1": None}
-    s = metrics.score(prediction, ex)
-    return {"score": float(s["score"]), "correct": bool(s["correct"]), "em": float(s["em"]), "f1": float(s["f1"])}
-
-
 def run_inspection(
     adapter: Any,
     examples: Sequence[dict[str, Any]],
@@ -145,14 +139,9 @@ def run_inspection(
     next_pass()
     rows = []
     for ex, g, fg in zip(examples, gens, forced_gens, strict=True):
-        rows.append({
-            "id": ex.get("id"), "domain": ex.get("domain"), "question": ex.get("question", ""),
-            "context": ex.get("context", ""), "gold": list(ex.get("answers") or []),
-            "answer_type": ex.get("answer_type", "text"), "ood": bool(ex.get("ood", False)),
-            "expert": g.expert, "probs": g.probs, "confidence": g.confidence, "entropy": g.entropy,
-            "prediction": g.text, "latency_s": g.latency_s, **_score(g.text, ex), "baseline": None, "floor": None,
-            "forced": [{"expert": e, "text": f.text, **_score(f.text, ex)} for e, f in enumerate(fg)],
-        })
+        row = row_of(EvalRecord.scored(None, {"answer_type": "text", **ex}, g))
+        row["forced"] = [{"expert": e, "text": f.text, **score_fields(f.text, ex)} for e, f in enumerate(fg)]
+        rows.append(row)
     for other, column, what, ofmt in ((baseline, "baseline", "baseline answers", baseline_fmt or fmt),
                                      (floor, "floor", "frozen model's answers", fmt)):
         if other is None:
@@ -162,7 +151,7 @@ def run_inspection(
         next_pass()
         for row, ex, g in zip(rows, examples, og, strict=True):
             row[column] = {"run": baseline_label if column == "baseline" else None, "text": g.text,
-                           "expert": g.expert, **_score(g.text, ex)}
+                           "expert": g.expert, **score_fields(g.text, ex)}
     points, explained = ([], [])
     vecs = [g.router_input for g in gens if g.router_input is not None]
     if len(vecs) == len(gens) and len(vecs) >= 2:
@@ -172,24 +161,27 @@ def run_inspection(
                          baseline_label=baseline_label, elapsed_s=time.time() - t0, label=label)
 
 
-def rows_from_records(records: Sequence[Any]) -> list[dict[str, Any]]:
-    """Rows from a run's stored evaluation (routing records): the same table without generating."""
-    rows = []
-    for r in records:
-        rows.append({
-            "id": r.example_id, "dataset": getattr(r, "dataset", None), "domain": r.domain or getattr(r, "dataset", None),
-            "question": r.input,
-            "context": getattr(r, "context", None) or "", "gold": list(r.gold or []),
-            "answer_type": getattr(r, "answer_type", None) or "", "ood": r.ood, "expert": r.expert, "probs": r.probs, "confidence": r.confidence,
-            "entropy": r.entropy, "prediction": r.prediction, "latency_s": None, "score": r.score,
-            "correct": r.correct, "em": r.em, "f1": r.f1, "forced": [], "baseline": None, "floor": None,
-        })
-    return rows
+def row_of(rec: EvalRecord) -> dict[str, Any]:
+    """The Inspect table's row of an evaluation record (a stored one, or one just generated); the
+    forced-expert, baseline and floor columns are filled in by their passes."""
+    return {
+        "id": rec.id, "dataset": rec.dataset, "domain": rec.domain or rec.dataset, "question": rec.input,
+        "context": rec.context or "", "gold": list(rec.gold), "answer_type": rec.answer_type or "", "ood": rec.ood,
+        "expert": rec.expert, "probs": rec.probs, "confidence": rec.confidence, "entropy": rec.entropy,
+        "prediction": rec.prediction, "latency_s": rec.latency_s, "score": rec.score, "correct": rec.correct,
+        "em": rec.em, "f1": rec.f1, "forced": [], "baseline": None, "floor": None,
+    }
+
+
+def rows_from_records(records: Sequence[EvalRecord]) -> list[dict[str, Any]]:
+    """Rows from a run's stored evaluation: the same table without generating."""
+    return [row_of(r) for r in records]
 
 
 def routing_verdict(rows: Sequence[dict[str, Any]]) -> str:
-    """I(domain; expert) in bits over the routed rows, and whether the router collapsed (one expert
-    took more than 90% of them)."""
+    """I(domain; expert) in bits over the routed rows, and whether the router collapsed
+    (``routing_summary.collapsed_expert``: one expert took more than 90% of them, each domain
+    weighing the same)."""
     routed = [r for r in rows if r.get("expert") is not None]
     if not routed:
         return "no routed inputs"
@@ -199,12 +191,13 @@ def routing_verdict(rows: Sequence[dict[str, Any]]) -> str:
     if n_domains < 2:
         text = "I(domain; expert): needs inputs from two or more domains"
     else:
-        text = (f"I(domain; expert) = {metrics.mutual_information_bits(domains, experts):.2f} bits "
+        text = (f"I(domain; expert) = {mutual_information_bits(domains, experts):.2f} bits "
                 f"over {n_domains} domains")
-    collapsed = metrics.collapsed_expert(experts) if len(experts) > 1 else None
+    counts = routing_counts(domains, experts, 1 + max(experts))
+    collapsed = collapsed_expert(counts) if len(experts) > 1 else None
     if collapsed is not None:
-        share = experts.count(collapsed) / len(experts)
-        text += f" · collapsed onto expert {collapsed} ({share:.0%} of the inputs)"
+        share = overall_load(shares(counts))[collapsed]
+        text += f" · collapsed onto expert {collapsed} ({share:.0%} of the inputs, each domain weighing the same)"
     elif len(set(experts)) > 1:
         text += " · not collapsed"
     return text

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from ptmoe_core.metrics import routing_counts
+from ptmoe_core.routing_summary import routing_counts
 
 from .escaping import esc
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ptmoe_core.metrics import collapsed_expert_of_load, mutual_information_bits_from_counts
+from ptmoe_core.routing_summary import collapsed_expert, mutual_information_bits_from_counts
 from storage import domain_routing
 
 from . import views
@@ -179,7 +179,7 @@ class RoutingView:
     max_bits: float = 0.0  # log2(min(domains, experts)): every domain on experts of its own
     last: dict[str, list[int]] = field(default_factory=dict)
     last_steps: tuple[int, int] | None = None  # first and last step of the latest window
-    collapsed: int | None = None  # the expert that took > 90% of the latest window, if one did
+    collapsed: int | None = None  # the latest window's collapse verdict (routing_summary.collapsed_expert)
 
     def subtitle(self) -> str:
         if self.last_steps is None:
@@ -196,11 +196,10 @@ def routing_view(r: domain_routing.DomainRouting, window: int = ROUTING_WINDOW) 
         return RoutingView(n_experts=r.n_experts)
     bits = [mutual_information_bits_from_counts(r.window(window, end=i + 1)) for i in range(len(r.steps))]
     last = r.window(window)
-    collapsed = collapsed_expert_of_load([sum(row[e] for row in last.values()) for e in range(r.n_experts)])
     return RoutingView(
         n_experts=r.n_experts, steps=list(r.steps), bits=bits,
         max_bits=math.log2(min(len(r.domains), r.n_experts)) if r.domains else 0.0, last=last,
-        last_steps=(r.steps[max(0, len(r.steps) - window)], r.steps[-1]), collapsed=collapsed,
+        last_steps=(r.steps[max(0, len(r.steps) - window)], r.steps[-1]), collapsed=collapsed_expert(last),
     )
 
 

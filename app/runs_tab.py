@@ -4,7 +4,6 @@ one, export a run as a bundle and import one."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,14 +11,13 @@ from typing import Any
 
 import gradio as gr
 
-from ptmoe_core.bundle import SUFFIX
 from ptmoe_core.methods import NAMES
-from storage.bundles import GALLERY, export_run, import_bundle
+from storage.bundles import GALLERY
 
-from . import floors, plots, queries, sweep_view, views
-from .data_sources import inside
+from . import plots, queries, sweep_view, views
 from .escaping import code
 from .state import AppContext
+from .studio import Studio
 from .ui import friendly, require_run_id
 
 STATUSES = ["QUEUED", "RUNNING", "FINISHED", "FAILED", "KILLED"]
@@ -28,6 +26,7 @@ ANY = "any"
 
 def build(ctx: AppContext) -> SimpleNamespace:
     st = ctx.storage
+    studio = Studio(ctx)
 
     gr.Markdown("Every run in this studio's database. Click a row to select it; pick several runs below to "
                 "overlay their curves and compare their final scores.")
@@ -138,20 +137,10 @@ def build(ctx: AppContext) -> SimpleNamespace:
     @friendly
     def compare_runs(selected: list[Any] | None, floor: bool = False):
         ids = [i for i in (queries.parse_run_id(x) for x in (selected or [])) if i is not None]
-        extra = floors.floor_rows(ctx, [st.get_run(i) for i in ids]) if floor else []
-        header, body = queries.scores_table(st, ids, extra)
-        losses, evals = {}, {}
-        for rid in ids:
-            r = st.get_run(rid)
-            hist = st.metric_history(rid, keys=["loss", "eval/macro/f1"])
-            label = f"#{rid} {r.name} ({r.method})"
-            if "loss" in hist:
-                losses[label] = (hist["loss"].steps, hist["loss"].values)
-            if "eval/macro/f1" in hist:
-                evals[label] = (hist["eval/macro/f1"].steps, hist["eval/macro/f1"].values)
-        return (queries.scores_table_html(header, body),
-                plots.overlay_curves(losses, "Training loss (smoothed)", "loss"),
-                plots.overlay_curves(evals, "Evaluation (macro F1)", "F1", smooth=False))
+        c = studio.compare(ids, floor)
+        return (queries.scores_table_html(c.header, c.body),
+                plots.overlay_curves(c.losses, "Training loss (smoothed)", "loss"),
+                plots.overlay_curves(c.evals, "Evaluation (macro F1)", "F1", smooth=False))
 
     @friendly
     def rename_run(run: Any, name: str):
@@ -190,20 +179,13 @@ def build(ctx: AppContext) -> SimpleNamespace:
     @friendly
     def download_adapter(run: Any):
         rid = require_run_id(run)
-        r = st.get_run(rid)
-        if not r.adapter_path or not Path(r.adapter_path).is_dir():
-            raise gr.Error(f"Run #{rid} has no adapter yet (status {r.status}).")
-        if not inside(r.adapter_path, ctx.runs_dir):
-            raise gr.Error(f"The adapter of run #{rid} lies outside the runs folder; not serving it.")
-        stem = ctx.scratch_dir() / f"run{rid}-{_safe(r.name)}-adapter"
-        path = shutil.make_archive(str(stem), "zip", root_dir=r.adapter_path)
-        return gr.update(value=path, visible=True), f"Adapter of run #{rid} ready to download."
+        path = studio.adapter_zip(rid)
+        return gr.update(value=str(path), visible=True), f"Adapter of run #{rid} ready to download."
 
     @friendly
     def export_bundle(run: Any):
         rid = require_run_id(run)
-        r = st.get_run(rid)
-        path = export_run(st, rid, ctx.scratch_dir() / f"run{rid}-{_safe(r.name)}{SUFFIX}")
+        path = studio.export(rid)
         return (gr.update(value=str(path), visible=True),
                 f"Run #{rid} exported ({path.stat().st_size / 1024:.0f} KB): config, adapter, curves, evaluations "
                 "with routing. Another studio imports it with “Import a run bundle”.")
@@ -214,7 +196,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         if file is None:
             raise gr.Error("Choose a .ptmoe.zip file to import.")
         path = Path(file if isinstance(file, str) else getattr(file, "name", file))
-        res = import_bundle(st, path)
+        res = studio.import_bundle(path)
         msg = (f"Imported **{views.esc(res.name)}** as run #{res.run_id} (experiment “imported”)." if res.created
                else f"This bundle is already here as run #{res.run_id} ({views.esc(res.name)}); nothing imported.")
         rows, ch_upd, cmp_upd = list_runs(status, method, model, search, current, show_gallery)
@@ -246,6 +228,3 @@ def build(ctx: AppContext) -> SimpleNamespace:
     return SimpleNamespace(table=table, sel=sel, compare=compare, filters=filters, list_outputs=list_outputs,
                            list_runs=list_runs, inspect_btn=inspect_btn, copy_btn=copy_btn, sweeps=sweeps)
 
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:40] or "run"

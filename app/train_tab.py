@@ -23,6 +23,7 @@ from . import forms, plots, queries, sweep_view, views
 from .config_view import config_html
 from .escaping import code, esc
 from .state import AppContext
+from .studio import Studio, safe_name
 from .ui import friendly, message, require_run_id
 from .ui import log as logger
 
@@ -46,6 +47,7 @@ def _option_widget(o: Option, value: Any, info: str) -> Any:
 
 def build(ctx: AppContext) -> SimpleNamespace:
     st, settings = ctx.storage, ctx.settings
+    studio = Studio(ctx)
     d = forms.default_values(settings.model, settings.demo, settings.gpu)
     H = forms.HELP
     comp: dict[str, Any] = {}
@@ -229,31 +231,16 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
     # ================================ handlers ================================
 
-    def _spec_check(spec: str) -> str | None:
-        return ds.spec_problem(spec, ctx.data_dir, settings.limits)
-
-    def _model_check(name: str) -> tuple[Any, str]:
-        return ds.model_shape(ctx, name)
-
     def _field_updates(errors: dict[str, str]) -> list[Any]:
         return [gr.update(info=f"⚠ {errors[k]}" if k in errors else H[k],
                           elem_classes=["invalid"] if k in errors else []) for k in forms.KEYS]
-
-    def _check(values: dict[str, Any]):
-        cfg, errors = forms.check(values, limits=settings.limits, spec_check=_spec_check)
-        shape, note = (None, "")
-        if cfg is not None or "model" not in errors:
-            shape, note = _model_check(str(values.get("model") or ""))
-            if shape is None and note:
-                errors.setdefault("model", note)
-                cfg = None if errors else cfg
-        return cfg, errors, shape, note
 
     @friendly
     def check_config(*args: Any):
         """Validate the form; returns per-field messages, the parameter counts and the CLI command."""
         values = forms.as_values(args)
-        cfg, errors, shape, note = _check(values)
+        c = studio.check(values)
+        cfg, errors, shape, note = c.cfg, c.errors, c.shape, c.note
         if errors:
             summary = "**Fix before launching:** " + _reasons(errors)
         else:
@@ -290,16 +277,11 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
     @friendly
     def launch(*args: Any):
-        values = forms.as_values(args)
-        cfg, errors, _, _ = _check(values)
-        full = queries.queue_full(st, settings.limits) if not errors else None
-        if full:
-            errors["name"] = full
-        if errors or cfg is None:
+        launched = studio.launch(forms.as_values(args))
+        errors, run_id, cfg = launched.checked.errors, launched.run_id, launched.checked.cfg
+        if run_id is None or cfg is None:
             msg = "**Not launched:** " + _reasons(errors)
             return [*_field_updates(errors), msg, gr.update(), gr.update(), *_open_for(errors)]
-        _resolve(cfg)
-        run_id = ctx.queue.submit(cfg) if ctx.queue is not None else st.submit(cfg)
         choices = queries.run_choices(st)
         msg = f"✓ Queued run **#{run_id} {views.esc(cfg.name)}** — progress on the right."
         return [*_field_updates({}), msg, gr.update(choices=choices, value=run_id), gr.update(choices=choices),
@@ -307,24 +289,17 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
     def form_config(*args: Any) -> RunConfig:
         """The form's configuration, validated and with its data and model resolved (the sweep's base)."""
-        cfg, errors, _, _ = _check(forms.as_values(args))
-        if errors or cfg is None:
-            raise gr.Error("Fix the settings above first: " + _reasons(errors))
-        return _resolve(cfg)
-
-    def _resolve(cfg: RunConfig) -> RunConfig:
-        """Data specs and the model name as the job will read them (files inside the data folder)."""
-        cfg.data.train = [ds.resolve_spec(s, ctx.data_dir) for s in cfg.data.train]
-        cfg.data.eval = [ds.resolve_spec(s, ctx.data_dir) for s in cfg.data.eval]
-        cfg.model.name = ds.resolve_model(cfg.model.name, ctx.data_dir)
-        return cfg
+        c = studio.check(forms.as_values(args))
+        if c.errors or c.cfg is None:
+            raise gr.Error("Fix the settings above first: " + _reasons(c.errors))
+        return studio.resolve(c.cfg)
 
     sweep.wire(fields, form_config)
 
     @friendly
     def stop(run: Any):
         rid = require_run_id(run, "No run selected.")
-        info = ctx.queue.cancel(rid) if ctx.queue is not None else st.request_cancel(rid)
+        info = studio.stop(rid)
         if info.is_final:
             return f"Run #{rid} is {info.status}."
         return f"Stopping run #{rid}: it saves a checkpoint at the end of this step."
@@ -341,54 +316,30 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def _poll(run: Any, last_sig: Any):
         rid = queries.parse_run_id(run)
         hidden = gr.update(visible=False)
-        if rid is None:
+        v = studio.live(rid, last_sig, LOG_LINES) if rid is not None else None
+        if v is None:
             return [views.no_run(), *[gr.skip()] * 6, "", config_html(None), hidden, hidden, None]
-        try:
-            r = st.get_run(rid)
-        except Exception:  # deleted meanwhile
-            return [views.no_run(), *[gr.skip()] * 6, "", config_html(None), hidden, hidden, None]
-        now = time.time()
-        note = ""
-        if r.status == "FAILED":
-            note = f"Failed: {r.error_message or 'see the log'}"
-        elif r.status == "KILLED":
-            note = r.error_message or "stopped"
-        elif r.status == "QUEUED":
-            active = [x for x in st.list_runs(status="RUNNING")]
-            note = ("Waiting for the running job to finish." if active else "Starting the job…")
-        elif r.cancel_requested:
-            note = "Stop requested: finishing the current step and saving a checkpoint…"
-        elif r.status == "RUNNING" and r.step == 0:
-            note = "Loading the model and data…"
-        times: list[float] = []
-        if r.status == "RUNNING":
-            loss = st.metric_history(rid, keys=["loss"]).get("loss")
-            times = loss.timestamps[-50:] if loss else []
-        prog = views.progress(str(r.status), r.step, r.total_steps, r.duration_s(now),
-                              queries.eta_seconds(r, now, times), r.name, r.id, note)
-        log_text = st.log_tail(rid, LOG_LINES)
-        n_evals = len(st.evaluations(rid))
-        new_sig = [rid, r.step, str(r.status), n_evals]
+        r = v.run
+        prog = views.progress(str(r.status), r.step, r.total_steps, r.duration_s(time.time()), v.eta_s, r.name, r.id,
+                              v.note)
         show_inspect = gr.update(visible=r.status == "FINISHED" and bool(r.adapter_path))
         show_stop = gr.update(visible=not r.is_final)
-        if new_sig == last_sig:
-            return [prog, *[gr.skip()] * 6, log_text, gr.skip(), show_inspect, show_stop, last_sig]
-        c = queries.curves(st, rid)
-        n_exp = (r.config.get("method") or {}).get("n_experts") if r.method in ROUTED else None
-        routing = queries.routing_view(c.routing)
+        c, routing = v.curves, v.routing
+        if c is None or routing is None:
+            return [prog, *[gr.skip()] * 6, v.log, gr.skip(), show_inspect, show_stop, last_sig]
         return [
             prog,
             plots.loss_curve(c.steps, c.loss, c.eval_steps, c.eval_loss),
             plots.eval_curves(c.eval_scores, "F1"),
             plots.expert_load_area(c.load_steps, c.loads),
-            plots.router_entropy(c.entropy_steps, c.entropy, n_exp),
+            plots.router_entropy(c.entropy_steps, c.entropy, v.n_experts),
             _domain_heatmap(routing),
             _mi_curve(routing),
-            log_text,
+            v.log,
             config_html(r.config),
             show_inspect,
             show_stop,
-            new_sig,
+            v.signature,
         ]
 
     @friendly
@@ -409,7 +360,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def save_config(*args: Any):
         values = forms.as_values(args)
         cfg = forms.config_from_values(values)
-        out = ctx.scratch_dir() / f"{_safe(cfg.name)}.yaml"
+        out = ctx.scratch_dir() / f"{safe_name(cfg.name, 60)}.yaml"
         out.write_text(forms.config_yaml(cfg), encoding="utf-8")
         return gr.update(value=str(out), visible=True)
 
@@ -463,7 +414,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
         if not items:
             raise gr.Error("Choose the data first.")
         for s in items:
-            why = _spec_check(s)
+            why = ds.spec_problem(s, ctx.data_dir, settings.limits)
             if why:
                 raise gr.Error(esc(f"{s}: {why}"))
         rows, note = ds.preview_rows(items, int(n or 8), ctx.data_dir, max_bytes=settings.max_data_bytes)
@@ -538,7 +489,4 @@ def _reasons(errors: dict[str, str]) -> str:
     """The field problems as Markdown (the reasons quote user values: escaped)."""
     return "; ".join(f"{_label(k)} — {esc(v)}" for k, v in errors.items())
 
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:60] or "run"
 

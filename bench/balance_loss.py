@@ -24,11 +24,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def routing_stats(records: list[dict]) -> dict:
+def routing_stats(records: list) -> dict:
     """Majority expert and purity per domain, mutual information I(domain; expert) in bits, confidence."""
-    from ptmoe_core.metrics import mutual_information_bits
+    from ptmoe_core.eval_record import EvalRecord
+    from ptmoe_core.routing_summary import mutual_information_bits
 
-    pairs = [(r["dataset"], r["expert"]) for r in records if r.get("expert") is not None]
+    records = [EvalRecord.of(r) for r in records]
+    pairs = [(r.dataset, r.expert) for r in records if r.expert is not None]
     dom = Counter(d for d, _ in pairs)
     exp = Counter(e for _, e in pairs)
     mi = mutual_information_bits([d for d, _ in pairs], [e for _, e in pairs])
@@ -37,7 +39,7 @@ def routing_stats(records: list[dict]) -> dict:
         counts = Counter(e for dd, e in pairs if dd == d)
         e, c = counts.most_common(1)[0]
         per[d] = (e, c / dom[d])
-    conf = [float(r["confidence"]) for r in records if r.get("confidence") is not None]
+    conf = [r.confidence for r in records if r.confidence is not None]
     return {"per_domain": per, "mi_bits": mi, "experts_used": sorted(exp),
             "confidence": sum(conf) / len(conf) if conf else float("nan")}
 

@@ -46,7 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ptmoe_core.methods import METHODS as SPECS  # noqa: E402 - after the path set-up above
+from ptmoe_core import routing_summary  # noqa: E402 - after the path set-up above
+from ptmoe_core.methods import METHODS as SPECS  # noqa: E402
+from ptmoe_core.routing_summary import RoutingSummary  # noqa: E402
 
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data"
 EXPERIMENT = "paper-comparison"
@@ -54,8 +56,6 @@ RESULT_NAME = "result.json"
 METHODS = ("pt", "dpt", "smop", "ptmoe", "lora")  # the plan's methods, in the page's order
 # Repeated over training seeds (--seeds): the five methods and PT-MoE in the studio preset.
 SEEDED = (*METHODS, "ptmoe-studio")
-# A run whose evaluated inputs go to one expert at this share or more is called collapsed.
-COLLAPSED_SHARE = 0.95
 # How the answers are scored (docs: the page says so): SQuAD v2.0's unanswerable questions are dropped
 # (the QA columns are answerable-only, the official script's HasAns); number answers are matched as
 # lm-evaluation-harness's GSM8K "flexible-extract" filter does (ptmoe_core.metrics).
@@ -280,15 +280,7 @@ def summarize_result(spec: RunSpec, cfg, run_id: int, result, formula_params: in
     records = ev.records if ev is not None else []
     scores = ev.scores if ev is not None else {}
     train_s = result.history[-1].elapsed_s if result.history else 0.0
-    load: dict[str, list[float]] = {}
-    entropy: dict[str, float] = {}
-    n = cfg.method.n_experts if cfg.method.is_routed else 0
-    if n:
-        for ds in dict.fromkeys(r["dataset"] for r in records):
-            rs = [r for r in records if r["dataset"] == ds and r.get("expert") is not None]
-            if rs:
-                load[ds] = [sum(r["expert"] == e for r in rs) / len(rs) for e in range(n)]
-                entropy[ds] = sum(float(r["entropy"] or 0.0) for r in rs) / len(rs)
+    routing = RoutingSummary.of(records, cfg.method.n_experts) if cfg.method.is_routed else None
     return {
         "name": spec.name,
         "label": spec.label,
@@ -309,11 +301,11 @@ def summarize_result(spec: RunSpec, cfg, run_id: int, result, formula_params: in
         "final_loss": result.final_loss,
         "history": [{"step": h.step, "loss": h.loss, "router_entropy": h.router_entropy,
                      "expert_load": list(h.expert_load), "tokens_per_s": h.tokens_per_s} for h in result.history],
-        "expert_load": load,
-        "router_entropy_eval": entropy,
-        "records": [{"dataset": r["dataset"], "id": r["id"], "ood": r["ood"], "answer_type": r["answer_type"],
-                     "f1": r["f1"], "em": r["em"], "correct": bool(r["correct"]), "expert": r.get("expert"),
-                     "prediction": r["prediction"][:200], "gold": r["gold"][:3]} for r in records],
+        "expert_load": routing.per_set if routing else {},
+        "router_entropy_eval": routing.entropy_per_set if routing else {},
+        "records": [{"dataset": r.dataset, "id": r.id, "ood": r.ood, "answer_type": r.answer_type,
+                     "f1": r.f1, "em": r.em, "correct": bool(r.correct), "expert": r.expert,
+                     "prediction": r.prediction[:200], "gold": r.gold[:3]} for r in records],
         "adapter_dir": str(result.adapter_dir) if result.adapter_dir else None,
         "finished_at": time.time(),
     }
@@ -497,14 +489,11 @@ def majority_experts(result: dict[str, Any]) -> dict[str, int]:
 
 def overall_load(result: dict[str, Any]) -> list[float]:
     """Share of each expert over the evaluated data sets (each set weighs the same)."""
-    loads = list(result["expert_load"].values())
-    return [sum(ld[e] for ld in loads) / len(loads) for e in range(result["method"]["n_experts"])]
+    return routing_summary.overall_load(result["expert_load"])
 
 
 def routing_lines(results: list[dict[str, Any]]) -> list[str]:
     """Per routed run: expert load per data set, mean router entropy, and whether it collapsed."""
-    from ptmoe_core.metrics import mutual_information_bits
-
     out = ["| run | N | router entropy at the end of training (ln N) | I(data set; expert), bits | "
            "expert load per data set (eval) | collapsed? |", "|---|---|---|---|---|---|"]
     for r in results:
@@ -526,17 +515,17 @@ def routing_lines(results: list[dict[str, Any]]) -> list[str]:
             verdict = (f"n/a: every input gets the equal mix 1/{n} of all experts whatever the router says (the "
                        "paper's non-selective, non-probationary row); its router trains through straight-through "
                        "but cannot change the answers")
-        elif max(overall) >= COLLAPSED_SHARE and ent >= 0.9 * math.log(n):
+        elif _collapsed(r) and ent >= 0.9 * math.log(n):
             verdict = (f"all inputs to expert {overall.index(max(overall))}, but with near-uniform probabilities: "
                        "the router has not learned to tell inputs apart")
-        elif max(overall) >= COLLAPSED_SHARE:
+        elif _collapsed(r):
             verdict = f"yes: {max(overall):.0%} of all evaluated inputs go to expert {overall.index(max(overall))}"
         elif len(used) == 1:
             verdict = f"partly: every data set's majority expert is {used[0]}"
         else:
             verdict = f"no: majority experts differ across data sets ({', '.join(map(str, used))})"
         routed = [x for x in r["records"] if x.get("expert") is not None]
-        mi = mutual_information_bits([x["dataset"] for x in routed], [x["expert"] for x in routed])
+        mi = routing_summary.mutual_information_bits([x["dataset"] for x in routed], [x["expert"] for x in routed])
         out.append(f"| {r['label']} | {n} | {ent:.3f} ({math.log(n):.3f}) | {mi:.2f} | {loads} | {verdict} |")
     return out
 
@@ -848,7 +837,8 @@ def _busy(load: str) -> bool:
 
 
 def _collapsed(r: dict[str, Any]) -> bool:
-    return bool(r["expert_load"]) and max(overall_load(r)) >= COLLAPSED_SHARE
+    """The studio's collapse rule (``routing_summary.collapsed_expert``) on a result's per-set load."""
+    return routing_summary.collapsed_expert(r["expert_load"]) is not None
 
 
 def studio_lines(fams: dict[str, list[dict[str, Any]]], results: list[dict[str, Any]]) -> list[str]:

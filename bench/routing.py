@@ -76,19 +76,22 @@ def per_set(records: list[dict]) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in sets.items()}
 
 
-def routing_summary(records: list[dict], n_experts: int) -> dict:
-    """I(domain; expert), mean confidence, expert load and each domain's majority expert, from the
-    same domain × expert table the Inspect tab and the trainer count (``metrics.routing_counts``)."""
-    from ptmoe_core.metrics import mutual_information_bits_from_counts, routing_counts
+def routing_summary(records: list, n_experts: int) -> dict:
+    """I(domain; expert), mean confidence, expert load (the engine's ``RoutingSummary``) and each
+    domain's majority expert, from the same domain × expert table the Inspect tab and the trainer
+    count (``routing_summary.routing_counts``). ``records``: ``EvalRecord`` objects or their dict form."""
+    from ptmoe_core.eval_record import EvalRecord
+    from ptmoe_core.routing_summary import RoutingSummary, routing_counts
 
-    routed = [r for r in records if r.get("expert") is not None]
-    counts = routing_counts([r["domain"] for r in routed], [int(r["expert"]) for r in routed], n_experts)
-    total = sum(map(sum, counts.values()))
-    conf = [float(r["confidence"]) for r in records if r.get("confidence") is not None]
+    recs = [EvalRecord.of(r) for r in records]
+    s = RoutingSummary.of(recs, n_experts)
+    routed = [r for r in recs if r.expert is not None]
+    counts = routing_counts([r.domain or "" for r in routed], [r.expert for r in routed], n_experts)
+    nan = float("nan")
     return {
-        "mi_bits": mutual_information_bits_from_counts(counts) if total else float("nan"),
-        "confidence": sum(conf) / len(conf) if conf else float("nan"),
-        "load": [sum(c[e] for c in counts.values()) / max(1, total) for e in range(n_experts)],
+        "mi_bits": s.mi_bits if s else nan,
+        "confidence": s.mean_confidence if s and s.mean_confidence is not None else nan,
+        "load": s.load if s else [0.0] * n_experts,
         # ties go to the lower expert index
         "majority": {d: [max(range(n_experts), key=c.__getitem__), max(c) / sum(c)] for d, c in sorted(counts.items())},
     }
@@ -140,7 +143,8 @@ def run_plan(args) -> dict:
                 if seed == args.seeds[0]:  # the floor: the frozen model, no adapter, same questions
                     floor = Adapter(base, MethodConfig(method="pt"), None, base.model, {"floor": True})
                     res = evaluate(floor, data[1], max_new_tokens=args.max_new_tokens, batch_size=args.eval_batch)
-                    out["floor"][mix] = {"per_set": per_set(res.records), "records": _slim(res.records)}
+                    recs = [r.to_dict() for r in res.records]
+                    out["floor"][mix] = {"per_set": per_set(recs), "records": _slim(recs)}
                 for name in args.variants:
                     cfg = RunConfig.from_dict({
                         "name": f"{mix}-{name}-s{seed}", "output_dir": str(Path(tmp) / f"{mix}-{name}-s{seed}"),
@@ -152,7 +156,7 @@ def run_plan(args) -> dict:
                     }).validate()
                     t = time.time()
                     res = train(cfg, base=base, data=data, resume=False)
-                    recs = res.evaluation.records
+                    recs = [r.to_dict() for r in res.evaluation.records]
                     row = {"mix": mix, "variant": name, "seed": seed, "method": cfg.to_dict()["method"],
                            "train_s": _train_seconds(res), "total_s": time.time() - t,
                            "per_set": per_set(recs), **routing_summary(recs, cfg.method.n_experts),

@@ -177,7 +177,7 @@ def evaluate_on(
 ):
     """Generate and score every example of ``specs`` (data spec strings such as ``"builtin:arith"``,
     their ``split``, each capped at ``max_examples``; or datasets). Returns an ``EvalResult``:
-    ``scores()`` per set and macro, ``expert_load`` per set, per-example ``records``, ``to_table()``."""
+    ``scores()`` per set and macro, ``expert_load`` per set, per-example ``records`` (``EvalRecord``), ``to_table()``."""
     from .evaluate import evaluate
 
     return evaluate(adapter, specs, max_examples=max_examples, max_new_tokens=max_new_tokens, batch_size=batch_size,

@@ -35,6 +35,7 @@ from .bundle_values import check_manifest, check_tensors
 from .callbacks import EvalReport, StepMetrics, TrainerCallback, eval_points, step_points
 from .config import RunConfig
 from .errors import BundleError, ConfigError
+from .eval_record import EvalRecord
 from .models import DIM_KEYS, model_dims
 
 FORMAT = "ptmoe-run-bundle"
@@ -71,11 +72,12 @@ class Evaluation:
 
     step: int
     scores: dict[str, dict[str, float]]
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[EvalRecord] = field(default_factory=list)
     loss: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "loss": self.loss, "scores": self.scores, "records": self.records}
+        return {"step": self.step, "loss": self.loss, "scores": self.scores,
+                "records": [r.to_dict() for r in self.records]}
 
     @classmethod
     def from_dict(cls, d: Any, label: str = "evaluation", limits: BundleLimits | None = None) -> Evaluation:
@@ -85,7 +87,7 @@ class Evaluation:
     @classmethod
     def from_report(cls, r: EvalReport) -> Evaluation:
         return cls(step=int(r.step), scores={k: dict(v) for k, v in r.scores.items()},
-                   records=[dict(x) for x in r.records], loss=r.loss)
+                   records=[EvalRecord.of(x) for x in r.records], loss=r.loss)
 
 
 @dataclass
@@ -469,8 +471,12 @@ def _evaluation(d: Any, label: str, limits: BundleLimits) -> Evaluation:
         probs = r.get("probs")
         if probs is not None and (not isinstance(probs, list) or not all(_is_num(x) for x in probs)):
             raise BundleError(f"{label}: an evaluation record at step {d['step']} has malformed router probabilities")
+    try:
+        typed = [EvalRecord.from_dict(r) for r in records]
+    except (TypeError, ValueError) as e:
+        raise BundleError(f"{label}: an evaluation record at step {d['step']} is malformed ({e})") from e
     loss = d.get("loss")
-    return Evaluation(step=int(d["step"]), scores=scores, records=records, loss=float(loss) if _is_num(loss) else None)
+    return Evaluation(step=int(d["step"]), scores=scores, records=typed, loss=float(loss) if _is_num(loss) else None)
 
 
 def _metrics(d: Any, label: str) -> dict[str, dict[str, list]]:

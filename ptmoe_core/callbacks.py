@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .eval_record import EvalRecord
 
 
 @dataclass
@@ -37,7 +40,7 @@ class EvalReport:
 
     step: int
     scores: dict[str, dict[str, float]]
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[EvalRecord] = field(default_factory=list)
     loss: float | None = None
 
 

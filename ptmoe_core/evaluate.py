@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .metrics import SCORE_KEYS, aggregate, macro_average, score
+from .eval_record import EvalRecord
+from .metrics import SCORE_KEYS, aggregate, macro_average
+from .routing_summary import routing_counts, shares
 
 IN_DOMAIN, OUT_OF_DOMAIN, MACRO = "in_domain", "out_of_domain", "macro"
 
@@ -23,7 +25,7 @@ IN_DOMAIN, OUT_OF_DOMAIN, MACRO = "in_domain", "out_of_domain", "macro"
 class EvalResult:
     """Per-example ``records`` and the averages computed from them."""
 
-    records: list[dict[str, Any]]
+    records: list[EvalRecord]
     per_dataset: dict[str, dict[str, float]]
     macro: dict[str, float]
     in_domain: dict[str, float] | None = None  # None when no example of the group was evaluated
@@ -63,7 +65,7 @@ class EvalResult:
         p.parent.mkdir(parents=True, exist_ok=True)
         with p.open("w", encoding="utf-8") as f:
             for r in self.records:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+                f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
         return p
 
 
@@ -106,50 +108,26 @@ def evaluate(
     total = len(encoded)
     gens = generate(adapter, encoded, max_new_tokens=max_new_tokens, batch_size=batch_size,
                     progress=(lambda done: progress(done, total)) if progress else None) if encoded else []
-    records = [_record(name, ex, g, fmt.number_match) for (name, ex), g in zip(items, gens, strict=True)]
+    records = [EvalRecord.scored(name, ex, g, fmt.number_match) for (name, ex), g in zip(items, gens, strict=True)]
     return summarize(records, list(sets), n_experts=adapter.n_experts if adapter.is_routed else 0)
 
 
-def _record(name: str, ex: Mapping[str, Any], g, number_mode: str) -> dict[str, Any]:
-    s = score(g.text, ex, number_mode)
-    return {
-        "dataset": name,
-        "id": ex["id"],
-        "domain": ex["domain"],
-        "ood": bool(ex.get("ood", False)),
-        "split": ex.get("split"),
-        "answer_type": ex["answer_type"],
-        "input": ex["question"],
-        "context": ex.get("context", ""),
-        "gold": list(ex["answers"]),
-        "prediction": g.text,
-        "expert": g.expert,
-        "probs": g.probs,
-        "confidence": g.confidence,
-        "entropy": g.entropy,
-        "latency_s": g.latency_s,
-        **s,
-    }
-
-
-def summarize(records: Sequence[Mapping[str, Any]], names: Sequence[str] | None = None,
+def summarize(records: Sequence[EvalRecord | Mapping[str, Any]], names: Sequence[str] | None = None,
               n_experts: int = 0) -> EvalResult:
     """Averages of scored records: per data set, macro, and in-domain / out-of-domain groups."""
-    names = list(names) if names is not None else list(dict.fromkeys(r["dataset"] for r in records))
-    by_set = {n: [r for r in records if r["dataset"] == n] for n in names}
-    per_dataset = {n: aggregate(rs) for n, rs in by_set.items()}
+    records = [EvalRecord.of(r) for r in records]
+    names = list(names) if names is not None else list(dict.fromkeys(str(r.dataset) for r in records))
+    by_set = {n: [r for r in records if r.dataset == n] for n in names}
+    per_dataset = {n: aggregate(r.scores() for r in rs) for n, rs in by_set.items()}
     groups = {}
     for label, flag in ((IN_DOMAIN, False), (OUT_OF_DOMAIN, True)):
-        sub = {n: aggregate([r for r in rs if bool(r["ood"]) == flag]) for n, rs in by_set.items()}
+        sub = {n: aggregate(r.scores() for r in rs if r.ood == flag) for n, rs in by_set.items()}
         sub = {n: s for n, s in sub.items() if s["n"] > 0}
         groups[label] = macro_average(sub) if sub else None
     load = {}
     if n_experts:
-        for n, rs in by_set.items():
-            chosen = [r["expert"] for r in rs if r.get("expert") is not None]
-            if chosen:
-                load[n] = [chosen.count(e) / len(chosen) for e in range(n_experts)]
-    return EvalResult(records=list(map(dict, records)), per_dataset=per_dataset, macro=macro_average(per_dataset),
+        load = shares(routing_counts([str(r.dataset) for r in records], [r.expert for r in records], n_experts))
+    return EvalResult(records=records, per_dataset=per_dataset, macro=macro_average(per_dataset),
                       in_domain=groups[IN_DOMAIN], out_of_domain=groups[OUT_OF_DOMAIN], expert_load=load)
 
 

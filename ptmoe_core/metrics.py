@@ -10,9 +10,8 @@ ones. Numbers (GSM8K and the built-in arithmetic / unit tasks) are matched in on
 - ``flexible`` / ``strict``: lm-evaluation-harness's GSM8K ``flexible-extract`` / ``strict-match``
   filters and its exact string match, for numbers comparable with the harness's.
 
-Routing: ``mutual_information_bits`` measures how much the chosen expert tells about an input's
-domain (0 = routing ignores the domain, log2 N = each domain has experts of its own), and
-``collapsed_expert`` names the expert that took almost every input, if one did.
+Routing measures (I(domain; expert), the collapse rule) live in ``routing_summary`` (the mutual
+information and the count table stay importable from here for existing callers).
 """
 
 from __future__ import annotations
@@ -25,6 +24,12 @@ import string
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from .routing_summary import (  # noqa: F401  (re-exported: moved to routing_summary)
+    mutual_information_bits,
+    mutual_information_bits_from_counts,
+    routing_counts,
+)
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCT = set(string.punctuation)
@@ -210,59 +215,7 @@ def macro_average(per_set: Mapping[str, Mapping[str, float]]) -> dict[str, float
 
 
 # ---------------------------------------------------------------------------------------------
-# Routing by domain
-
-COLLAPSE_SHARE = 0.9  # one expert with more than this share of the inputs: the router collapsed
-
-
-def routing_counts(domains: Sequence[str], experts: Sequence[int | None], n_experts: int) -> dict[str, list[int]]:
-    """Domain -> how many of its inputs were routed to each of ``n_experts`` experts (inputs
-    without a domain, without an expert or with one outside 0..n-1 are left out)."""
-    out: dict[str, list[int]] = {}
-    for d, e in zip(domains, experts, strict=True):
-        if d and e is not None and 0 <= e < n_experts:
-            out.setdefault(str(d), [0] * n_experts)[e] += 1
-    return out
-
-
-def mutual_information_bits_from_counts(counts: Mapping[str, Sequence[int]]) -> float:
-    """I(domain; expert) in bits of a domain × expert count table (the plug-in estimate):
-    Σ p(d,e) log2 p(d,e) / (p(d) p(e)). 0 for an empty table."""
-    rows = [list(map(int, c)) for c in counts.values()]
-    n = sum(map(sum, rows))
-    if n == 0:
-        return 0.0
-    width = max(map(len, rows))
-    col = [sum(r[e] for r in rows if e < len(r)) for e in range(width)]
-    mi = 0.0
-    for r in rows:
-        row = sum(r)
-        mi += sum(c / n * math.log2(c * n / (row * col[e])) for e, c in enumerate(r) if c)
-    return max(0.0, mi)  # rounding can leave -1e-17 for independent tables
-
-
-def mutual_information_bits(domains: Sequence[str], experts: Sequence[int | None]) -> float:
-    """I(domain; expert) in bits over inputs (``domains[i]`` routed to ``experts[i]``; inputs with
-    no expert are left out). 0 when one expert takes everything or routing ignores the domain,
-    1 for two domains sent cleanly to two experts."""
-    n_experts = 1 + max((e for e in experts if e is not None), default=-1)
-    return mutual_information_bits_from_counts(routing_counts(domains, experts, n_experts))
-
-
-def collapsed_expert(experts: Sequence[int | None], share: float = COLLAPSE_SHARE) -> int | None:
-    """The expert that got more than ``share`` of the routed inputs, else None."""
-    counts = collections.Counter(e for e in experts if e is not None)
-    return collapsed_expert_of_load([counts[e] for e in range(1 + max(counts, default=-1))], share)
-
-
-def collapsed_expert_of_load(load: Sequence[float], share: float = COLLAPSE_SHARE) -> int | None:
-    """The expert whose entry of ``load`` (counts or fractions per expert) is more than ``share`` of
-    the total, else None."""
-    total = sum(load)
-    if not total:
-        return None
-    top = max(range(len(load)), key=load.__getitem__)
-    return top if load[top] > share * total else None
+# Paired comparisons
 
 
 def paired_macro_bootstrap(per_set: Mapping[str, Sequence[float]], n: int = 2000,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,9 @@ import yaml
 
 from .adapter import CARD_NAME, read_adapter_config
 from .methods import METHODS
-from .metrics import mutual_information_bits
 from .models import TINY, hub_id_of
 from .peft_format import PEFT_TYPES
+from .routing_summary import RoutingSummary
 
 LIBRARY = "ptmoe-studio"
 # Licences of base models whose licence is known; a card never guesses one.
@@ -41,39 +41,6 @@ def _code(text: Any) -> str:
     """An inline code span (no HTML is interpreted inside one); backticks and table pipes defused."""
     s = " ".join(str(text).split()).replace("`", "'").replace("|", "\\|")
     return f"`{s}`"
-
-
-@dataclass
-class RoutingSummary:
-    """What the router did on the evaluation inputs."""
-
-    n: int  # routed inputs
-    load: list[float]  # share of inputs per expert
-    per_set: dict[str, list[float]]  # the same per evaluation set
-    mi_bits: float  # I(domain; expert)
-    n_domains: int
-    mean_confidence: float | None
-
-    @classmethod
-    def from_records(cls, records: Sequence[Mapping[str, Any]], n_experts: int) -> RoutingSummary | None:
-        rows = [r for r in records if r.get("expert") is not None]
-        if not rows or n_experts < 1:
-            return None
-
-        def shares(rs: list[Mapping[str, Any]]) -> list[float]:
-            return [sum(1 for r in rs if r["expert"] == e) / len(rs) for e in range(n_experts)]
-
-        sets = list(dict.fromkeys(str(r.get("dataset")) for r in rows))
-        domains = [str(r.get("domain")) for r in rows]
-        conf = [float(r["confidence"]) for r in rows if r.get("confidence") is not None]
-        return cls(
-            n=len(rows),
-            load=shares(rows),
-            per_set={s: shares([r for r in rows if str(r.get("dataset")) == s]) for s in sets},
-            mi_bits=mutual_information_bits(domains, [r["expert"] for r in rows]),
-            n_domains=len(set(domains)),
-            mean_confidence=sum(conf) / len(conf) if conf else None,
-        )
 
 
 @dataclass
@@ -108,7 +75,7 @@ class TrainingSummary:
             n_train_examples=n_train_examples,
             eval_step=getattr(evaluation, "step", None),
             scores=dict(getattr(evaluation, "scores", None) or {}),
-            routing=RoutingSummary.from_records(getattr(evaluation, "records", None) or [], n_experts),
+            routing=RoutingSummary.of(getattr(evaluation, "records", None) or [], n_experts),
         )
 
 
@@ -225,7 +192,9 @@ def _routing_section(t: TrainingSummary | None, n_experts: int) -> list[str]:
              + ", ".join(f"expert {e}: {100 * x:.1f} %" for e, x in enumerate(r.load)) + ".", "",
              f"I(domain; expert) = **{r.mi_bits:.3f} bits** over {r.n_domains} domain(s) "
              f"(at most {bound:.3f}: 0 means the router ignores the domain)."
-             + (f" Mean router confidence {r.mean_confidence:.3f}." if r.mean_confidence is not None else ""), "",
+             + (f" Mean router confidence {r.mean_confidence:.3f}." if r.mean_confidence is not None else "")
+             + (f" The router collapsed onto expert {r.collapsed} ({100 * (r.collapsed_share or 0):.1f} % of the "
+                "inputs, each set weighing the same)." if r.collapsed is not None else ""), "",
              "| set | " + " | ".join(f"expert {e}" for e in range(len(r.load))) + " |",
              "| --- |" + " --- |" * len(r.load)]
     lines += [f"| {_md(s)} | " + " | ".join(f"{100 * x:.1f} %" for x in load) + " |" for s, load in r.per_set.items()]

@@ -26,10 +26,10 @@ from .adapter import Adapter, build_adapter, save_adapter
 from .callbacks import EvalReport, StepMetrics, TrainerCallback
 from .config import RunConfig
 from .errors import ConfigError, DataError, PTMoEError
-from .metrics import routing_counts
 from .model_card import TrainingSummary, write_model_card
 from .models import BaseModel, load_base_model
 from .router import RoutingInfo, balance_loss, input_groups, masked_mean, mutual_information
+from .routing_summary import routing_counts
 
 CHECKPOINTS = "checkpoints"
 FINAL_ADAPTER = "adapter"

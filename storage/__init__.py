@@ -9,7 +9,7 @@ from .errors import InvalidTransition, ParamConflict, RunNotFound, StorageError
 from .jobs import JobManager, JobSettings
 from .models import FINAL_STATES, RunStatus
 from .paths import resolve_db_url
-from .records import ArtifactInfo, EvalResult, ExperimentInfo, MetricSeries, RoutingRecordInfo, RunInfo
+from .records import ArtifactInfo, EvalResult, ExperimentInfo, MetricSeries, RunInfo
 from .repo import Storage
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "JobSettings",
     "MetricSeries",
     "ParamConflict",
-    "RoutingRecordInfo",
     "RunInfo",
     "RunNotFound",
     "RunStatus",

@@ -32,7 +32,6 @@ from ptmoe_core.floor import floor_key
 from .errors import ParamConflict, StorageError
 from .floors import FloorCache
 from .models import Artifact, EvaluationResult, Experiment, Param, RoutingRecord, Run, RunStatus
-from .records import RoutingRecordInfo
 from .repo import (
     PARAM_EXCLUDE,
     Storage,
@@ -79,7 +78,7 @@ def run_bundle(storage: Storage, run_id: int) -> RunBundle:
         ev = by_step.setdefault(e.step, Evaluation(step=e.step, scores={}, loss=e.loss))
         ev.scores[e.dataset] = dict(e.scores)
     for step, ev in by_step.items():
-        ev.records = [record_dict(x) for x in storage.routing_records(run_id, step=step)]
+        ev.records = storage.routing_records(run_id, step=step)
     origin = _param_value(params.get(P_PROVENANCE, "null"))
     provenance = {"exported_from": "PT-MoE Studio", "exported_at": _iso(time.time()), "run_id": run_id,
                   **({"origin": origin} if origin else {})}
@@ -108,14 +107,6 @@ def export_run(storage: Storage, run_id: int, path: str | Path) -> Path:
     except ParamConflict as e:  # cannot happen for an unchanged adapter; the file is written all the same
         log.warning("%s", e)
     return out
-
-
-def record_dict(r: RoutingRecordInfo) -> dict[str, Any]:
-    """A stored routing record in the form ``ptmoe_core.evaluate`` produced it."""
-    return {"dataset": r.dataset, "id": r.example_id, "domain": r.domain, "ood": r.ood, "split": r.split,
-            "answer_type": r.answer_type, "input": r.input, "context": r.context, "gold": list(r.gold or []),
-            "prediction": r.prediction, "expert": r.expert, "probs": r.probs, "confidence": r.confidence,
-            "entropy": r.entropy, "em": r.em, "f1": r.f1, "correct": r.correct, "score": r.score}
 
 
 # ---- import ----------------------------------------------------------------------------------

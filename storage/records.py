@@ -113,30 +113,6 @@ class EvalResult:
 
 
 @dataclass(frozen=True)
-class RoutingRecordInfo:
-    run_id: int
-    step: int
-    split: str
-    example_id: str
-    dataset: str | None
-    domain: str | None
-    ood: bool
-    answer_type: str | None
-    input: str  # the question
-    context: str | None
-    gold: list[str]
-    prediction: str
-    expert: int | None
-    probs: list[float] | None
-    confidence: float | None
-    entropy: float | None
-    em: float | None
-    f1: float | None
-    correct: bool | None
-    score: float | None
-
-
-@dataclass(frozen=True)
 class ArtifactInfo:
     run_id: int
     kind: str  # checkpoint | adapter

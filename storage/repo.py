@@ -26,6 +26,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from ptmoe_core.config import RunConfig
+from ptmoe_core.eval_record import EvalRecord
 
 from .db import Database, DbSettings
 from .errors import InvalidTransition, ParamConflict, RunNotFound, StorageError
@@ -52,7 +53,6 @@ from .records import (
     EvalResult,
     ExperimentInfo,
     MetricSeries,
-    RoutingRecordInfo,
     RunInfo,
     SweepInfo,
 )
@@ -651,12 +651,13 @@ class Storage:
         run_id: int,
         step: int,
         scores: Mapping[str, Mapping[str, Any]],
-        records: Iterable[Mapping[str, Any]] = (),
+        records: Iterable[EvalRecord | Mapping[str, Any]] = (),
         *,
         loss: float | None = None,
         split: str = "validation",
     ) -> None:
-        """Store an evaluation: one row per data set (and "macro"), one routing record per example."""
+        """Store an evaluation: one row per data set (and "macro"), one routing record per example
+        (``EvalRecord`` objects, or their dict form)."""
         results = evaluation_rows(run_id, step, scores, loss, time.time())
         recs = [routing_row(run_id, step, split, r) for r in records]
 
@@ -701,10 +702,10 @@ class Storage:
         ood: bool | None = None,
         limit: int | None = None,
         offset: int = 0,
-    ) -> list[RoutingRecordInfo]:
-        """Per-example routing of one evaluation (``step`` None: the latest evaluated step)."""
+    ) -> list[EvalRecord]:
+        """Per-example records of one evaluation (``step`` None: the latest evaluated step)."""
 
-        def tx(s: Session) -> list[RoutingRecordInfo]:
+        def tx(s: Session) -> list[EvalRecord]:
             st = step
             if st is None:
                 st = s.execute(select(func.max(RoutingRecord.step)).where(RoutingRecord.run_id == run_id)).scalar()
@@ -724,14 +725,7 @@ class Storage:
             q = q.order_by(RoutingRecord.id).offset(offset)
             if limit is not None:
                 q = q.limit(limit)
-            return [
-                RoutingRecordInfo(
-                    r.run_id, r.step, r.split, r.example_id, r.dataset, r.domain, r.ood, r.answer_type, r.input,
-                    r.context, r.gold, r.prediction, r.expert, r.probs, r.confidence, r.entropy, r.em, r.f1,
-                    r.correct, r.score,
-                )
-                for r in s.scalars(q)
-            ]
+            return [eval_record(r) for r in s.scalars(q)]
 
         return self._read(tx)
 
@@ -934,35 +928,40 @@ def evaluation_rows(run_id: int, step: int, scores: Mapping[str, Mapping[str, An
     return out
 
 
-def routing_row(run_id: int, step: int, split: str, r: Mapping[str, Any]) -> dict[str, Any]:
-    """A ``routing_records`` row from an evaluation record as ``ptmoe_core.evaluate`` writes it."""
-    gold = r.get("gold", [])
-    gold = [str(g) for g in gold] if isinstance(gold, (list, tuple)) else [str(gold)]
-    probs = r.get("probs")
-    expert = r.get("expert")
-    correct = r.get("correct")
+def routing_row(run_id: int, step: int, split: str, rec: EvalRecord | Mapping[str, Any]) -> dict[str, Any]:
+    """The ``routing_records`` row of an evaluation record (``eval_record`` reads it back)."""
+    r = EvalRecord.of(rec)
     return {
         "run_id": run_id,
         "step": step,
-        "split": str(r.get("split") or split),
-        "example_id": str(r.get("id", "")),
-        "dataset": _str_or_none(r.get("dataset")),
-        "domain": _str_or_none(r.get("domain")),
-        "ood": bool(r.get("ood", False)),
-        "answer_type": _str_or_none(r.get("answer_type")),
-        "input": str(r.get("input", "")),
-        "context": _str_or_none(r.get("context")),
-        "gold": gold,
-        "prediction": str(r.get("prediction", "")),
-        "expert": None if expert is None else int(expert),
-        "probs": None if probs is None else _json_safe([float(p) for p in probs]),
-        "confidence": _num(r, "confidence"),
-        "entropy": _num(r, "entropy"),
-        "em": _num(r, "em"),
-        "f1": _num(r, "f1"),
-        "correct": None if correct is None else bool(correct),
-        "score": _num(r, "score"),
+        "split": r.split or split,
+        "example_id": r.id,
+        "dataset": r.dataset,
+        "domain": r.domain,
+        "ood": r.ood,
+        "answer_type": r.answer_type,
+        "input": r.input,
+        "context": r.context,
+        "gold": r.gold,
+        "prediction": r.prediction,
+        "expert": r.expert,
+        "probs": None if r.probs is None else _json_safe(r.probs),
+        "confidence": r.confidence,
+        "entropy": r.entropy,
+        "em": r.em,
+        "f1": r.f1,
+        "correct": r.correct,
+        "score": r.score,
     }
+
+
+def eval_record(row: RoutingRecord) -> EvalRecord:
+    """The evaluation record a ``routing_records`` row holds (no latency: the table has no column for it)."""
+    return EvalRecord(
+        dataset=row.dataset, id=row.example_id, domain=row.domain, ood=bool(row.ood), split=row.split,
+        answer_type=row.answer_type, input=row.input, context=row.context, gold=list(row.gold or []),
+        prediction=row.prediction, expert=row.expert, probs=row.probs, confidence=row.confidence,
+        entropy=row.entropy, em=row.em, f1=row.f1, correct=row.correct, score=row.score)
 
 
 def _str_or_none(v: Any) -> str | None:

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ptmoe_core.metrics import collapsed_expert, mutual_information_bits, paired_macro_bootstrap
+from ptmoe_core.metrics import paired_macro_bootstrap
+from ptmoe_core.routing_summary import RoutingSummary
 
 from .models import RunStatus
 from .records import RunInfo
@@ -109,7 +110,7 @@ class RunScore:
     macro: float | None  # macro F1 (SQuAD F1 for spans, correct for numbers), 0..1
     per_set: dict[str, float]
     mi_bits: float | None  # I(domain; expert) of the evaluated inputs; None for unrouted methods
-    collapsed: bool | None  # one expert took more than metrics.COLLAPSE_SHARE of the inputs
+    collapsed: bool | None  # the studio's collapse rule (routing_summary.collapsed_expert)
 
 
 @dataclass(frozen=True)
@@ -212,9 +213,9 @@ def run_score(storage: Storage, run: RunInfo) -> RunScore:
     mi = collapsed = None
     if last is not None:
         recs = [r for r in storage.routing_records(run.id, step=last) if r.expert is not None]
-        if recs:
-            mi = mutual_information_bits([r.domain or r.dataset or "" for r in recs], [r.expert for r in recs])
-            collapsed = collapsed_expert([r.expert for r in recs]) is not None
+        summary = RoutingSummary.of(recs, 1 + max(r.expert for r in recs)) if recs else None
+        if summary is not None:
+            mi, collapsed = summary.mi_bits, summary.collapsed is not None
     return RunScore(run, _seed(run), macro, per_set, mi, collapsed)
 
 
@@ -275,7 +276,7 @@ def compare_points(storage: Storage, summary: SweepSummary, a: str, b: str) -> P
 
 
 def _question_scores(storage: Storage, run: RunInfo) -> dict[tuple[str, str], float]:
-    return {(r.dataset or r.domain or "", r.example_id): r.score for r in storage.routing_records(run.id)
+    return {(r.dataset or r.domain or "", r.id): r.score for r in storage.routing_records(run.id)
             if r.score is not None}
 
 

@@ -301,12 +301,12 @@ def test_projection_is_pca():
 
 
 def test_rows_from_stored_records():
-    from storage.records import RoutingRecordInfo
+    from ptmoe_core.eval_record import EvalRecord
 
-    rec = RoutingRecordInfo(run_id=1, step=4, split="validation", example_id="q1", dataset="builtin-qa",
-                            domain="builtin-qa", ood=False, answer_type="span", input="Who?", context="Ann met Bo.",
-                            gold=["Ann"], prediction="Ann", expert=0, probs=[0.8, 0.2], confidence=0.8, entropy=0.5,
-                            em=1.0, f1=1.0, correct=True, score=1.0)
+    rec = EvalRecord(split="validation", id="q1", dataset="builtin-qa",
+                     domain="builtin-qa", ood=False, answer_type="span", input="Who?", context="Ann met Bo.",
+                     gold=["Ann"], prediction="Ann", expert=0, probs=[0.8, 0.2], confidence=0.8, entropy=0.5,
+                     em=1.0, f1=1.0, correct=True, score=1.0)
     row = rows_from_records([rec])[0]
     assert row["expert"] == 0 and row["correct"] is True and row["gold"] == ["Ann"] and row["domain"] == "builtin-qa"
     assert row["context"] == "Ann met Bo."
@@ -416,7 +416,7 @@ def test_inspect_summary_states_mutual_information_and_collapse():
     split = result(["qa", "qa", "math", "math"], [0, 0, 1, 1])
     assert "I(domain; expert) = 1.00 bits over 2 domains" in split and "not collapsed" in split
     collapsed = result(["qa"] * 5 + ["math"] * 5, [1] * 10)
-    assert "I(domain; expert) = 0.00 bits" in collapsed and "collapsed onto expert 1 (100% of the inputs)" in collapsed
+    assert "I(domain; expert) = 0.00 bits" in collapsed and "collapsed onto expert 1 (100% of the inputs, each domain weighing the same)" in collapsed
     typed = result([None, None, None], [0, 1, 0])
     assert "needs inputs from two or more domains" in typed and "not collapsed" in typed
     assert "I(domain" not in summary(InspectResult(rows=[{"domain": "a", "expert": None}], n_experts=0, method="pt"))

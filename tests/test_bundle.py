@@ -108,14 +108,14 @@ def test_round_trip_keeps_everything(trained, good, tiny_base, tmp_path):
     assert r.base_model == {"name": "tiny-random", **model_dims("tiny-random")}
     assert r.checkpoints == [1, 2] and r.method == "ptmoe" and r.provenance == {"command": "test"}
     assert [e.step for e in r.evaluations] == [1, 2]
-    assert r.evaluations[-1].records == json.loads(json.dumps(b.evaluations[-1].records))
+    assert r.evaluations[-1].records == b.evaluations[-1].records
     rec = r.evaluations[-1].records[0]
-    assert rec["expert"] in (0, 1) and len(rec["probs"]) == 2 and "prediction" in rec
+    assert rec.expert in (0, 1) and len(rec.probs) == 2 and isinstance(rec.prediction, str)
     assert r.metrics["loss"]["steps"] == [1, 2]
     assert r.metrics["eval/macro/f1"]["steps"] == [1, 2]
     assert r.floor is not None and r.floor.key == floor_key(cfg)
-    assert {x["id"] for x in r.floor.evaluation.records} == {x["id"] for x in rec_list(r)}
-    assert r.floor.evaluation.records[0]["expert"] is None  # the frozen model has no router
+    assert {x.id for x in r.floor.evaluation.records} == {x.id for x in rec_list(r)}
+    assert r.floor.evaluation.records[0].expert is None  # the frozen model has no router
     # The adapter it carries loads and is the trained one, tensor for tensor.
     d = r.write_adapter(tmp_path / "ad")
     a = load_adapter(d, base=tiny_base)

@@ -9,7 +9,7 @@ import pytest
 
 from ptmoe_core.config import DataConfig
 from ptmoe_core.data import build_datasets, mix
-from ptmoe_core.data.mixture import allocate, eval_sets, take
+from ptmoe_core.data.mixture import allocate, eval_sets, run_eval_set_names, run_eval_sets, take
 from ptmoe_core.data.schema import to_dataset
 from ptmoe_core.errors import DataError
 
@@ -98,3 +98,15 @@ def test_eval_sets_unique_names_and_empty_split(tmp_path):
 def test_mix_errors():
     with pytest.raises(DataError, match="no data specs"):
         mix([])
+
+
+def test_a_runs_evaluation_sets_by_name_and_whole():
+    """The names come from the specs alone and match the sets' names; ``capped=False`` keeps every row."""
+    cfg = DataConfig(train=["builtin:all?n=8&n_eval=6"], eval=["builtin:arith-ood?n_eval=6", "builtin:qa?domain=mine&n_eval=6"],
+                     max_eval_examples=2)
+    assert run_eval_set_names(cfg) == ["builtin-arith-ood", "mine"] == list(run_eval_sets(cfg))
+    assert [len(x) for x in run_eval_sets(cfg).values()] == [2, 2]
+    assert [len(x) for x in run_eval_sets(cfg, capped=False).values()] == [6, 6]
+    no_eval = DataConfig(train=["builtin:all?n=8&n_eval=6"], eval=[])
+    assert run_eval_set_names(no_eval) == [f"builtin-{t}" for t in ("qa", "arith", "units", "dates")]
+    assert sorted(run_eval_set_names(no_eval)) == sorted(run_eval_sets(no_eval))

@@ -29,14 +29,14 @@ def test_end_to_end_tiny_random(adapter, tmp_path):
                    progress=lambda done, total: seen.append((done, total)))
     assert len(res.records) == 6 and seen[-1] == (6, 6)
     assert list(res.per_dataset) == ["builtin-qa", "builtin-arith-ood"]
-    for r in res.records:
+    for r in (x.to_dict() for x in res.records):
         assert set(r) == RECORD_KEYS
         assert r["expert"] in (0, 1) and math.isclose(sum(r["probs"]), 1.0, rel_tol=1e-5)
         assert r["confidence"] == pytest.approx(r["probs"][r["expert"]])
         assert r["latency_s"] > 0 and isinstance(r["prediction"], str)
         ex = {"answers": r["gold"], "answer_type": r["answer_type"]}
         assert {k: r[k] for k in ("em", "f1", "correct", "score")} == score(r["prediction"], ex)
-    assert [r["ood"] for r in res.records] == [False] * 3 + [True] * 3
+    assert [r.ood for r in res.records] == [False] * 3 + [True] * 3
     scores = res.scores()
     assert set(scores) == {"builtin-qa", "builtin-arith-ood", "macro", "in_domain", "out_of_domain"}
     assert scores["in_domain"]["n"] == 3 and scores["out_of_domain"]["n"] == 3
@@ -44,7 +44,7 @@ def test_end_to_end_tiny_random(adapter, tmp_path):
     assert "builtin-qa" in table and "macro" in table and "out_of_domain" in table and "experts" in table
     path = res.write_jsonl(tmp_path / "out" / "records.jsonl")
     lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
-    assert lines == res.records
+    assert lines == [r.to_dict() for r in res.records]
 
 
 def fake_generate(answer_for):
@@ -78,7 +78,7 @@ def test_records_align_with_examples(adapter, monkeypatch):
 
     monkeypatch.setattr(ptmoe_core.generate, "generate", fake_generate(answer_for))
     res = evaluate(adapter, sets)
-    assert [r["input"] for r in res.records] == [ex["question"] for ds in sets.values() for ex in ds]
+    assert [r.input for r in res.records] == [ex["question"] for ds in sets.values() for ex in ds]
     assert res.per_dataset["arith"] == {"n": 6, "em": 0.5, "f1": 0.5, "accuracy": 0.5}
     # dates are text answers: "The answer is Monday" is not an exact match but has token overlap
     d = res.per_dataset["dates"]

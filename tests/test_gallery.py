@@ -60,7 +60,7 @@ def test_one_command_writes_the_gallery(made):
         assert b.metrics["loss"]["steps"] == [1, 2]
     assert len({b.floor.key for b in bundles.values()}) == 1
     routed = bundles["ptmoe-studio"].evaluations[-1].records[0]
-    assert len(routed["probs"]) == 2 and bundles["pt"].evaluations[-1].records[0]["probs"] is None
+    assert len(routed.probs) == 2 and bundles["pt"].evaluations[-1].records[0].probs is None
     readme = (made / "README.md").read_text()
     assert all(f"`{f.name}`" in readme for f in files) and "python bench/gallery.py" in readme
 

@@ -81,7 +81,7 @@ def test_job_runs_to_finished_and_records_everything(storage, managers):
     assert hist["eval/macro/em"].values == [pytest.approx(2 / 3)] and hist["eval/loss"].values == [0.42]
     assert [(e.dataset, e.em) for e in storage.evaluations(run_id)] == [("builtin-arith", 1.0), ("macro", pytest.approx(2 / 3))]
     records = storage.routing_records(run_id)
-    assert [r.example_id for r in records] == ["ex0", "ex1", "ex2"] and records[1].probs == [0.3, 0.7]
+    assert [r.id for r in records] == ["ex0", "ex1", "ex2"] and records[1].probs == [0.3, 0.7]
     assert [c.step for c in storage.checkpoints(run_id) if c.exists] == [8]
     assert run.adapter_path and Path(run.adapter_path).is_dir()
     params = storage.params(run_id)

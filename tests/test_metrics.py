@@ -8,22 +8,18 @@ import pytest
 
 from ptmoe_core.metrics import (
     aggregate,
-    collapsed_expert,
-    collapsed_expert_of_load,
     exact_match,
     extract_final_number,
     f1,
     harness_extract,
     harness_normalize,
     macro_average,
-    mutual_information_bits,
-    mutual_information_bits_from_counts,
     normalize_answer,
     number_match,
     qa_scores,
-    routing_counts,
     score,
 )
+from ptmoe_core.routing_summary import mutual_information_bits, mutual_information_bits_from_counts, routing_counts
 
 
 @pytest.mark.parametrize(
@@ -244,18 +240,7 @@ def test_routing_counts_and_table_form_agree():
     assert mutual_information_bits_from_counts({}) == 0.0
 
 
-def test_collapsed_expert():
-    assert collapsed_expert([1] * 10) == 1
-    assert collapsed_expert([1] * 9 + [0]) is None  # 90% is not more than 90%
-    assert collapsed_expert([0] * 19 + [1]) == 0
-    assert collapsed_expert([None, None]) is None and collapsed_expert([]) is None
-    assert collapsed_expert_of_load([0.05, 0.95]) == 1 and collapsed_expert_of_load([3, 7]) is None
-    assert collapsed_expert_of_load([0, 0]) is None
-
-
 def test_mutual_information_bits():
-    from ptmoe_core.metrics import mutual_information_bits
-
     assert mutual_information_bits(["a", "a", "b", "b"], [0, 0, 1, 1]) == pytest.approx(1.0)  # clean split
     assert mutual_information_bits(["a", "a", "b", "b"], [0, 1, 0, 1]) == pytest.approx(0.0)  # ignores domain
     assert mutual_information_bits(["a", "b", "c", "d"], [0, 1, 2, 3]) == pytest.approx(2.0)

@@ -144,6 +144,6 @@ def test_number_match_mode_reaches_the_scores(tiny_base, monkeypatch):
     a = build_adapter(tiny_base, MethodConfig(method="pt", prompt_len=2), seed=0)
     rows = [{"id": str(i), "domain": "m", "question": "What is 71 plus 1?", "context": "", "answers": ["72"],
              "answer_type": "number", "split": "test", "ood": False} for i in range(3)]
-    got = {mode: [r["correct"] for r in evaluate(a, rows, format_cfg=FormatConfig(number_match=mode)).records]
+    got = {mode: [r.correct for r in evaluate(a, rows, format_cfg=FormatConfig(number_match=mode)).records]
            for mode in ("lenient", "flexible", "strict")}
     assert got == {"lenient": [True, True, True], "flexible": [False, True, True], "strict": [False, False, True]}

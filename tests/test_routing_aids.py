@@ -14,9 +14,9 @@ import torch
 from ptmoe_core.adapter import CONFIG_NAME, build_adapter, load_adapter, save_adapter
 from ptmoe_core.config import MethodConfig, RunConfig
 from ptmoe_core.errors import ConfigError
-from ptmoe_core.metrics import mutual_information_bits
 from ptmoe_core.presets import preset_values
 from ptmoe_core.router import Router, mutual_information
+from ptmoe_core.routing_summary import mutual_information_bits
 from ptmoe_core.trainer import train
 
 FRUIT = "apple pear plum grape melon lemon mango peach cherry berry".split()
@@ -36,8 +36,8 @@ def two_domains(n: int, split: str, seed: int) -> list[dict]:
     return rows
 
 
-def mi_bits(records: list[dict]) -> float:
-    return mutual_information_bits([r["domain"] for r in records], [r["expert"] for r in records])
+def mi_bits(records: list) -> float:
+    return mutual_information_bits([r.domain for r in records], [r.expert for r in records])
 
 
 def run(tmp_path, preset: str, seed: int, **method):

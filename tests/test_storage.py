@@ -238,16 +238,16 @@ def test_evaluations_and_routing_records(storage):
 
     assert storage.routing_steps(run) == [10, 20]
     latest = storage.routing_records(run)
-    assert [r.example_id for r in latest] == ["q0", "q1"] and {r.split for r in latest} == {"test"}
+    assert [r.id for r in latest] == ["q0", "q1"] and {r.split for r in latest} == {"test"}
     at10 = storage.routing_records(run, step=10)
     assert len(at10) == 4 and at10[1].probs == [0.25, 0.75] and at10[0].probs == [None, 0.5]
     assert at10[1].gold == ["g1"] and at10[1].expert == 1 and at10[1].correct is True
-    assert [r.example_id for r in storage.routing_records(run, step=10, expert=1)] == ["q1", "q3"]
-    assert [r.example_id for r in storage.routing_records(run, step=10, domain="gsm8k")] == ["q0", "q2"]
-    assert [r.example_id for r in storage.routing_records(run, step=10, dataset="set-b")] == ["q2", "q3"]
+    assert [r.id for r in storage.routing_records(run, step=10, expert=1)] == ["q1", "q3"]
+    assert [r.id for r in storage.routing_records(run, step=10, domain="gsm8k")] == ["q0", "q2"]
+    assert [r.id for r in storage.routing_records(run, step=10, dataset="set-b")] == ["q2", "q3"]
     assert (at10[2].context, at10[2].answer_type, at10[2].dataset) == ("ctx 2", "span", "set-b")
-    assert [r.example_id for r in storage.routing_records(run, step=10, ood=True)] == ["q3"]
-    assert [r.example_id for r in storage.routing_records(run, step=10, limit=2, offset=1)] == ["q1", "q2"]
+    assert [r.id for r in storage.routing_records(run, step=10, ood=True)] == ["q3"]
+    assert [r.id for r in storage.routing_records(run, step=10, limit=2, offset=1)] == ["q1", "q2"]
     assert storage.routing_records(run, step=10, split="test") == []
     assert storage.routing_records(run + 1) == []
 
@@ -367,7 +367,7 @@ def test_migration_from_the_previous_schema_version_keeps_the_data(url, tmp_path
         assert s.metric_history(7)["loss"].values == [2.5, 1.5]
         assert s.params(7) == {"train.steps": "3"}
         s.log_evaluation(7, 3, {"macro": {"em": 1.0}}, _records(1))  # what revision 0002 added
-        assert s.routing_records(7)[0].example_id == "q0"
+        assert s.routing_records(7)[0].id == "q0"
         assert run.host is None and s.submit({"name": "next"}) == 8  # 0003: the id counter starts at the newest
     if "sqlite" in url:
         assert Path(url).with_name(f"studio.db.schema-{previous}.bak").is_file(), "a backup precedes the upgrade"

@@ -25,7 +25,7 @@ import datasets
 from ..config import DataConfig
 from ..errors import DataError
 from .schema import SPLITS, canonical_split, empty_dataset, seeded_rng
-from .sources import Spec, load_spec, parse_spec
+from .sources import Spec, load_spec, parse_spec, spec_domains
 
 
 def _without_split(spec: Spec) -> Spec:
@@ -165,12 +165,18 @@ def build_datasets(data_cfg: DataConfig) -> tuple[datasets.Dataset, dict[str, da
     return train, run_eval_sets(data_cfg, cache)
 
 
-def run_eval_sets(data_cfg: DataConfig, cache: dict[str, datasets.DatasetDict] | None = None
-                  ) -> dict[str, datasets.Dataset]:
-    """The evaluation sets of a run, as ``build_datasets`` names and caps them."""
+def run_eval_sets(data_cfg: DataConfig, cache: dict[str, datasets.DatasetDict] | None = None, *,
+                  capped: bool = True) -> dict[str, datasets.Dataset]:
+    """The evaluation sets of a run, as ``build_datasets`` names and caps them (``capped=False``:
+    whole, e.g. to draw other examples from them in Inspect)."""
+    cap = data_cfg.max_eval_examples if capped else None
     if data_cfg.eval:
-        return eval_sets(data_cfg.eval, split="test", seed=data_cfg.seed,
-                         max_examples=data_cfg.max_eval_examples, cache=cache)
+        return eval_sets(data_cfg.eval, split="test", seed=data_cfg.seed, max_examples=cap, cache=cache)
     plain = [_without_split(parse_spec(s)) for s in data_cfg.train]  # validation, whatever split= says
-    return eval_sets(plain, split="validation", seed=data_cfg.seed,
-                     max_examples=data_cfg.max_eval_examples, cache=cache, skip_empty=True)
+    return eval_sets(plain, split="validation", seed=data_cfg.seed, max_examples=cap, cache=cache, skip_empty=True)
+
+
+def run_eval_set_names(data_cfg: DataConfig) -> list[str]:
+    """The names of a run's evaluation sets as far as the specs tell without loading any data
+    (``sources.spec_domains`` of each), in spec order."""
+    return list(dict.fromkeys(d for s in (data_cfg.eval or data_cfg.train) for d in spec_domains(s)))

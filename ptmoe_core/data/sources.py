@@ -335,6 +335,15 @@ def preview(spec: str, n: int = 5, *, seed: int = 0, max_bytes: int | None = Non
     return rows[:n]
 
 
+def spec_domains(spec: str | Spec) -> list[str]:
+    """The domains a spec yields as far as its text tells: each task of a built-in spec
+    (``builtin:all`` has four), the ``domain`` option when set, else ``spec_name``."""
+    s = spec if isinstance(spec, Spec) else parse_spec(spec)
+    if s.prefix == "builtin" and not s.options.get("domain"):
+        return [builtin.domain_name(t, ood) for t, ood in builtin.parse_builtin(s.arg.lower())]
+    return [spec_name(s)]
+
+
 def spec_name(spec: str | Spec) -> str:
     """A short readable name for a spec (its default domain), e.g. ``gsm8k`` or ``builtin-arith``."""
     s = spec if isinstance(spec, Spec) else parse_spec(spec)

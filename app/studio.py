@@ -1,0 +1,347 @@
+"""The studio as a service, without Gradio: what the tabs (and tests, and scripts) call.
+
+``Studio(ctx)`` works on the ``AppContext`` it is given (settings, storage, the job manager, the
+model caches and the inspection queue) and returns plain values; the tabs only turn form widgets into
+arguments and results into widget updates. One path per operation: a run is launched through the job
+manager's ``submit`` and stopped through its ``cancel``, whoever asks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ptmoe_core.config import RunConfig
+
+from . import data_sources as ds
+from . import floors, forms, queries
+from .inspection import InspectResult, rows_from_records, run_inspection, typed_examples
+from .state import AppContext, gpu_wrap
+
+FINAL = "final"  # the final adapter, as opposed to a checkpoint's step
+TYPED, DRAWN, STORED = "typed", "drawn", "stored"  # where Inspect's inputs come from
+
+
+@dataclass
+class Checked:
+    """A Train form checked: the config (None when a field is wrong), per-field messages, and the base
+    model's shape for the parameter counts (with a note when it could not be read)."""
+
+    cfg: RunConfig | None
+    errors: dict[str, str] = field(default_factory=dict)
+    shape: Any = None
+    note: str = ""
+
+
+@dataclass
+class Launched:
+    run_id: int | None  # None: not launched, ``checked.errors`` says why
+    checked: Checked
+
+
+@dataclass
+class LiveView:
+    """A run as the Train tab shows it while it trains. ``curves`` and ``routing`` are None when nothing
+    changed since the caller's ``signature`` (the plots need no redrawing)."""
+
+    run: Any  # RunInfo
+    note: str  # what the run is doing, when the status alone does not say
+    eta_s: float | None
+    log: str  # the log's tail
+    signature: list[Any]  # run, step, status, evaluations: what the plots depend on
+    curves: queries.Curves | None = None
+    routing: queries.RoutingView | None = None
+    n_experts: int | None = None  # routed methods only
+
+
+@dataclass
+class Comparison:
+    """Runs side by side: the scores table (with the frozen model's rows when asked for) and their
+    training loss and macro-F1 curves, {label: (steps, values)}."""
+
+    header: list[str]
+    body: list[list[Any]]
+    losses: dict[str, tuple[list[int], list[float]]]
+    evals: dict[str, tuple[list[int], list[float]]]
+
+
+@dataclass
+class InspectRequest:
+    """What Inspect runs: a run's adapter (final or a checkpoint's step) on typed inputs, on examples drawn
+    from its evaluation sets, or its stored evaluation (no generation); optionally each expert forced, a
+    baseline run's answers and the frozen model's (the floor)."""
+
+    run_id: int
+    checkpoint: str | None = FINAL
+    mode: str = TYPED
+    text: str = ""  # typed: one input per line, ``question => gold``
+    context: str = ""
+    answer_type: str = "text"
+    eval_set: str | None = None  # drawn: one set's name, or None for every set
+    n: int = 4  # drawn: examples per set
+    seed: int = 0
+    stored_step: int | None = None  # stored: the evaluation's step (None: the latest)
+    forced: bool = False
+    baseline_id: int | None = None
+    max_new_tokens: int = 24
+    floor: bool = False
+
+
+class Studio:
+    def __init__(self, ctx: AppContext):
+        if ctx.queue is None:
+            raise ValueError("the studio needs a job manager (create_context makes one)")
+        self.ctx = ctx
+
+    @property
+    def storage(self) -> Any:
+        return self.ctx.storage
+
+    # ---- launch and stop ---------------------------------------------------------------------
+
+    def check(self, values: dict[str, Any]) -> Checked:
+        """Validate Train-form ``values`` (``forms.KEYS``): the config, the data specs against the data
+        folder and the base model (its shape, for the parameter counts)."""
+        cfg, errors = forms.check(values, limits=self.ctx.settings.limits,
+                                  spec_check=lambda spec: ds.spec_problem(spec, self.ctx.data_dir,
+                                                                                 self.ctx.settings.limits))
+        shape, note = None, ""
+        if cfg is not None or "model" not in errors:
+            shape, note = ds.model_shape(self.ctx, str(values.get("model") or ""))
+            if shape is None and note:
+                errors.setdefault("model", note)
+                cfg = None if errors else cfg
+        return Checked(cfg, errors, shape, note)
+
+    def launch(self, values: dict[str, Any]) -> Launched:
+        """Check ``values`` and queue the run (data specs and model resolved against the data folder);
+        a full demo queue is reported on the name field."""
+        checked = self.check(values)
+        full = queries.queue_full(self.storage, self.ctx.settings.limits) if not checked.errors else None
+        if full:
+            checked.errors["name"] = full
+        cfg = checked.cfg
+        if checked.errors or cfg is None:
+            return Launched(None, checked)
+        return Launched(self.ctx.queue.submit(self.resolve(cfg)), checked)
+
+    def resolve(self, cfg: RunConfig) -> RunConfig:
+        """``cfg`` with its data specs and model name as the job will read them (files inside the data
+        folder): what launch queues, and a sweep's base."""
+        cfg.data.train = [ds.resolve_spec(s, self.ctx.data_dir) for s in cfg.data.train]
+        cfg.data.eval = [ds.resolve_spec(s, self.ctx.data_dir) for s in cfg.data.eval]
+        cfg.model.name = ds.resolve_model(cfg.model.name, self.ctx.data_dir)
+        return cfg
+
+    def stop(self, run_id: int) -> Any:
+        """Ask run ``run_id`` to stop (it saves a checkpoint at the end of its step); its ``RunInfo``."""
+        return self.ctx.queue.cancel(run_id)
+
+    # ---- a run's live view ------------------------------------------------------------------
+
+    def live(self, run_id: int, last_signature: Any = None, log_lines: int = 60) -> LiveView | None:
+        """Progress, notes, log tail and (when changed since ``last_signature``) the curves of run
+        ``run_id``; None when the run is gone."""
+        st = self.storage
+        try:
+            r = st.get_run(run_id)
+        except Exception:  # deleted meanwhile
+            return None
+        now = time.time()
+        note = ""
+        if r.status == "FAILED":
+            note = f"Failed: {r.error_message or 'see the log'}"
+        elif r.status == "KILLED":
+            note = r.error_message or "stopped"
+        elif r.status == "QUEUED":
+            note = "Waiting for the running job to finish." if st.list_runs(status="RUNNING") else "Starting the job…"
+        elif r.cancel_requested:
+            note = "Stop requested: finishing the current step and saving a checkpoint…"
+        elif r.status == "RUNNING" and r.step == 0:
+            note = "Loading the model and data…"
+        times: list[float] = []
+        if r.status == "RUNNING":
+            loss = st.metric_history(run_id, keys=["loss"]).get("loss")
+            times = loss.timestamps[-50:] if loss else []
+        view = LiveView(run=r, note=note, eta_s=queries.eta_seconds(r, now, times), log=st.log_tail(run_id, log_lines),
+                        signature=[run_id, r.step, str(r.status), len(st.evaluations(run_id))])
+        if view.signature != last_signature:
+            view.curves = queries.curves(st, run_id)
+            view.routing = queries.routing_view(view.curves.routing)
+            view.n_experts = (r.config.get("method") or {}).get("n_experts") if r.method in forms.ROUTED else None
+        return view
+
+    # ---- inspect -----------------------------------------------------------------------------
+
+    def eval_set_names(self, run: Any) -> list[str]:
+        """The names of ``run``'s evaluation sets as its data specs tell them (no data is loaded)."""
+        from ptmoe_core.data.mixture import run_eval_set_names
+
+        return run_eval_set_names(RunConfig.from_dict(run.config).data)
+
+    def eval_examples(self, run: Any, which: str | None, n: int, seed: int) -> list[dict[str, Any]]:
+        """``n`` seeded examples of each of ``run``'s evaluation sets (``which``: one set's name, None: all)."""
+        from ptmoe_core.data.mixture import run_eval_sets, take
+
+        cfg = RunConfig.from_dict(run.config)
+        # Stored specs (an imported bundle's, any run's) pass the typed-spec rule before any data is read.
+        ds.check_stored_specs(cfg, self.ctx.data_dir, self.ctx.settings.limits, "the run's config")
+        sets = run_eval_sets(cfg.data, capped=False)
+        if not sets:
+            raise ValueError("this run has no evaluation sets")
+        out: list[dict[str, Any]] = []
+        for name in list(sets) if which is None else [which]:
+            if name not in sets:
+                raise ValueError(f"no evaluation set {name!r}; the run has {', '.join(sets)}")
+            out.extend(take(sets[name], n, seed, name).to_list())
+        return out
+
+    def adapter_path(self, run: Any, which: str | None) -> str:
+        """The folder of ``run``'s final adapter (``which`` FINAL / None) or of its checkpoint at step ``which``."""
+        if which in (None, "", FINAL):
+            if not run.adapter_path:
+                raise ValueError(f"run #{run.id} has no final adapter (status {run.status}); pick a checkpoint")
+            return run.adapter_path
+        for c in self.storage.checkpoints(run.id):
+            if str(c.step) == str(which):
+                if not c.exists:
+                    raise ValueError(f"checkpoint of step {c.step} was deleted from disk")
+                return c.path
+        raise ValueError(f"run #{run.id} has no checkpoint at step {which}")
+
+    def best_available(self, run: Any) -> str:
+        """The final adapter, else the latest checkpoint (a stopped run)."""
+        if run.adapter_path:
+            return FINAL
+        present = [c for c in self.storage.checkpoints(run.id) if c.exists and c.step is not None]
+        if not present:
+            raise ValueError(f"run #{run.id} has neither an adapter nor a checkpoint to load")
+        return str(present[-1].step)
+
+    def adapter(self, path: str, model_name: str) -> Any:
+        """The adapter in ``path`` (inside the runs folder) on the cached base model, loaded once per
+        version of its weights (LRU cache)."""
+        from ptmoe_core.adapter import WEIGHTS_NAME
+        from ptmoe_core.api import load
+
+        p = Path(path)
+        if not ds.inside(p, self.ctx.runs_dir):
+            raise ValueError(f"{p} is outside the runs folder {self.ctx.runs_dir}; the studio does not read it")
+        stamp = (p / WEIGHTS_NAME).stat().st_mtime if (p / WEIGHTS_NAME).exists() else 0
+        return self.ctx.adapters.get_or_load((str(p.resolve()), stamp),
+                                             lambda: load(p, base=self.ctx.base_model(model_name)))
+
+    def stored(self, req: InspectRequest) -> InspectResult:
+        """The routing the job recorded at an evaluation (no generation), with the baseline run's and
+        the frozen model's answers to the same questions when asked for."""
+        st = self.storage
+        r = st.get_run(req.run_id)
+        steps = st.routing_steps(r.id)
+        step = req.stored_step if req.stored_step is not None else (steps[-1] if steps else None)
+        recs = st.routing_records(r.id, step=step) if step is not None else []
+        if not recs:
+            raise ValueError(f"run #{r.id} has no stored evaluation records")
+        n_exp = max((len(x.probs) for x in recs if x.probs), default=0)
+        rows = rows_from_records(recs)
+        base_label = None
+        if req.baseline_id is not None:
+            b = st.get_run(req.baseline_id)
+            base_label = f"#{b.id} {b.name} ({b.method})"
+            if not floors.attach(rows, st.routing_records(b.id), "baseline", base_label):
+                raise ValueError(f"run #{b.id} has no stored answers to these questions (another evaluation set?)")
+        if req.floor:
+            floors.attach(rows, floors.floor_of(self.ctx, r)[1].records, "floor", floors.FROZEN_LABEL)
+        return InspectResult(rows=rows, n_experts=n_exp, method=r.method, baseline_label=base_label,
+                             label=f"{self._label(r, req)} · stored evaluation at step {step}")
+
+    def inspect(self, req: InspectRequest, progress: Callable[[float, str], None] | None = None) -> InspectResult:
+        """Inspect as asked: the stored evaluation directly, generation through the bounded inspection
+        queue (``progress(fraction, what)`` follows it)."""
+        if req.mode == STORED:
+            return self.stored(req)
+        return self.ctx.inspect_queue.run(lambda: gpu_wrap(self.generate)(req, progress))
+
+    def generate(self, req: InspectRequest, progress: Callable[[float, str], None] | None = None) -> InspectResult:
+        """Generate for the request's inputs now (callers go through ``inspect``, which queues)."""
+        from ptmoe_core.data.formatting import FormatConfig
+        from ptmoe_core.floor import frozen_adapter
+
+        st = self.storage
+        r = st.get_run(req.run_id)
+        cfg = RunConfig.from_dict(r.config)
+        if req.mode == DRAWN:
+            examples = self.eval_examples(r, req.eval_set, req.n, req.seed)
+        else:
+            examples = typed_examples(req.text, req.context, req.answer_type or "text")
+            if not examples:
+                raise ValueError("type at least one input (one per line)")
+        adapter = self.adapter(self.adapter_path(r, req.checkpoint), r.base_model)
+        base_adapter, base_fmt, base_label = None, None, None
+        if req.baseline_id is not None:
+            b = st.get_run(req.baseline_id)
+            base_adapter = self.adapter(self.adapter_path(b, self.best_available(b)), b.base_model)
+            base_fmt = FormatConfig.from_data_config(RunConfig.from_dict(b.config).data)
+            base_label = f"#{b.id} {b.name} ({b.method})"
+        frozen = frozen_adapter(self.ctx.base_model(r.base_model)) if req.floor else None
+        return run_inspection(adapter, examples, FormatConfig.from_data_config(cfg.data),
+                              max_new_tokens=req.max_new_tokens, batch_size=self.ctx.settings.inspect_batch_size,
+                              forced=req.forced, baseline=base_adapter, baseline_fmt=base_fmt,
+                              baseline_label=base_label, floor=frozen, label=self._label(r, req), progress=progress)
+
+    @staticmethod
+    def _label(r: Any, req: InspectRequest) -> str:
+        return f"run #{r.id} {r.name}" + (f" @ step {req.checkpoint}" if req.checkpoint not in (None, "", FINAL) else "")
+
+    # ---- compare -----------------------------------------------------------------------------
+
+    def compare(self, run_ids: list[int], floor: bool = False) -> Comparison:
+        st = self.storage
+        runs = [st.get_run(i) for i in run_ids]
+        extra = floors.floor_rows(self.ctx, runs) if floor else []
+        header, body = queries.scores_table(st, run_ids, extra)
+        losses, evals = {}, {}
+        for r in runs:
+            hist = st.metric_history(r.id, keys=["loss", "eval/macro/f1"])
+            label = f"#{r.id} {r.name} ({r.method})"
+            if "loss" in hist:
+                losses[label] = (hist["loss"].steps, hist["loss"].values)
+            if "eval/macro/f1" in hist:
+                evals[label] = (hist["eval/macro/f1"].steps, hist["eval/macro/f1"].values)
+        return Comparison(header, body, losses, evals)
+
+    # ---- export and import -------------------------------------------------------------------
+
+    def adapter_zip(self, run_id: int) -> Path:
+        """The final adapter of run ``run_id`` as a zip in a fresh scratch folder."""
+        import shutil
+
+        r = self.storage.get_run(run_id)
+        if not r.adapter_path or not Path(r.adapter_path).is_dir():
+            raise ValueError(f"Run #{run_id} has no adapter yet (status {r.status}).")
+        if not ds.inside(r.adapter_path, self.ctx.runs_dir):
+            raise ValueError(f"The adapter of run #{run_id} lies outside the runs folder; not serving it.")
+        stem = self.ctx.scratch_dir() / f"run{run_id}-{safe_name(r.name)}-adapter"
+        return Path(shutil.make_archive(str(stem), "zip", root_dir=r.adapter_path))
+
+    def export(self, run_id: int) -> Path:
+        """Run ``run_id`` as a bundle file (``storage.bundles.export_run``) in a fresh scratch folder."""
+        from ptmoe_core.bundle import SUFFIX
+        from storage.bundles import export_run
+
+        r = self.storage.get_run(run_id)
+        return export_run(self.storage, run_id, self.ctx.scratch_dir() / f"run{run_id}-{safe_name(r.name)}{SUFFIX}")
+
+    def import_bundle(self, path: str | Path) -> Any:
+        """Add the run of the bundle file ``path`` (``storage.bundles.Imported``: a bundle already here
+        is found, not imported twice)."""
+        from storage.bundles import import_bundle
+
+        return import_bundle(self.storage, Path(path))
+
+
+def safe_name(name: str, limit: int = 40) -> str:
+    """``name`` as a short file-name part."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:limit] or "run"
