@@ -156,9 +156,9 @@ def evaluate_records(adapter, sets: dict[str, list[dict]], cfg) -> list[dict[str
 
     ev = evaluate(adapter, sets, max_new_tokens=cfg.train.max_new_tokens, batch_size=cfg.train.eval_batch_size,
                   format_cfg=FormatConfig.from_data_config(cfg.data))
-    return [{"dataset": r["dataset"], "id": r["id"], "ood": r["ood"], "answer_type": r["answer_type"],
-             "f1": r["f1"], "em": r["em"], "correct": bool(r["correct"]), "expert": r.get("expert"),
-             "confidence": r.get("confidence"), "prediction": r["prediction"][:120]} for r in ev.records]
+    return [{"dataset": r.dataset, "id": r.id, "ood": r.ood, "answer_type": r.answer_type, "f1": r.f1, "em": r.em,
+             "correct": bool(r.correct), "expert": r.expert, "confidence": r.confidence,
+             "prediction": r.prediction[:120]} for r in ev.records]
 
 
 def _train_routing(history) -> dict[str, list[int]]:
