@@ -55,7 +55,7 @@ def test_fixed_router_from_data_sets_keeps_disjoint_domains_apart_in_every_seed(
         cfg.train.steps = 6
         records = train(cfg, base=tiny_base, data=data, resume=False).evaluation.records
         assert mi_bits(records) >= 0.9, (seed, mi_bits(records))
-        conf = sum(r["confidence"] for r in records) / len(records)
+        conf = sum(r.confidence for r in records) / len(records)
         assert conf == pytest.approx(0.7, abs=0.1)
 
 
