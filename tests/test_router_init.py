@@ -73,5 +73,11 @@ def test_a_trained_router_overwrites_its_fitted_start(tiny_base, tmp_path):
                                          ("router_init_confidence", 1.0)])
 def test_bad_router_init_names_the_field(field, value):
     with pytest.raises(ConfigError) as e:
-        RunConfig.from_dict({"method": {"method": "ptmoe", "n_experts": 2, field: value}}).validate()
+        RunConfig.from_dict({"method": {"method": "ptmoe", "n_experts": 2, "router_init": "domains",
+                                        field: value}}).validate()
     assert f"method.{field}" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_one_expert_with_the_default_router_start_is_valid():
+    # The fitted start's confidence has no meaning for an orthogonal start (nor any valid value at N = 1).
+    RunConfig.from_dict({"method": {"method": "ptmoe", "n_experts": 1}}).validate()

@@ -80,7 +80,9 @@ def validate(cfg: MethodConfig) -> None:
         raise ConfigError("method.top_k", f"top_k={cfg.top_k} must be between 1 and n_experts={cfg.n_experts}")
     for option in OPTIONS:
         option.validate(cfg)
-    if not 1 / cfg.n_experts < cfg.router_init_confidence < 1:
+    # The confidence only shapes a fitted start (router_init other than orthogonal); checking it otherwise
+    # would refuse every N = 1 config, where no value lies strictly between 1/N = 1 and 1.
+    if cfg.router_init != "orthogonal" and not 1 / cfg.n_experts < cfg.router_init_confidence < 1:
         raise ConfigError("method.router_init_confidence", f"must be between 1/N={1 / cfg.n_experts:.3g} and 1 "
                           f"(exclusive), got {cfg.router_init_confidence}")
 
