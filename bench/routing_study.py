@@ -57,6 +57,8 @@ def variants() -> dict[str, tuple[str, dict[str, Any]]]:
         # The candidate (this study): the router is fitted before training as a classifier of the
         # training data sets (grouped into N) at the confidence the paper's router reaches (≈0.7), and
         # kept fixed (an Adam step of lr per weight would rewrite a fitted router within a few steps).
+        # Does routing help at all? The same prompt machinery with one expert (no choice to make).
+        "n1": ("PT-MoE N = 1, paper preset", {**pm, "n_experts": 1}),
         "domains": ("PT-MoE, paper + fixed router fitted to the data sets",
                     {**pm, "router_norm": True, "router_init": "domains", "router_init_confidence": 0.7,
                      "router_lr_mult": 0.0}),
