@@ -20,6 +20,7 @@ from .checks import between as _between
 from .checks import choice as _choice
 from .errors import ConfigError
 from .methods import COMMON_OPTIONS, DEFAULT, METHODS, method_spec
+from .methods.routing import ORTHOGONAL
 from .methods.spec import PROMPT_LR
 from .metrics import NUMBER_MATCHES
 from .presets import DEFAULT_PRESET, LEGACY_PRESET, PRESETS, preset_values
@@ -85,7 +86,7 @@ class MethodConfig:
     router_norm: bool = True  # standardise the router input with the training inputs' mean/std
     bias_balance: float = 0.0  # step of a per-expert selection bias nudged toward equal load
     mi_loss: float = 0.0  # weight of −I(input; expert) = −(H(mean p) − mean H(p)) in the loss
-    router_init: str = "orthogonal"  # see methods.routing.ROUTER_INITS
+    router_init: str = ORTHOGONAL  # see methods.routing.ROUTER_INITS
     router_init_confidence: float = 0.6  # mean probability of each input's own group after a fitted init
     lora_r: int = 1
     lora_alpha: float = 2.0

@@ -26,6 +26,7 @@ from .adapter import Adapter, build_adapter, save_adapter
 from .callbacks import EvalReport, StepMetrics, TrainerCallback
 from .config import RunConfig
 from .errors import ConfigError, DataError, PTMoEError
+from .methods.routing import ORTHOGONAL
 from .model_card import TrainingSummary, write_model_card
 from .models import BaseModel, load_base_model
 from .router import RoutingInfo, balance_loss, input_groups, masked_mean, mutual_information
@@ -80,11 +81,11 @@ def train(
     adapter = build_adapter(base, cfg.method, init_text=init_text, seed=cfg.train.seed,
                             init_pool=_router_tokens(features) if cfg.method.init == "inputs" else None)
     router = getattr(adapter.prompt, "router", None)
-    if router is not None and (router.norm or cfg.method.router_init != "orthogonal"):
+    if router is not None and (router.norm or cfg.method.router_init != ORTHOGONAL):
         x, used = router_inputs(adapter, features)  # n×H, and which features they are
         if router.norm:
             router.set_input_stats(x.mean(0), x.std(0) if len(x) > 1 else torch.ones_like(x[0]))
-        if cfg.method.router_init != "orthogonal":
+        if cfg.method.router_init != ORTHOGONAL:
             groups = input_groups(x, [features[i].get("domain", "") for i in used], router.n_experts,
                                   cfg.method.router_init, torch.Generator().manual_seed(cfg.train.seed))
             router.fit_groups(x, groups, cfg.method.router_init_confidence)

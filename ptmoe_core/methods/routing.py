@@ -16,7 +16,8 @@ MAX_EXPERTS = 64
 NOISE_TYPES = ("multiplicative", "additive")
 # orthogonal: SMoP's random rows; domains / kmeans: fitted before training as a classifier of the training
 # data sets (grouped into N) or of k-means clusters of the inputs (router.py, Router.fit_groups).
-ROUTER_INITS = ("orthogonal", "domains", "kmeans")
+ORTHOGONAL = "orthogonal"  # the unfitted start; the others are fitted to the training data
+ROUTER_INITS = (ORTHOGONAL, "domains", "kmeans")
 
 N_EXPERTS = Option("n_experts", "N — prompt experts the router chooses from.", "int")
 TOP_K = Option("top_k", "Experts used per input: 1 = selective routing; N = soft mix.", "int")
@@ -53,7 +54,7 @@ MI_LOSS = Option("mi_loss", "Not in the paper. Weight of a term that rewards con
 
 ROUTER_INIT = Option("router_init", "Not in the paper. How the router starts: orthogonal = random rows (SMoP's); "
                                     "domains = a classifier of the training data sets (grouped into N) fitted before "
-                                    "training; kmeans = of k-means clusters of the inputs.", "str", paper="orthogonal",
+                                    "training; kmeans = of k-means clusters of the inputs.", "str", paper=ORTHOGONAL,
                      check=Choice(ROUTER_INITS), label="Router start", choices=ROUTER_INITS, row=2)
 ROUTER_INIT_CONFIDENCE = Option("router_init_confidence", "Not in the paper. With a fitted router start: the mean "
                                                           "probability it gives each input's own group (the chosen "
@@ -82,7 +83,7 @@ def validate(cfg: MethodConfig) -> None:
         option.validate(cfg)
     # The confidence only shapes a fitted start (router_init other than orthogonal); checking it otherwise
     # would refuse every N = 1 config, where no value lies strictly between 1/N = 1 and 1.
-    if cfg.router_init != "orthogonal" and not 1 / cfg.n_experts < cfg.router_init_confidence < 1:
+    if cfg.router_init != ORTHOGONAL and not 1 / cfg.n_experts < cfg.router_init_confidence < 1:
         raise ConfigError("method.router_init_confidence", f"must be between 1/N={1 / cfg.n_experts:.3g} and 1 "
                           f"(exclusive), got {cfg.router_init_confidence}")
 
