@@ -15,6 +15,7 @@ from typing import Any
 from ptmoe_core.errors import PTMoEError
 
 from .escaping import code
+from .limits import spec_limit
 
 SOURCES = ["Built-in tasks", "Upload a file", "File from the data folder", "Hugging Face data set"]
 FILE_FORMATS = [
@@ -203,9 +204,7 @@ def spec_problem(spec: str, data_dir: Path, limits: Any = None) -> str | None:
     the shared studio's data limits (no ``hf:``, bounded built-in sizes)."""
     why = check_spec(spec, data_dir)
     if why is None and limits is not None:
-        from .forms import _spec_limit
-
-        why = _spec_limit(spec, limits)
+        why = spec_limit(spec, limits)
     return why
 
 

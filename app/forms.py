@@ -14,13 +14,13 @@ from typing import Any
 
 from ptmoe_core import methods
 from ptmoe_core.config import DEFAULT_LR, DEFAULT_PROMPT_LR, RunConfig
-from ptmoe_core.errors import ConfigError, PTMoEError
+from ptmoe_core.errors import ConfigError
 from ptmoe_core.methods import lora, routing
 from ptmoe_core.params import LLAMA_32_1B, ModelShape, count_params
 from ptmoe_core.presets import DEFAULT_PRESET, PRESETS, differences, preset_values
 
 from .escaping import esc
-from .settings import DEMO_LIMITS, Limits
+from .limits import DEMO_LIMITS, Limits, limit_errors
 
 METHOD_LABELS = {name: spec.label for name, spec in methods.METHODS.items()}
 LORA_TARGETS = list(lora.LORA_TARGETS.choices)
@@ -266,61 +266,6 @@ def check(values: Mapping[str, Any], *, demo: bool = False, limits: Limits | Non
                 if why:
                     errors.setdefault(key, why)
     return (None if errors else cfg), errors
-
-
-def limit_errors(cfg: RunConfig, lim: Limits) -> dict[str, str]:
-    """{form key: reason} for every value over a shared studio's limits."""
-    t, d, m = cfg.train, cfg.data, cfg.method
-    caps = [  # (form key, value, ceiling, what)
-        ("steps", t.steps, lim.steps, "steps"),
-        ("batch_size", t.batch_size, lim.batch_size, "examples per batch"),
-        ("grad_accum", t.grad_accum, lim.grad_accum, "accumulated micro-batches"),
-        ("max_new_tokens", t.max_new_tokens, lim.max_new_tokens, "new tokens"),
-        ("max_source_tokens", d.max_source_tokens, lim.max_source_tokens, "input tokens"),
-        ("max_answer_tokens", d.max_answer_tokens, lim.max_answer_tokens, "answer tokens"),
-        ("max_eval_examples", d.max_eval_examples, lim.max_eval_examples, "evaluation examples per set"),
-        ("max_train_examples", d.max_train_examples or 10**12, lim.max_train_examples, "training examples"),
-    ]
-    if not m.is_prompt:
-        caps.append(("lora_r", m.lora_r, lim.lora_r, "LoRA rank"))
-    else:
-        caps.append(("prompt_len", m.prompt_len, lim.prompt_len, "virtual tokens"))
-        if m.is_routed:
-            caps.append(("n_experts", m.n_experts, lim.n_experts, "experts"))
-    errors = {key: f"demo mode allows at most {cap:,} {what}" for key, value, cap, what in caps if value > cap}
-    seen = t.steps * t.batch_size * t.grad_accum
-    if seen > lim.examples_seen and "steps" not in errors:
-        errors["steps"] = (f"demo mode allows at most {lim.examples_seen:,} examples seen (steps x batch x "
-                           f"accumulation = {seen:,}), so one run cannot hold the job slot for long")
-    for key, every, cap, what in (("eval_every", t.eval_every, lim.evaluations, "evaluations"),
-                                  ("save_every", t.save_every, lim.checkpoints, "checkpoints")):
-        if every and t.steps / every > cap:
-            errors[key] = f"demo mode allows at most {cap} {what} per run (every {-(-t.steps // cap)} steps or 0)"
-    if cfg.model.name not in lim.models:
-        errors["model"] = f"demo mode trains only the embedded models ({', '.join(lim.models)})"
-    for key, specs in (("train_specs", d.train), ("eval_specs", d.eval)):
-        why = next((w for w in (_spec_limit(s, lim) for s in specs) if w), None)
-        if why:
-            errors[key] = why
-    if len(d.eval) > lim.eval_specs:
-        errors["eval_specs"] = f"demo mode allows at most {lim.eval_specs} evaluation data specs per run"
-    return errors
-
-
-def _spec_limit(spec: str, lim: Limits) -> str | None:
-    from ptmoe_core.data.sources import parse_spec
-
-    try:
-        s = parse_spec(spec)
-    except PTMoEError:
-        return None  # malformed: the spec check says why
-    if s.prefix == "hf" and not lim.hub_data:
-        return "demo mode reads no Hugging Face data sets (hf:); use the built-in tasks or upload a file"
-    if s.prefix == "builtin":
-        for key in ("n", "n_eval"):
-            if int(s.options.get(key) or 0) > lim.builtin_n:
-                return f"demo mode allows at most {key}={lim.builtin_n:,} built-in examples per task"
-    return None
 
 
 def field_key(config_field: str) -> str:

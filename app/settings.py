@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .limits import DEMO_LIMITS, Limits
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 DEFAULT_MODEL = "smollm2-135m"
@@ -32,34 +34,6 @@ DEMO_UPLOAD_TTL_H = 24.0  # demo mode: uploads older than this are deleted
 UPLOADS_TOTAL_MB = 5000  # all uploads together, outside demo mode (demo: Limits.uploads_mb)
 
 
-@dataclass(frozen=True)
-class Limits:
-    """What one visitor may ask of a shared studio (demo mode): every knob that costs time, memory or
-    the only job slot has a ceiling, checked with the form before a run is queued."""
-
-    models: tuple[str, ...] = ("smollm2-135m", "tiny-random")  # embedded only: no downloads
-    steps: int = 300
-    examples_seen: int = 2400  # steps x batch x accumulation: how long a run holds the job slot
-    max_train_examples: int = 2000
-    max_eval_examples: int = 16
-    batch_size: int = 8
-    grad_accum: int = 4
-    max_new_tokens: int = 32
-    max_source_tokens: int = 256
-    max_answer_tokens: int = 64
-    prompt_len: int = 100
-    n_experts: int = 8
-    lora_r: int = 16
-    evaluations: int = 10  # steps / eval_every
-    checkpoints: int = 10  # steps / save_every
-    builtin_n: int = 2000  # builtin:...?n= and ?n_eval=
-    hub_data: bool = False  # hf: specs (downloads of any size)
-    queued_runs: int = 3  # runs waiting at once, from everyone
-    eval_specs: int = 8  # evaluation data specs per run (each is an evaluation set, every evaluation)
-    uploads_mb: int = 200  # all uploads together in data/uploads/
-
-
-DEMO_LIMITS = Limits()
 
 
 class SettingsError(ValueError):
