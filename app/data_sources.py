@@ -37,7 +37,7 @@ DATA_EXTENSIONS = (".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".parquet", ".j
 PREVIEW_COLUMNS = ["domain", "split", "question", "context", "answers", "type"]
 FILE_PREFIXES = ("squad", "mrqa", "gsm8k", "jsonl", "csv", "parquet")
 MAX_LISTED = 500
-SHAPE_RETRY_S = 60.0
+SHAPE_RETRY_S = 60.0  # a model shape that could not be read is tried again after this long
 
 
 def _sources():
@@ -259,20 +259,9 @@ def resolve_model(name: str, data_dir: Path) -> str:
     return name
 
 
-def model_shape(ctx: Any, name: str) -> tuple[Any, str]:
-    """(ModelShape or None, a note when None), cached per model name; failures are retried after a minute."""
-    name = (name or "").strip()
-    if not name:
-        return None, "name a base model"
-    hit = ctx.shapes.get(name)
-    if hit is not None and (hit[0] is not None or time.time() - hit[2] < SHAPE_RETRY_S):
-        return hit[0], hit[1]
-    shape, note = _load_shape(name, ctx.data_dir)
-    ctx.shapes.put(name, (shape, note, time.time()))
-    return shape, note
-
-
-def _load_shape(name: str, data_dir: Path) -> tuple[Any, str]:
+def load_shape(name: str, data_dir: Path) -> tuple[Any, str]:
+    """(ModelShape or None, a note saying why not) of base model ``name``, read from its configuration only
+    (``Studio.model_shape`` caches it)."""
     from ptmoe_core.params import ModelShape
 
     try:

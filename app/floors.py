@@ -5,7 +5,7 @@ computed once through the inspection queue when missing."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptmoe_core.bundle import Evaluation
 from ptmoe_core.config import RunConfig
@@ -15,34 +15,37 @@ from storage.floors import FloorCache
 
 from .data_sources import check_stored_specs
 from .queries import score_of
-from .state import AppContext, gpu_wrap
+from .state import gpu_wrap
+
+if TYPE_CHECKING:
+    from .studio import Studio
 
 FROZEN_LABEL = "frozen model (no adapter)"
 
 
-def floor_of(ctx: AppContext, run: Any) -> tuple[str, Evaluation]:
+def floor_of(studio: Studio, run: Any) -> tuple[str, Evaluation]:
     """(floor key, the frozen model's evaluation) on ``run``'s evaluation sets."""
     cfg = RunConfig.from_dict(run.config)
     key = floor_key(cfg)
-    cache = FloorCache(ctx.runs_dir)
+    cache = FloorCache(studio.runs_dir)
     hit = cache.get(key)
     if hit is not None:
         return key, hit
 
-    check_stored_specs(cfg, ctx.data_dir, ctx.settings.limits, f"run #{run.id}'s config")
+    check_stored_specs(cfg, studio.data_dir, studio.settings.limits, f"run #{run.id}'s config")
 
     def compute() -> Evaluation:
-        return cache.get_or_compute(key, lambda: evaluate_floor(cfg, base=ctx.base_model(cfg.model.name)),
+        return cache.get_or_compute(key, lambda: evaluate_floor(cfg, base=studio.base_model(cfg.model.name)),
                                     floor_inputs(cfg))
 
-    return key, ctx.inspect_queue.run(gpu_wrap(compute))
+    return key, studio.inspect_queue.run(gpu_wrap(compute))
 
 
-def floor_rows(ctx: AppContext, runs: Sequence[Any]) -> list[tuple[str, dict[str, float]]]:
+def floor_rows(studio: Studio, runs: Sequence[Any]) -> list[tuple[str, dict[str, float]]]:
     """One (label, {data set: headline score}) per distinct floor of ``runs``, for the scores table."""
     seen: dict[str, tuple[str, dict[str, float]]] = {}
     for r in runs:
-        key, ev = floor_of(ctx, r)
+        key, ev = floor_of(studio, r)
         if key not in seen:
             scores = {name: v for name, sc in ev.scores.items() if (v := score_of(sc)) is not None}
             seen[key] = (f"{r.base_model} · {FROZEN_LABEL}", scores)

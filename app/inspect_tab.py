@@ -14,7 +14,7 @@ from . import plots, queries, views
 from .escaping import code
 from .inspection import MAX_TYPED_CHARS, InspectResult, summary
 from .state import AppContext
-from .studio import DRAWN, FINAL, STORED, TYPED, InspectRequest, Studio
+from .studio import DRAWN, FINAL, STORED, TYPED, InspectRequest
 from .ui import friendly
 
 MODES = ["Type inputs", "Draw from the run's evaluation sets", "The run's stored evaluation"]
@@ -27,7 +27,7 @@ PLACEHOLDER = ("What is 17 plus 25? => 42\n"
 
 def build(ctx: AppContext) -> SimpleNamespace:
     st = ctx.storage
-    studio = Studio(ctx)
+    studio = ctx.studio
 
     with gr.Row(equal_height=True):
         run = gr.Dropdown([], value=None, allow_custom_value=True, label="Run", info="Finished runs, and stopped runs that saved a checkpoint.", scale=4,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 from typing import Any
 
 import gradio as gr
@@ -20,6 +19,7 @@ from . import inspect_tab, runs_tab, serving, train_tab, views
 from .escaping import code
 from .settings import Settings
 from .state import AppContext
+from .studio import Studio
 
 log = logging.getLogger("app")
 
@@ -66,15 +66,12 @@ def create_context(settings: Settings, *, job_settings: Any = None, start_jobs: 
     manager = JobManager(storage, job_settings, executor=executor)
     if start_jobs:
         manager.start()
-    return AppContext.create(settings, storage, manager)
+    return AppContext(settings, Studio(settings, storage, manager))
 
 
 def close_context(ctx: AppContext) -> None:
-    """Stop supervising (running jobs keep running; the next start reconnects to them)."""
-    if ctx.queue is not None:
-        ctx.queue.stop()
-    ctx.storage.close()
-    shutil.rmtree(ctx.scratch, ignore_errors=True)
+    """Stop supervising (running jobs keep running; the next start reconnects to them), close storage."""
+    ctx.studio.close()
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:
@@ -100,7 +97,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 runs = runs_tab.build(ctx)
         gr.Markdown(
             f"<div class='pt-muted'>Database: {code(ctx.storage.label)} · runs folder: "
-            f"{code(ctx.runs_dir)} · data folder: {code(ctx.data_dir)}</div>",
+            f"{code(ctx.studio.runs_dir)} · data folder: {code(ctx.studio.data_dir)}</div>",
             elem_id="pt-footer",
         )
 

@@ -4,7 +4,6 @@ one, export a run as a bundle and import one."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,7 +16,6 @@ from storage.bundles import GALLERY
 from . import plots, queries, run_actions, sweep_view, views
 from .escaping import code
 from .state import AppContext
-from .studio import Studio
 from .ui import friendly, require_run_id
 
 STATUSES = ["QUEUED", "RUNNING", "FINISHED", "FAILED", "KILLED"]
@@ -26,7 +24,7 @@ ANY = "any"
 
 def build(ctx: AppContext) -> SimpleNamespace:
     st = ctx.storage
-    studio = Studio(ctx)
+    studio = ctx.studio
 
     gr.Markdown("Every run in this studio's database. Click a row to select it; pick several runs below to "
                 "overlay their curves and compare their final scores.")
@@ -103,30 +101,11 @@ def build(ctx: AppContext) -> SimpleNamespace:
         # Set the comparison only when a run in it is gone (setting it re-runs the comparison).
         return rows, gr.update(choices=ch), gr.update(choices=ch, value=keep) if keep != cur else gr.update(choices=ch)
 
-    def _details(run_id: int | None) -> str:
-        if run_id is None:
-            return "_No run selected._"
-        r = st.get_run(run_id)
-        lines = [f"{views.status_badge(str(r.status))} **#{r.id} {views.esc(r.name)}** · {r.method} on "
-                 f"{code(r.base_model)} · data {code(', '.join(r.data_specs))}",
-                 f"step {r.step}/{r.total_steps or '?'} · duration {views.fmt_duration(r.duration_s(time.time()))}"
-                 + (f" · {r.trainable_params:,} trainable parameters" if r.trainable_params else "")]
-        if r.adapter_path:
-            lines.append(f"adapter: {code(r.adapter_path)}")
-        note = run_actions.continued_note(st.params(run_id))
-        if note:
-            lines.append(note)
-        if r.reason == "imported":
-            lines.append(f"imported from a run bundle (experiment “{views.esc(r.experiment)}”)")
-        if r.error_message:
-            lines.append(f"**{'Stopped' if r.status == 'KILLED' else 'Error'}:** {views.esc(r.error_message)}")
-        return "\n\n".join(lines)
-
     @friendly
     def select_run(run: Any):
         rid = queries.parse_run_id(run)
         name = st.get_run(rid).name if rid is not None else ""
-        return _details(rid), gr.update(value=name), gr.update(visible=False), gr.update(visible=False), ""
+        return studio.details(rid), gr.update(value=name), gr.update(visible=False), gr.update(visible=False), ""
 
     @friendly
     def pick_row(rows: Any, current: list[Any] | None, evt: gr.SelectData):
@@ -150,36 +129,26 @@ def build(ctx: AppContext) -> SimpleNamespace:
     @friendly
     def rename_run(run: Any, name: str):
         rid = require_run_id(run)
-        r = st.rename_run(rid, name)
-        return f"Renamed run #{rid} to **{views.esc(r.name)}**.", _details(rid)
-
-    def _may_delete(r: Any) -> None:
-        why = ctx.settings.delete_refusal(r.experiment)
-        if why:
-            raise gr.Error(f"Run #{r.id}: {why}.")
+        r = studio.rename(rid, name)
+        return f"Renamed run #{rid} to **{views.esc(r.name)}**.", studio.details(rid)
 
     @friendly
     def ask_delete(run: Any):
-        rid = require_run_id(run)
-        r = st.get_run(rid)
-        _may_delete(r)
-        if r.status == "RUNNING":
-            raise gr.Error(f"Run #{rid} is running: stop it first (Train tab), then delete it.")
+        r = studio.deletable(require_run_id(run))
         where = f" and its folder {code(r.output_dir)}" if r.output_dir else ""
         return (gr.update(visible=True),
-                f"⚠ Delete run **#{rid} {views.esc(r.name)}**{where} (checkpoints, adapter, log)? This cannot be undone.")
+                f"⚠ Delete run **#{r.id} {views.esc(r.name)}**{where} (checkpoints, adapter, log)? This cannot be undone.")
 
     @friendly
     def delete_run(run: Any, status: str, method: str, model: str, search: str, current: list[Any] | None,
                    show_gallery: bool = True):
         rid = require_run_id(run)
-        _may_delete(st.get_run(rid))
-        removed = st.delete_run(rid, delete_files=True)
+        removed = studio.delete(rid)
         msg = f"Deleted run #{rid}" + (f" and {len(removed)} path(s) on disk." if removed else ".")
         rows, ch_upd, cmp_upd = list_runs(status, method, model, search, [c for c in current or [] if c != rid],
                                           show_gallery)
         return (msg, gr.update(visible=False), rows, gr.update(choices=ch_upd["choices"], value=None), cmp_upd,
-                _details(None))
+                studio.details(None))
 
     @friendly
     def download_adapter(run: Any):

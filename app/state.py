@@ -1,23 +1,24 @@
-"""What the app holds in memory: a bounded cache of loaded models/adapters and the bounded-concurrency
-queue that inspection generation goes through. Everything else (runs, metrics, logs) lives in storage,
-so a page refresh or a second tab sees the same state.
+"""The app's in-memory building blocks: a bounded cache (models, adapters, shapes) and the
+bounded-concurrency queue that inspection generation goes through, both owned by the studio service
+(``studio.Studio``). Everything else (runs, metrics, logs) lives in storage, so a page refresh or a
+second tab sees the same state.
 
-``AppContext`` is the one object handed to ``build_app``; there is no module-level mutable state.
+``AppContext`` is the one object handed to ``build_app``: the settings and the service; there is no
+module-level mutable state.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .studio import Studio
 
 T = TypeVar("T")
 
@@ -118,62 +119,18 @@ def gpu_wrap(fn: Callable[..., T], duration: int = 120) -> Callable[..., T]:
 
 @dataclass
 class AppContext:
-    """Settings + storage + caches: everything the event handlers need."""
+    """What ``build_app`` and the tabs get: the serving settings (what the page shows and allows) and the
+    studio service, which owns storage, the job manager and the caches (``storage`` and ``queue`` read
+    through to the service's)."""
 
     settings: Settings
-    storage: Any  # storage.Storage
-    queue: Any = None  # storage job queue / supervisor (started by launch, stopped on exit)
-    base_models: LRUCache = field(default_factory=lambda: LRUCache(2))
-    adapters: LRUCache = field(default_factory=lambda: LRUCache(3))
-    shapes: LRUCache = field(default_factory=lambda: LRUCache(16))
-    inspect_queue: InspectQueue = field(default_factory=lambda: InspectQueue(1))
-    started_at: float = field(default_factory=time.time)
-    # Files built for the browser to download (adapter zips, saved configs): a private folder (mode 0700,
-    # unpredictable name) of this studio only, so no planted link redirects a write and no other
-    # studio's files are cleaned up; removed by close_context.
-    scratch: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ptmoe-studio-")))
-
-    @classmethod
-    def create(cls, settings: Settings, storage: Any, queue: Any = None) -> AppContext:
-        return cls(
-            settings=settings,
-            storage=storage,
-            queue=queue,
-            base_models=LRUCache(settings.model_cache_size),
-            adapters=LRUCache(settings.model_cache_size + 1),
-            inspect_queue=InspectQueue(settings.inspect_concurrency),
-        )
-
-    def base_model(self, name: str) -> Any:
-        """The frozen base model ``name`` on the inspection device, loaded once (LRU cache)."""
-        device = self.settings.device
-
-        def load() -> Any:
-            from ptmoe_core.config import ModelConfig
-            from ptmoe_core.models import load_base_model
-
-            return load_base_model(ModelConfig(name=name, device=device))
-
-        return self.base_models.get_or_load((name, device), load)
-
-    def scratch_dir(self, max_age_s: float = 3600.0) -> Path:
-        """A new empty folder in ``scratch`` for one download (two at once never share a file); folders
-        older than ``max_age_s`` go first (downloads are one-off: Gradio has copied them to its cache)."""
-        self.scratch.mkdir(mode=0o700, exist_ok=True)
-        now = time.time()
-        for old in self.scratch.iterdir():
-            if now - old.lstat().st_mtime <= max_age_s:
-                continue
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink(missing_ok=True)
-        return Path(tempfile.mkdtemp(dir=self.scratch))
+    studio: Studio
 
     @property
-    def runs_dir(self) -> Path:
-        return Path(self.storage.runs_dir)
+    def storage(self) -> Any:
+        return self.studio.storage
 
     @property
-    def data_dir(self) -> Path:
-        return self.settings.data_dir
+    def queue(self) -> Any:
+        """The job manager (``Studio.jobs``)."""
+        return self.studio.jobs

@@ -1,39 +1,50 @@
 """The studio as a service, without Gradio: what the tabs (and tests, and scripts) call.
 
-``Studio(ctx)`` works on the ``AppContext`` it is given (settings, storage, the job manager, the
-model caches and the inspection queue) and returns plain values; the tabs only turn form widgets into
-arguments and results into widget updates. One path per operation: a run is launched through the job
-manager's ``submit`` and stopped through its ``cancel``, whoever asks.
+``Studio(settings, storage, jobs)`` owns what the studio holds besides its database: the job manager
+(``jobs``), the caches of base models, adapters and model shapes, the bounded inspection queue and a
+private scratch folder for downloads. Its methods take plain values and return plain values (or raise
+``ValueError`` / the engine's and storage's errors, one line naming the problem); the tabs only turn
+form widgets into arguments and results into widget updates. One path per operation: a run is
+launched through the job manager's ``submit`` and stopped through its ``cancel``, whoever asks.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ptmoe_core.config import RunConfig
+from storage import continuation
 
 from . import data_sources as ds
-from . import floors, forms, queries
+from . import floors, forms, queries, views
+from .escaping import code
 from .inspection import InspectResult, rows_from_records, run_inspection, typed_examples
-from .state import AppContext, gpu_wrap
+from .limits import limit_errors
+from .settings import Settings
+from .state import InspectQueue, LRUCache, gpu_wrap
 
 FINAL = "final"  # the final adapter, as opposed to a checkpoint's step
 TYPED, DRAWN, STORED = "typed", "drawn", "stored"  # where Inspect's inputs come from
+MAX_CHANGES_CHARS = 2000  # the changes typed when continuing or copying a run
 
 
 @dataclass
 class Checked:
-    """A Train form checked: the config (None when a field is wrong), per-field messages, and the base
-    model's shape for the parameter counts (with a note when it could not be read)."""
+    """A Train form checked: the config (None when a field is wrong), per-field messages, the base
+    model's shape for the parameter counts (with a note when it could not be read), and the config the
+    counts are of (the config, or, when only a field outside the method is wrong, the form's as typed)."""
 
     cfg: RunConfig | None
     errors: dict[str, str] = field(default_factory=dict)
     shape: Any = None
     note: str = ""
+    counted: RunConfig | None = None
 
 
 @dataclass
@@ -91,54 +102,123 @@ class InspectRequest:
 
 
 class Studio:
-    def __init__(self, ctx: AppContext):
-        if ctx.queue is None:
+    def __init__(self, settings: Settings, storage: Any, jobs: Any):
+        if jobs is None:
             raise ValueError("the studio needs a job manager (create_context makes one)")
-        self.ctx = ctx
+        self.settings = settings
+        self.storage = storage  # storage.Storage
+        self.jobs = jobs  # storage.JobManager: runs are queued, stopped and supervised here
+        self.base_models = LRUCache(settings.model_cache_size)
+        self.adapters = LRUCache(settings.model_cache_size + 1)
+        self.shapes = LRUCache(16)  # model name -> (ModelShape or None, note, when read)
+        self.inspect_queue = InspectQueue(settings.inspect_concurrency)
+        # Files built for the browser to download (adapter zips, bundles, saved configs): a private folder
+        # (mode 0700, unpredictable name) of this studio only, so no planted link redirects a write and no
+        # other studio's files are cleaned up; removed by ``close``.
+        self.scratch = Path(tempfile.mkdtemp(prefix="ptmoe-studio-"))
 
     @property
-    def storage(self) -> Any:
-        return self.ctx.storage
+    def runs_dir(self) -> Path:
+        return Path(self.storage.runs_dir)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir
+
+    def close(self) -> None:
+        """Stop supervising (running jobs keep running; the next start reconnects to them), close the
+        database and remove the scratch folder."""
+        self.jobs.stop()
+        self.storage.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    # ---- caches ------------------------------------------------------------------------------
+
+    def base_model(self, name: str) -> Any:
+        """The frozen base model ``name`` on the inspection device, loaded once (LRU cache)."""
+        device = self.settings.device
+
+        def load() -> Any:
+            from ptmoe_core.config import ModelConfig
+            from ptmoe_core.models import load_base_model
+
+            return load_base_model(ModelConfig(name=name, device=device))
+
+        return self.base_models.get_or_load((name, device), load)
+
+    def model_shape(self, name: str) -> tuple[Any, str]:
+        """(ModelShape or None, a note when None) of base model ``name``, cached per name; a failure is
+        retried after ``data_sources.SHAPE_RETRY_S``."""
+        name = (name or "").strip()
+        if not name:
+            return None, "name a base model"
+        hit = self.shapes.get(name)
+        if hit is not None and (hit[0] is not None or time.time() - hit[2] < ds.SHAPE_RETRY_S):
+            return hit[0], hit[1]
+        shape, note = ds.load_shape(name, self.data_dir)
+        self.shapes.put(name, (shape, note, time.time()))
+        return shape, note
+
+    def scratch_dir(self, max_age_s: float = 3600.0) -> Path:
+        """A new empty folder in ``scratch`` for one download (two at once never share a file); folders
+        older than ``max_age_s`` go first (downloads are one-off: Gradio has copied them to its cache)."""
+        self.scratch.mkdir(mode=0o700, exist_ok=True)
+        now = time.time()
+        for old in self.scratch.iterdir():
+            if now - old.lstat().st_mtime <= max_age_s:
+                continue
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+        return Path(tempfile.mkdtemp(dir=self.scratch))
 
     # ---- launch and stop ---------------------------------------------------------------------
 
     def check(self, values: dict[str, Any]) -> Checked:
         """Validate Train-form ``values`` (``forms.KEYS``): the config, the data specs against the data
         folder and the base model (its shape, for the parameter counts)."""
-        cfg, errors = forms.check(values, limits=self.ctx.settings.limits,
-                                  spec_check=lambda spec: ds.spec_problem(spec, self.ctx.data_dir,
-                                                                                 self.ctx.settings.limits))
+        cfg, errors = forms.check(values, limits=self.settings.limits,
+                                  spec_check=lambda spec: ds.spec_problem(spec, self.data_dir,
+                                                                                 self.settings.limits))
         shape, note = None, ""
         if cfg is not None or "model" not in errors:
-            shape, note = ds.model_shape(self.ctx, str(values.get("model") or ""))
+            shape, note = self.model_shape(str(values.get("model") or ""))
             if shape is None and note:
                 errors.setdefault("model", note)
                 cfg = None if errors else cfg
-        return Checked(cfg, errors, shape, note)
+        counted = cfg
+        if counted is None and not any(k in errors for k in ("method", *forms.METHOD_KEYS)):
+            try:  # counts still make sense when only e.g. the data is wrong
+                counted = forms.config_from_values(values)
+                counted.method.validate()
+            except Exception:
+                counted = None
+        return Checked(cfg, errors, shape, note, counted)
 
     def launch(self, values: dict[str, Any]) -> Launched:
         """Check ``values`` and queue the run (data specs and model resolved against the data folder);
         a full demo queue is reported on the name field."""
         checked = self.check(values)
-        full = queries.queue_full(self.storage, self.ctx.settings.limits) if not checked.errors else None
+        full = queries.queue_full(self.storage, self.settings.limits) if not checked.errors else None
         if full:
             checked.errors["name"] = full
         cfg = checked.cfg
         if checked.errors or cfg is None:
             return Launched(None, checked)
-        return Launched(self.ctx.queue.submit(self.resolve(cfg)), checked)
+        return Launched(self.jobs.submit(self.resolve(cfg)), checked)
 
     def resolve(self, cfg: RunConfig) -> RunConfig:
         """``cfg`` with its data specs and model name as the job will read them (files inside the data
         folder): what launch queues, and a sweep's base."""
-        cfg.data.train = [ds.resolve_spec(s, self.ctx.data_dir) for s in cfg.data.train]
-        cfg.data.eval = [ds.resolve_spec(s, self.ctx.data_dir) for s in cfg.data.eval]
-        cfg.model.name = ds.resolve_model(cfg.model.name, self.ctx.data_dir)
+        cfg.data.train = [ds.resolve_spec(s, self.data_dir) for s in cfg.data.train]
+        cfg.data.eval = [ds.resolve_spec(s, self.data_dir) for s in cfg.data.eval]
+        cfg.model.name = ds.resolve_model(cfg.model.name, self.data_dir)
         return cfg
 
     def stop(self, run_id: int) -> Any:
         """Ask run ``run_id`` to stop (it saves a checkpoint at the end of its step); its ``RunInfo``."""
-        return self.ctx.queue.cancel(run_id)
+        return self.jobs.cancel(run_id)
 
     # ---- a run's live view ------------------------------------------------------------------
 
@@ -188,7 +268,7 @@ class Studio:
 
         cfg = RunConfig.from_dict(run.config)
         # Stored specs (an imported bundle's, any run's) pass the typed-spec rule before any data is read.
-        ds.check_stored_specs(cfg, self.ctx.data_dir, self.ctx.settings.limits, "the run's config")
+        ds.check_stored_specs(cfg, self.data_dir, self.settings.limits, "the run's config")
         sets = run_eval_sets(cfg.data, capped=False)
         if not sets:
             raise ValueError("this run has no evaluation sets")
@@ -228,11 +308,11 @@ class Studio:
         from ptmoe_core.api import load
 
         p = Path(path)
-        if not ds.inside(p, self.ctx.runs_dir):
-            raise ValueError(f"{p} is outside the runs folder {self.ctx.runs_dir}; the studio does not read it")
+        if not ds.inside(p, self.runs_dir):
+            raise ValueError(f"{p} is outside the runs folder {self.runs_dir}; the studio does not read it")
         stamp = (p / WEIGHTS_NAME).stat().st_mtime if (p / WEIGHTS_NAME).exists() else 0
-        return self.ctx.adapters.get_or_load((str(p.resolve()), stamp),
-                                             lambda: load(p, base=self.ctx.base_model(model_name)))
+        return self.adapters.get_or_load((str(p.resolve()), stamp),
+                                             lambda: load(p, base=self.base_model(model_name)))
 
     def stored(self, req: InspectRequest) -> InspectResult:
         """The routing the job recorded at an evaluation (no generation), with the baseline run's and
@@ -253,7 +333,7 @@ class Studio:
             if not floors.attach(rows, st.routing_records(b.id), "baseline", base_label):
                 raise ValueError(f"run #{b.id} has no stored answers to these questions (another evaluation set?)")
         if req.floor:
-            floors.attach(rows, floors.floor_of(self.ctx, r)[1].records, "floor", floors.FROZEN_LABEL)
+            floors.attach(rows, floors.floor_of(self, r)[1].records, "floor", floors.FROZEN_LABEL)
         return InspectResult(rows=rows, n_experts=n_exp, method=r.method, baseline_label=base_label,
                              label=f"{self._label(r, req)} · stored evaluation at step {step}")
 
@@ -262,7 +342,7 @@ class Studio:
         queue (``progress(fraction, what)`` follows it)."""
         if req.mode == STORED:
             return self.stored(req)
-        return self.ctx.inspect_queue.run(lambda: gpu_wrap(self.generate)(req, progress))
+        return self.inspect_queue.run(lambda: gpu_wrap(self.generate)(req, progress))
 
     def generate(self, req: InspectRequest, progress: Callable[[float, str], None] | None = None) -> InspectResult:
         """Generate for the request's inputs now (callers go through ``inspect``, which queues)."""
@@ -285,9 +365,9 @@ class Studio:
             base_adapter = self.adapter(self.adapter_path(b, self.best_available(b)), b.base_model)
             base_fmt = FormatConfig.from_data_config(RunConfig.from_dict(b.config).data)
             base_label = f"#{b.id} {b.name} ({b.method})"
-        frozen = frozen_adapter(self.ctx.base_model(r.base_model)) if req.floor else None
+        frozen = frozen_adapter(self.base_model(r.base_model)) if req.floor else None
         return run_inspection(adapter, examples, FormatConfig.from_data_config(cfg.data),
-                              max_new_tokens=req.max_new_tokens, batch_size=self.ctx.settings.inspect_batch_size,
+                              max_new_tokens=req.max_new_tokens, batch_size=self.settings.inspect_batch_size,
                               forced=req.forced, baseline=base_adapter, baseline_fmt=base_fmt,
                               baseline_label=base_label, floor=frozen, label=self._label(r, req), progress=progress)
 
@@ -300,7 +380,7 @@ class Studio:
     def compare(self, run_ids: list[int], floor: bool = False) -> Comparison:
         st = self.storage
         runs = [st.get_run(i) for i in run_ids]
-        extra = floors.floor_rows(self.ctx, runs) if floor else []
+        extra = floors.floor_rows(self, runs) if floor else []
         header, body = queries.scores_table(st, run_ids, extra)
         losses, evals = {}, {}
         for r in runs:
@@ -312,6 +392,143 @@ class Studio:
                 evals[label] = (hist["eval/macro/f1"].steps, hist["eval/macro/f1"].values)
         return Comparison(header, body, losses, evals)
 
+    # ---- one run: details, rename, delete ----------------------------------------------------
+
+    def details(self, run_id: int | None) -> str:
+        """Run ``run_id`` in a few Markdown lines (status, method, model, data, progress, adapter,
+        continuations, where it came from, its error); what it quotes of users is escaped."""
+        if run_id is None:
+            return "_No run selected._"
+        st = self.storage
+        r = st.get_run(run_id)
+        lines = [f"{views.status_badge(str(r.status))} **#{r.id} {views.esc(r.name)}** · {r.method} on "
+                 f"{code(r.base_model)} · data {code(', '.join(r.data_specs))}",
+                 f"step {r.step}/{r.total_steps or '?'} · duration {views.fmt_duration(r.duration_s(time.time()))}"
+                 + (f" · {r.trainable_params:,} trainable parameters" if r.trainable_params else "")]
+        if r.adapter_path:
+            lines.append(f"adapter: {code(r.adapter_path)}")
+        note = continued_note(st.params(run_id))
+        if note:
+            lines.append(note)
+        if r.reason == "imported":
+            lines.append(f"imported from a run bundle (experiment “{views.esc(r.experiment)}”)")
+        if r.error_message:
+            lines.append(f"**{'Stopped' if r.status == 'KILLED' else 'Error'}:** {views.esc(r.error_message)}")
+        return "\n\n".join(lines)
+
+    def rename(self, run_id: int, name: str) -> Any:
+        """Give run ``run_id`` a new name (storage refuses an empty one or one over 200 characters); its
+        ``RunInfo``."""
+        return self.storage.rename_run(run_id, name)
+
+    def deletable(self, run_id: int) -> Any:
+        """Run ``run_id``'s ``RunInfo`` when it may be deleted here, else ``ValueError`` saying why: in demo
+        mode nobody without a login deletes (visitors share the runs) and gallery runs are never deleted
+        (``Settings.delete_refusal``); a running run is stopped first."""
+        r = self.storage.get_run(run_id)
+        why = self.settings.delete_refusal(r.experiment)
+        if why:
+            raise ValueError(f"Run #{r.id}: {why}.")
+        if r.status == "RUNNING":
+            raise ValueError(f"Run #{r.id} is running: stop it first (Train tab), then delete it.")
+        return r
+
+    def delete(self, run_id: int) -> list[str]:
+        """Delete run ``run_id`` with its folder (checkpoints, adapter, log) when ``deletable``; the paths
+        removed from disk."""
+        self.deletable(run_id)
+        return self.storage.delete_run(run_id, delete_files=True)
+
+    # ---- continue a run, or copy it to a new one ----------------------------------------------
+
+    def over_limits(self, cfg: RunConfig) -> str | None:
+        """Why a shared studio (demo mode) does not queue ``cfg`` (a value over its limits, a full
+        queue), or None."""
+        lim = self.settings.limits
+        errors = limit_errors(cfg, lim) if lim is not None else {}
+        return next(iter(errors.values()), None) or queries.queue_full(self.storage, lim)
+
+    def continue_run(self, run_id: int, more_steps: Any, changes: str | None) -> tuple[int, Any]:
+        """Re-queue run ``run_id`` (the same run) from its last checkpoint for ``more_steps`` more, with the
+        ``changes`` resuming allows (``KEY=VALUE``, see ``parse_changes``): (the step it goes on from, its
+        ``RunInfo``). Raises, one line, on what the engine, the lifecycle or the limits refuse."""
+        from ptmoe_core.resume import continue_config
+
+        st = self.storage
+        more = int(more_steps or 0)
+        start = continuation.continue_point(st, run_id)
+        cfg = continue_config(RunConfig.from_dict(st.get_run(run_id).config), start, more, parse_changes(changes))
+        limit = self.over_limits(cfg)
+        if limit:
+            raise ValueError(limit)
+        return start, continuation.continue_run(st, run_id, cfg, start)
+
+    def copy_run(self, run_id: int, changes: str | None) -> tuple[int, RunConfig]:
+        """Queue a new run (trained from scratch, same experiment) with run ``run_id``'s configuration and
+        any ``changes``: (its id, its config)."""
+        from ptmoe_core.cli import _apply_overrides
+
+        r = self.storage.get_run(run_id)
+        cfg = RunConfig.from_dict(_apply_overrides(r.config, parse_changes(changes))).validate()
+        cfg.name = f"{r.name} (copy)" if cfg.name == r.name else cfg.name
+        limit = self.over_limits(cfg)
+        if limit:
+            raise ValueError(limit)
+        return self.jobs.submit(cfg, experiment=r.experiment), cfg
+
+    # ---- the Train form's configuration: save, load, copy from a run --------------------------
+
+    def save_config(self, values: Mapping[str, Any]) -> Path:
+        """The Train form's ``values`` as a YAML configuration file in a fresh scratch folder (not
+        validated: a half-filled form can be saved too; a malformed value raises naming its field)."""
+        cfg = forms.config_from_values(values)
+        out = self.scratch_dir() / f"{safe_name(cfg.name, 60)}.yaml"
+        out.write_text(forms.config_yaml(cfg), encoding="utf-8")
+        return out
+
+    def load_config(self, path: str | Path) -> dict[str, Any]:
+        """Train-form values (``forms.KEYS``) from a YAML / JSON configuration file; a malformed, empty,
+        oversized or invalid file raises ``ConfigError`` naming the problem."""
+        return forms.values_from_config(RunConfig.from_file(path))
+
+    def run_values(self, run_id: int) -> tuple[Any, dict[str, Any]]:
+        """(``RunInfo``, Train-form values) of run ``run_id``'s configuration, named ``NAME-copy``."""
+        r = self.storage.get_run(run_id)
+        values = forms.values_from_config(r.config)
+        values["name"] = f"{r.name}-copy"
+        return r, values
+
+    # ---- data sources: uploads, the data folder, previews --------------------------------------
+
+    def data_files(self) -> list[str]:
+        """Data files in the data folder, relative to it."""
+        return ds.list_data_files(self.data_dir)
+
+    def upload(self, path: str | Path, fmt: str) -> tuple[str, Path]:
+        """Keep an uploaded file in the data folder's uploads/ (size, emptiness and total checked; old ones
+        pruned in demo mode): (its data spec in format ``fmt``, its path relative to the data folder)."""
+        s = self.settings
+        saved = ds.save_upload(path, s.upload_dir, s.max_upload_mb, s.upload_ttl_h, s.max_uploads_mb)
+        rel = saved.relative_to(self.data_dir)
+        return ds.file_spec(fmt, rel), rel
+
+    def folder_spec(self, rel: str, fmt: str) -> str:
+        """The data spec of file ``rel`` of the data folder (``ValueError`` for anything outside it)."""
+        return ds.file_spec(fmt, ds.data_file(self.data_dir, rel))
+
+    def preview(self, specs: str, n: int) -> tuple[list[list[Any]], str]:
+        """The first ``n`` rows of each comma-separated data spec (``data_sources.PREVIEW_COLUMNS``) and a
+        note; every spec passes the studio's spec rule first, and no more of a file is read than could be
+        uploaded."""
+        items = [x.strip() for x in (specs or "").split(",") if x.strip()]
+        if not items:
+            raise ValueError("Choose the data first.")
+        for spec in items:
+            why = ds.spec_problem(spec, self.data_dir, self.settings.limits)
+            if why:
+                raise ValueError(f"{spec}: {why}")
+        return ds.preview_rows(items, n, self.data_dir, max_bytes=self.settings.max_data_bytes)
+
     # ---- export and import -------------------------------------------------------------------
 
     def adapter_zip(self, run_id: int) -> Path:
@@ -321,9 +538,9 @@ class Studio:
         r = self.storage.get_run(run_id)
         if not r.adapter_path or not Path(r.adapter_path).is_dir():
             raise ValueError(f"Run #{run_id} has no adapter yet (status {r.status}).")
-        if not ds.inside(r.adapter_path, self.ctx.runs_dir):
+        if not ds.inside(r.adapter_path, self.runs_dir):
             raise ValueError(f"The adapter of run #{run_id} lies outside the runs folder; not serving it.")
-        stem = self.ctx.scratch_dir() / f"run{run_id}-{safe_name(r.name)}-adapter"
+        stem = self.scratch_dir() / f"run{run_id}-{safe_name(r.name)}-adapter"
         return Path(shutil.make_archive(str(stem), "zip", root_dir=r.adapter_path))
 
     def export(self, run_id: int) -> Path:
@@ -332,7 +549,7 @@ class Studio:
         from storage.bundles import export_run
 
         r = self.storage.get_run(run_id)
-        return export_run(self.storage, run_id, self.ctx.scratch_dir() / f"run{run_id}-{safe_name(r.name)}{SUFFIX}")
+        return export_run(self.storage, run_id, self.scratch_dir() / f"run{run_id}-{safe_name(r.name)}{SUFFIX}")
 
     def import_bundle(self, path: str | Path) -> Any:
         """Add the run of the bundle file ``path`` (``storage.bundles.Imported``: a bundle already here
@@ -340,6 +557,28 @@ class Studio:
         from storage.bundles import import_bundle
 
         return import_bundle(self.storage, Path(path))
+
+
+def parse_changes(text: str | None) -> list[str]:
+    """``train.eval_every=10, train.save_every=5`` (commas or new lines) as ``KEY=VALUE`` items."""
+    text = (text or "").strip()
+    if len(text) > MAX_CHANGES_CHARS:
+        raise ValueError(f"changes are limited to {MAX_CHANGES_CHARS} characters")
+    items = [x.strip() for line in text.splitlines() for x in line.split(",") if x.strip()]
+    bad = [x for x in items if "=" not in x]
+    if bad:
+        raise ValueError(f"expected KEY=VALUE (e.g. train.eval_every=10), got {bad[0]!r}")
+    return items
+
+
+def continued_note(params: Mapping[str, str]) -> str:
+    """What a run's record says about its continuations ('' if none)."""
+    n = continuation.continuation_count(params)
+    if not n:
+        return ""
+    steps = ", ".join(f"from step {params.get(f'continued.{i}.from_step', '?')} to {params.get(f'continued.{i}.steps', '?')}"
+                      for i in range(1, n + 1))
+    return f"continued {n} time{'s' if n > 1 else ''}: {steps}"
 
 
 def safe_name(name: str, limit: int = 40) -> str:

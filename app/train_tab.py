@@ -24,7 +24,6 @@ from . import forms, plots, queries, run_actions, sweep_view, views
 from .config_view import config_html
 from .escaping import code, esc
 from .state import AppContext
-from .studio import Studio, safe_name
 from .ui import friendly, message, require_run_id
 from .ui import log as logger
 
@@ -48,7 +47,7 @@ def _option_widget(o: Option, value: Any, info: str) -> Any:
 
 def build(ctx: AppContext) -> SimpleNamespace:
     st, settings = ctx.storage, ctx.settings
-    studio = Studio(ctx)
+    studio = ctx.studio
     d = forms.default_values(settings.model, settings.demo, settings.gpu)
     H = forms.HELP
     comp: dict[str, Any] = {}
@@ -81,8 +80,8 @@ def build(ctx: AppContext) -> SimpleNamespace:
                                              info=ds.FORMAT_HELP)
                 with gr.Group(visible=False) as g_folder:
                     with gr.Row():
-                        folder_file = gr.Dropdown(ds.list_data_files(ctx.data_dir), value=None, allow_custom_value=True,
-                                                  label=f"File in the data folder ({ctx.data_dir})", scale=4,
+                        folder_file = gr.Dropdown(studio.data_files(), value=None, allow_custom_value=True,
+                                                  label=f"File in the data folder ({studio.data_dir})", scale=4,
                                                   elem_id="pt-folder-file")
                         folder_refresh = gr.Button("↻", scale=0, min_width=50)
                     folder_fmt = gr.Dropdown(ds.FILE_FORMATS, value=ds.FILE_FORMATS[0][1], label="Format",
@@ -257,14 +256,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
             cmd = forms.cli_command(shown)
         except Exception as e:  # a malformed value: the field message says which
             cmd = f"# {message(e)}"
-        pcfg = cfg
-        if pcfg is None and not any(k in errors for k in ("method", *forms.METHOD_KEYS)):
-            try:  # counts still make sense when only e.g. the data is wrong
-                pcfg = forms.config_from_values(values)
-                pcfg.method.validate()
-            except Exception:
-                pcfg = None
-        return [*_field_updates(errors), forms.params_html(pcfg, shape, note), cmd, summary, *_open_for(errors)]
+        return [*_field_updates(errors), forms.params_html(c.counted, shape, note), cmd, summary, *_open_for(errors)]
 
     def _open_for(errors: dict[str, str]) -> list[Any]:
         """Open a folded section when one of its fields is at fault, so the reason is seen."""
@@ -365,25 +357,18 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
     @friendly
     def save_config(*args: Any):
-        values = forms.as_values(args)
-        cfg = forms.config_from_values(values)
-        out = ctx.scratch_dir() / f"{safe_name(cfg.name, 60)}.yaml"
-        out.write_text(forms.config_yaml(cfg), encoding="utf-8")
-        return gr.update(value=str(out), visible=True)
+        return gr.update(value=str(studio.save_config(forms.as_values(args))), visible=True)
 
     @friendly
     def load_config(path: str | None):
         if not path:
             return [gr.skip()] * len(forms.KEYS) + ["Choose a .yaml or .json file."]
-        cfg = RunConfig.from_file(path)
-        return [*forms.values_list(forms.values_from_config(cfg)), f"Loaded **{views.esc(Path(path).name)}**."]
+        return [*forms.values_list(studio.load_config(path)), f"Loaded **{views.esc(Path(path).name)}**."]
 
     @friendly
     def copy_from_run(run: Any):
         rid = require_run_id(run, "Pick a run to copy from.")
-        r = st.get_run(rid)
-        values = forms.values_from_config(r.config)
-        values["name"] = f"{r.name}-copy"
+        r, values = studio.run_values(rid)
         return [*forms.values_list(values), f"Copied the settings of run **#{rid} {views.esc(r.name)}**."]
 
     def source_visibility(src: str):
@@ -398,16 +383,14 @@ def build(ctx: AppContext) -> SimpleNamespace:
     def specs_from_upload(path: str | None, fmt: str):
         if not path:
             return gr.skip(), gr.skip(), ""
-        saved = ds.save_upload(path, ctx.settings.upload_dir, ctx.settings.max_upload_mb, ctx.settings.upload_ttl_h,
-                               ctx.settings.max_uploads_mb)
-        spec = ds.file_spec(fmt, saved.relative_to(ctx.data_dir))
-        return spec, "", f"Saved the upload as {code(saved.relative_to(ctx.data_dir))} in the data folder."
+        spec, rel = studio.upload(path, fmt)
+        return spec, "", f"Saved the upload as {code(rel)} in the data folder."
 
     @friendly
     def specs_from_folder(rel: str | None, fmt: str):
         if not rel:
             return gr.skip(), gr.skip()
-        return ds.file_spec(fmt, ds.data_file(ctx.data_dir, rel)), ""
+        return studio.folder_spec(rel, fmt), ""
 
     @friendly
     def specs_from_hub(name: str):
@@ -417,15 +400,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
     @friendly
     def preview(specs: str, n: float):
-        items = [s.strip() for s in (specs or "").split(",") if s.strip()]
-        if not items:
-            raise gr.Error("Choose the data first.")
-        for s in items:
-            why = ds.spec_problem(s, ctx.data_dir, settings.limits)
-            if why:
-                raise gr.Error(esc(f"{s}: {why}"))
-        rows, note = ds.preview_rows(items, int(n or 8), ctx.data_dir, max_bytes=settings.max_data_bytes)
-        return rows, note
+        return studio.preview(specs, int(n or 8))
 
     # ================================ wiring ================================
     trig = [c.change for c in fields]
@@ -451,7 +426,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
     load_file.upload(load_config, [load_file], [*fields, check_md], api_name="load_config")
     copy_btn.click(copy_from_run, [copy_run], [*fields, check_md], api_name="copy_from_run")
     def folder_choices():
-        return gr.update(choices=ds.list_data_files(ctx.data_dir))
+        return gr.update(choices=studio.data_files())
 
     # The folder list is read when the folder source is opened and after each upload, so a file
     # copied in meanwhile (or just uploaded) is there without pressing ↻.

@@ -106,7 +106,7 @@ def test_check_config_reports_field_and_params(client, srv):
 
 
 def test_data_sources(client, srv):
-    data = srv.ctx.data_dir
+    data = srv.ctx.studio.data_dir
     train, ev = call(client, "/builtin_specs", ["arith", "dates"], True)
     assert train == "builtin:arith, builtin:dates" and "builtin:arith-ood" in ev
     (data / "mine").mkdir(parents=True, exist_ok=True)
@@ -214,7 +214,7 @@ def test_inspect_eval_sets_checkpoint_and_stored(client, srv):
     out = call(client, "/inspect", 1, "final", "The run's stored evaluation", "", "", "text", "all evaluation sets",
                2, 0, "4", False, 1, 4, True)
     assert "Baseline: #1" in out[1] and "Frozen model (no adapter)" in out[1] and out[1].count('<tr data-row="') == 12
-    assert len(list((srv.ctx.runs_dir / "floors").glob("*.json"))) == 1
+    assert len(list((srv.ctx.studio.runs_dir / "floors").glob("*.json"))) == 1
     # Typed inputs through the frozen model as well.
     out = call(client, "/inspect", 1, "final", "Type inputs", "What is 2 plus 2? => 4", "", "number",
                "all evaluation sets", 2, 0, None, False, None, 4, True)
@@ -293,7 +293,7 @@ def test_stop_and_delete(client, srv):
 
 
 def test_a_failing_job_explains_itself(client, srv):
-    (srv.ctx.data_dir / "broken.jsonl").write_text('{"title": "no question or answer here"}\n' * 5)
+    (srv.ctx.studio.data_dir / "broken.jsonl").write_text('{"title": "no question or answer here"}\n' * 5)
     out = call(client, "/launch", *forms.values_list(tiny_values(name="broken", train_specs="jsonl:broken.jsonl")))
     run_id = out[N + 1]["value"]
     html = wait_status(client, run_id, {"FAILED"}, timeout=120)

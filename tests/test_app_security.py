@@ -30,7 +30,7 @@ def test_login_required(srv):
 def test_no_file_access_outside_the_cache(srv):
     s = httpx.Client(base_url=srv.url, timeout=10)
     assert s.post("/login", data={"username": "ann", "password": "s3cret"}).status_code in (200, 302, 303)
-    secret = srv.ctx.data_dir / "private.jsonl"
+    secret = srv.ctx.studio.data_dir / "private.jsonl"
     secret.write_text('{"question": "q", "answer": "a"}\n')
     for path in ("/etc/passwd", str(srv.ctx.storage.runs_dir / "studio.db"), str(secret)):
         r = s.get(f"/gradio_api/file={path}")

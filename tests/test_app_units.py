@@ -397,14 +397,14 @@ def test_model_shapes_and_local_model_folders(tmp_path):
     for d in (inside, outside):
         d.mkdir(parents=True)
         tiny_config(100).save_pretrained(d)
-    shape, note = ds._load_shape("tiny-random", data)
+    shape, note = ds.load_shape("tiny-random", data)
     assert (shape.hidden, shape.layers, note) == (64, 2, "")
-    shape, note = ds._load_shape("models/mini", data)
+    shape, note = ds.load_shape("models/mini", data)
     assert shape is not None and shape.hidden == 64
     assert ds.resolve_model("models/mini", data) == str(inside.resolve())
-    shape, note = ds._load_shape(str(outside), data)
+    shape, note = ds.load_shape(str(outside), data)
     assert shape is None and "inside the data folder" in note
-    shape, note = ds._load_shape("../elsewhere", data)
+    shape, note = ds.load_shape("../elsewhere", data)
     assert shape is None and "inside the data folder" in note
 
 

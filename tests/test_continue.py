@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from app.run_actions import continue_message, continued_note, copy_message, parse_changes
+from app.run_actions import continue_message, copy_message
 from app.settings import Settings
-from app.state import AppContext
+from app.studio import Studio, continued_note, parse_changes
 from ptmoe_core.config import RunConfig
 from ptmoe_core.errors import ConfigError
 from ptmoe_core.resume import continue_config
@@ -47,8 +47,8 @@ def test_only_what_the_engine_resumes_may_change():
 
 def test_a_finished_run_continues_as_the_same_run(tmp_path):
     with Storage(str(tmp_path / "studio.db")) as st:
-        ctx = AppContext(settings=Settings(), storage=st)
         jobs = JobManager(st, JobSettings(slots=1, poll_interval_s=0.1, heartbeat_interval_s=1.0))
+        studio = Studio(Settings(), st, jobs)
         jobs.start()
         try:
             rid = jobs.submit(_config("cont", 4))
@@ -56,10 +56,10 @@ def test_a_finished_run_continues_as_the_same_run(tmp_path):
             assert jobs.wait(rid, timeout=300).status is RunStatus.FINISHED
             assert jobs.wait(ref, timeout=300).status is RunStatus.FINISHED
             # refused in one line, the run left as it was
-            msg = continue_message(ctx, rid, 3, "train.lr=0.5")
+            msg = continue_message(studio, rid, 3, "train.lr=0.5")
             assert msg.startswith("✗ Not continued: continue: cannot change train.lr") and "\n" not in msg
             assert st.get_run(rid).status is RunStatus.FINISHED
-            msg = continue_message(ctx, rid, 3, "train.eval_every=2")
+            msg = continue_message(studio, rid, 3, "train.eval_every=2")
             assert msg.startswith("✓ Run #") and "from step 4 to step 7" in msg
             assert st.get_run(rid).status is RunStatus.QUEUED
             run = jobs.wait(rid, timeout=300)
@@ -79,7 +79,7 @@ def test_a_finished_run_continues_as_the_same_run(tmp_path):
         assert continued_note(params) == "continued 1 time: from step 4 to 7"
         assert st.latest_checkpoint(rid).step == 7 and Path(run.adapter_path).is_dir()
         # copy to a new run: any change, a fresh run in the same experiment
-        msg = copy_message(ctx, rid, "train.lr=0.5")
+        msg = copy_message(studio, rid, "train.lr=0.5")
         new = max(r.id for r in st.list_runs())
         assert msg.startswith(f"✓ Queued run #{new}") and new != rid
         copy = st.get_run(new)

@@ -62,7 +62,7 @@ def test_file_arguments_must_be_genuine_uploads(client, demo_srv, tmp_path_facto
         event, data = raw_call(demo_srv.url, api, *args)
         assert event == "error", (api, data)
         assert "secret question" not in data and "secret-config-name" not in data, api
-    assert not list((demo_srv.ctx.data_dir / "uploads").glob("*secret*"))
+    assert not list((demo_srv.ctx.studio.data_dir / "uploads").glob("*secret*"))
     # a genuine upload of the same file still works
     spec, _, msg = client.predict(handle_file(str(rows)), "jsonl", api_name="/upload_data")
     assert spec.startswith("jsonl:uploads/") and "data folder" in msg

@@ -101,7 +101,7 @@ def test_downloads_use_a_private_folder_that_no_planted_link_redirects(loopback)
         assert "ready" in msg
         assert victim.read_text() == "precious", "a planted link redirected the download"
         assert other.read_text() == "theirs", "another studio's file was cleaned up"
-        scratch = loopback.ctx.scratch
+        scratch = loopback.ctx.studio.scratch
         assert scratch.stat().st_mode & 0o777 == 0o700 and scratch.parent == Path(tempfile.gettempdir())
         assert list(scratch.rglob("*.zip")), "the zip is built in the studio's own folder"
     finally:

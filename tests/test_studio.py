@@ -9,7 +9,7 @@ import pytest
 
 from app import forms
 from app.main import close_context, create_context
-from app.studio import DRAWN, STORED, TYPED, InspectRequest, Studio
+from app.studio import DRAWN, STORED, TYPED, InspectRequest
 from app.testing import tiny_settings
 from storage import JobSettings
 
@@ -18,7 +18,7 @@ from storage import JobSettings
 def studio(tmp_path):
     ctx = create_context(tiny_settings(tmp_path), start_jobs=False)
     try:
-        yield Studio(ctx)
+        yield ctx.studio
     finally:
         close_context(ctx)
 
@@ -55,7 +55,7 @@ def finished(tmp_path_factory):
     """A studio with its job supervisor and one finished tiny PT-MoE run (a real job)."""
     ctx = create_context(tiny_settings(tmp_path_factory.mktemp("studio")),
                          job_settings=JobSettings(poll_interval_s=0.2, heartbeat_interval_s=1.0))
-    studio = Studio(ctx)
+    studio = ctx.studio
     try:
         rid = studio.launch(tiny_values(save_every=1)).run_id
         info = ctx.queue.wait(rid, timeout=300)
@@ -116,7 +116,135 @@ def test_compare_export_and_import(finished, tmp_path):
     assert not again.created and again.run_id == rid  # the studio knows its own bundle
     ctx = create_context(tiny_settings(tmp_path), start_jobs=False)
     try:
-        res = Studio(ctx).import_bundle(bundle)
+        res = ctx.studio.import_bundle(bundle)
         assert res.created and ctx.storage.routing_records(res.run_id) == studio.storage.routing_records(rid)
     finally:
         close_context(ctx)
+
+
+# ---- what the tabs keep only as wiring: the context, runs, configs, data sources -----------------
+
+
+def test_the_context_holds_only_settings_and_the_studio(studio, tmp_path):
+    import dataclasses
+
+    from app.state import AppContext
+
+    assert [f.name for f in dataclasses.fields(AppContext)] == ["settings", "studio"]
+    shape, note = studio.model_shape("tiny-random")
+    assert shape.hidden == 64 and note == "" and studio.shapes.keys() == ["tiny-random"]  # the studio's cache
+    assert studio.model_shape("  ") == (None, "name a base model")
+
+
+def test_rename_refuses_empty_and_overlong_names(studio):
+    from storage.errors import StorageError
+
+    rid = studio.launch(tiny_values()).run_id
+    with pytest.raises(StorageError, match="run name must not be empty"):
+        studio.rename(rid, "   ")
+    with pytest.raises(StorageError, match="too long .201 characters, at most 200"):
+        studio.rename(rid, "x" * 201)
+    assert studio.storage.get_run(rid).name == "tiny-ptmoe"
+    assert studio.rename(rid, " <b>mine</b> ").name == "<b>mine</b>"
+    details = studio.details(rid)
+    assert f"#{rid} &lt;b&gt;mine&lt;/b&gt;" in details and "<b>" not in details  # user text escaped
+    assert "step 0/2" in details and studio.details(None) == "_No run selected._"
+
+
+def _runs(studio):
+    from storage.bundles import GALLERY
+
+    cfg = forms.config_from_values(tiny_values())
+    return studio.storage.submit(cfg, experiment=GALLERY), studio.storage.submit(cfg)
+
+
+def test_delete_keeps_the_demo_rules(tmp_path):
+    from storage import RunStatus
+
+    ctx = create_context(tiny_settings(tmp_path / "open", demo=True), start_jobs=False)
+    try:  # a shared demo without a login: nobody deletes
+        gallery, mine = _runs(ctx.studio)
+        with pytest.raises(ValueError, match=f"Run #{mine}: runs cannot be deleted in this shared demo"):
+            ctx.studio.delete(mine)
+        assert {r.id for r in ctx.storage.list_runs()} == {gallery, mine}
+    finally:
+        close_context(ctx)
+    ctx = create_context(tiny_settings(tmp_path / "login", demo=True, auth=(("u", "pw"),)), start_jobs=False)
+    try:  # a demo with a login: its users delete their runs, never the gallery's
+        studio = ctx.studio
+        gallery, mine = _runs(studio)
+        with pytest.raises(ValueError, match=f"Run #{gallery}: gallery runs cannot be deleted in demo mode"):
+            studio.delete(gallery)
+        assert studio.storage.get_run(gallery).experiment == "gallery"
+        studio.storage.transition(mine, RunStatus.RUNNING)
+        with pytest.raises(ValueError, match=f"Run #{mine} is running: stop it first"):
+            studio.deletable(mine)
+        studio.storage.transition(mine, RunStatus.KILLED, reason="stopped")
+        assert studio.deletable(mine).id == mine
+        studio.delete(mine)
+        assert [r.id for r in studio.storage.list_runs()] == [gallery]
+    finally:
+        close_context(ctx)
+
+
+def test_copy_and_continue_keep_the_demo_limits(tmp_path):
+    ctx = create_context(tiny_settings(tmp_path, demo=True), start_jobs=False)
+    try:
+        rid = ctx.studio.launch(tiny_values()).run_id
+        with pytest.raises(ValueError, match="demo mode allows at most 300 steps"):
+            ctx.studio.copy_run(rid, "train.steps=301")
+        with pytest.raises(ValueError, match="expected KEY=VALUE"):
+            ctx.studio.copy_run(rid, "steps 3")
+        assert [r.id for r in ctx.storage.list_runs()] == [rid]  # nothing queued
+        new, cfg = ctx.studio.copy_run(rid, "train.steps=3")
+        assert cfg.name == "tiny-ptmoe (copy)" and ctx.storage.get_run(new).total_steps == 3
+    finally:
+        close_context(ctx)
+
+
+def test_config_save_and_load(studio, tmp_path):
+    from ptmoe_core.errors import ConfigError
+
+    values = tiny_values(name="saved run", steps=7)
+    path = studio.save_config(values)
+    assert path.name == "saved-run.yaml" and path.parent.parent == studio.scratch
+    loaded = studio.load_config(path)
+    assert {k: loaded[k] for k in ("name", "steps", "train_specs", "method")} == {
+        "name": "saved run", "steps": 7, "train_specs": "builtin:arith", "method": "ptmoe"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml, line 2, column 1: not valid YAML"):
+        studio.load_config(bad)
+    bad.write_text("train:\n  stepz: 3\n")
+    with pytest.raises(ConfigError, match=r"train: unknown key\(s\) \['stepz'\]"):
+        studio.load_config(bad)
+    with pytest.raises(ConfigError, match="file not found"):
+        studio.load_config(tmp_path / "missing.yaml")
+    rid = studio.launch(values).run_id
+    run, copied = studio.run_values(rid)
+    assert run.id == rid and copied["name"] == "saved run-copy" and copied["steps"] == 7
+
+
+def test_data_sources_upload_folder_and_preview(studio, tmp_path):
+    from ptmoe_core.errors import DataError
+
+    good = tmp_path / "qa.jsonl"
+    good.write_text('{"question": "2+2?", "answer": "4"}\n{"question": "3+3?", "answer": "6"}\n')
+    spec, rel = studio.upload(good, "auto")
+    assert spec == f"jsonl:{rel}" and rel.parent.name == "uploads" and (studio.data_dir / rel).is_file()
+    assert str(rel) in studio.data_files() and studio.folder_spec(str(rel), "jsonl") == spec
+    rows, note = studio.preview(spec, 1)
+    assert [r[2] for r in rows] == ["2+2?"] and "1 row" in note
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(ValueError, match="empty.jsonl is empty"):
+        studio.upload(tmp_path / "empty.jsonl", "auto")
+    nameless = studio.data_dir / "nameless.jsonl"
+    nameless.write_text('{"foo": 1, "answer": "x"}\n')
+    with pytest.raises(DataError, match="no question column .* columns found: foo, answer"):
+        studio.preview("jsonl:nameless.jsonl", 3)
+    with pytest.raises(ValueError, match="Choose the data first"):
+        studio.preview(" , ", 3)
+    with pytest.raises(ValueError, match=r"jsonl:/etc/passwd: /etc/passwd is outside the data folder"):
+        studio.preview("jsonl:/etc/passwd", 3)
+    with pytest.raises(ValueError, match="not a file in the data folder"):
+        studio.folder_spec("../qa.jsonl", "auto")
