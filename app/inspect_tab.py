@@ -8,10 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from ptmoe_core.methods import names as method_names
-
 from . import plots, queries, views
-from .escaping import code
 from .inspection import MAX_TYPED_CHARS, InspectResult, summary
 from .state import AppContext
 from .studio import DRAWN, FINAL, STORED, TYPED, InspectRequest
@@ -104,30 +101,12 @@ def build(ctx: AppContext) -> SimpleNamespace:
         if rid is None:
             return ("_Pick a finished run._", gr.update(choices=[("final adapter", FINAL)], value=FINAL),
                     gr.update(choices=[ALL_SETS], value=ALL_SETS), gr.update(choices=[], value=None), gr.update())
-        r = st.get_run(rid)
-        cks = [(f"checkpoint at step {c.step}", str(c.step)) for c in reversed(st.checkpoints(rid))
-               if c.exists and c.step is not None]  # newest first
-        ck_choices = ([("final adapter", FINAL)] if r.adapter_path else []) + cks
-        m = r.config.get("method", {})
-        routed = r.method in method_names(routed=True)
-        desc = f"**#{r.id} {views.esc(r.name)}** · {r.method}"
-        if routed:
-            desc += f" with N={m.get('n_experts')} experts, T={m.get('prompt_len')}"
-        desc += f" · base {code(r.base_model)} · data {code(', '.join(r.data_specs))}"
-        if r.trainable_params:
-            desc += f" · {r.trainable_params:,} trainable parameters"
-        if not routed:
-            desc += "\n\n_This method has no router: the table shows answers only._"
-        try:
-            names = studio.eval_set_names(r)
-        except Exception:
-            names = []
-        steps = st.routing_steps(rid)
-        max_new_run = (r.config.get("train") or {}).get("max_new_tokens")
-        return (desc, gr.update(choices=ck_choices, value=ck_choices[0][1] if ck_choices else None),
-                gr.update(choices=[ALL_SETS, *names], value=ALL_SETS),
-                gr.update(choices=[str(s) for s in steps], value=str(steps[-1]) if steps else None),
-                gr.update(value=min(64, int(max_new_run))) if max_new_run else gr.update())
+        t = studio.inspect_target(rid)
+        ck, steps = t.checkpoints, t.stored_steps
+        return (t.description, gr.update(choices=ck, value=ck[0][1] if ck else None),
+                gr.update(choices=[ALL_SETS, *t.eval_sets], value=ALL_SETS),
+                gr.update(choices=[str(x) for x in steps], value=str(steps[-1]) if steps else None),
+                gr.update(value=min(64, int(t.max_new_tokens))) if t.max_new_tokens else gr.update())
 
     def _request(run_v, ckpt_v, mode_v, text_v, context_v, answer_type_v, eval_set_v, n_v, seed_v, stored_v,
                  forced_v, baseline_v, max_new_v, floor_v=False) -> InspectRequest:
@@ -182,17 +161,11 @@ def build(ctx: AppContext) -> SimpleNamespace:
         """A first visit (gallery runs only): updates that open a gallery PT-MoE run's stored
         evaluation, the paper-settings run as the baseline and the frozen model's answers; None
         otherwise (the user has runs of their own, or no gallery)."""
-        from storage.bundles import GALLERY, gallery_roles
-
-        if any(r.experiment != GALLERY for r in st.list_runs()):
+        req = studio.first_request()
+        if req is None:
             return None
-        roles = gallery_roles(st)
-        main_id = roles.get("ptmoe-studio") or roles.get("ptmoe-paper")
-        if main_id is None:
-            return None
-        base_id = roles.get("ptmoe-paper") if main_id != roles.get("ptmoe-paper") else None
-        run_upd, base_upd = refresh_runs(main_id, base_id)
-        res = studio.stored(InspectRequest(run_id=main_id, mode=STORED, baseline_id=base_id, floor=True))
+        run_upd, base_upd = refresh_runs(req.run_id, req.baseline_id)
+        res = studio.stored(req)
         return [run_upd, base_upd, gr.update(value=MODES[2]), gr.update(value=True), *_outputs(res)]
 
     @friendly

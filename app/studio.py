@@ -101,6 +101,20 @@ class InspectRequest:
     floor: bool = False
 
 
+@dataclass
+class InspectTarget:
+    """What Inspect offers for one run: a Markdown line about it, the adapters to load (``(label, FINAL or
+    a checkpoint's step)``, the final adapter first, then checkpoints newest first), its evaluation sets'
+    names, the steps of its stored evaluations and the answer length it was trained with."""
+
+    run: Any  # RunInfo
+    description: str
+    checkpoints: list[tuple[str, str]]
+    eval_sets: list[str]
+    stored_steps: list[int]
+    max_new_tokens: int | None
+
+
 class Studio:
     def __init__(self, settings: Settings, storage: Any, jobs: Any):
         if jobs is None:
@@ -278,6 +292,49 @@ class Studio:
                 raise ValueError(f"no evaluation set {name!r}; the run has {', '.join(sets)}")
             out.extend(take(sets[name], n, seed, name).to_list())
         return out
+
+    def inspect_target(self, run_id: int) -> InspectTarget:
+        """What Inspect offers for run ``run_id`` (its name and data escaped in the description)."""
+        from ptmoe_core.methods import names as method_names
+
+        st = self.storage
+        r = st.get_run(run_id)
+        cks = [(f"checkpoint at step {c.step}", str(c.step)) for c in reversed(st.checkpoints(run_id))
+               if c.exists and c.step is not None]  # newest first
+        m = r.config.get("method", {})
+        routed = r.method in method_names(routed=True)
+        desc = f"**#{r.id} {views.esc(r.name)}** · {r.method}"
+        if routed:
+            desc += f" with N={m.get('n_experts')} experts, T={m.get('prompt_len')}"
+        desc += f" · base {code(r.base_model)} · data {code(', '.join(r.data_specs))}"
+        if r.trainable_params:
+            desc += f" · {r.trainable_params:,} trainable parameters"
+        if not routed:
+            desc += "\n\n_This method has no router: the table shows answers only._"
+        try:
+            names = self.eval_set_names(r)
+        except Exception:  # a config the engine no longer reads: Inspect still shows its stored evaluations
+            names = []
+        return InspectTarget(run=r, description=desc,
+                             checkpoints=([("final adapter", FINAL)] if r.adapter_path else []) + cks,
+                             eval_sets=names, stored_steps=st.routing_steps(run_id),
+                             max_new_tokens=(r.config.get("train") or {}).get("max_new_tokens"))
+
+    def first_request(self) -> InspectRequest | None:
+        """What a first visit shows while the studio holds only gallery runs: a gallery PT-MoE run's stored
+        evaluation (the studio preset's, else the paper's), the paper-settings run as the baseline and the
+        frozen model's answers; None once the user has runs of their own, or without a gallery."""
+        from storage.bundles import GALLERY, gallery_roles
+
+        st = self.storage
+        if any(r.experiment != GALLERY for r in st.list_runs()):
+            return None
+        roles = gallery_roles(st)
+        main_id = roles.get("ptmoe-studio") or roles.get("ptmoe-paper")
+        if main_id is None:
+            return None
+        base_id = roles.get("ptmoe-paper") if main_id != roles.get("ptmoe-paper") else None
+        return InspectRequest(run_id=main_id, mode=STORED, baseline_id=base_id, floor=True)
 
     def adapter_path(self, run: Any, which: str | None) -> str:
         """The folder of ``run``'s final adapter (``which`` FINAL / None) or of its checkpoint at step ``which``."""

@@ -129,7 +129,7 @@ def test_stored_specs_are_confined_like_typed_ones(tmp_path):
                       False, api_name="/inspect")
         assert "outside the data folder" in str(e.value) and "hunter2" not in str(e.value)
         with pytest.raises(ValueError, match="outside the data folder") as e:
-            floors.floor_of(srv.ctx, srv.ctx.storage.get_run(rid))
+            floors.floor_of(srv.ctx.studio, srv.ctx.storage.get_run(rid))
         assert "secret question" not in str(e.value)
 
 

@@ -94,6 +94,15 @@ def test_inspect_stored_drawn_and_typed(finished):
         studio.inspect(InspectRequest(run_id=rid, text="x", checkpoint="7"))
 
 
+def test_what_inspect_offers_for_a_run(finished):
+    studio, rid = finished
+    t = studio.inspect_target(rid)
+    assert t.checkpoints == [("final adapter", "final"), ("checkpoint at step 2", "2"), ("checkpoint at step 1", "1")]
+    assert t.eval_sets == ["builtin-arith", "builtin-qa"] and t.stored_steps[-1] == 2 and t.max_new_tokens == 2
+    assert t.description.startswith(f"**#{rid} tiny-ptmoe** · ptmoe with N=2 experts")
+    assert studio.first_request() is None  # the user's own run: no gallery first screen
+
+
 def test_live_view_of_a_run(finished):
     studio, rid = finished
     v = studio.live(rid)
