@@ -10,6 +10,7 @@ launched through the job manager's ``submit`` and stopped through its ``cancel``
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import time
@@ -19,15 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from ptmoe_core.config import RunConfig
+from ptmoe_core.errors import PTMoEError
 from storage import continuation
 
 from . import data_sources as ds
 from . import floors, forms, queries, views
-from .escaping import code
+from .escaping import code, esc
 from .inspection import InspectResult, rows_from_records, run_inspection, typed_examples
 from .limits import limit_errors
 from .settings import Settings
 from .state import InspectQueue, LRUCache, gpu_wrap
+
+log = logging.getLogger("app")
 
 FINAL = "final"  # the final adapter, as opposed to a checkpoint's step
 TYPED, DRAWN, STORED = "typed", "drawn", "stored"  # where Inspect's inputs come from
@@ -533,6 +537,11 @@ class Studio:
             raise ValueError(limit)
         return self.jobs.submit(cfg, experiment=r.experiment), cfg
 
+    def push(self, run_id: int, repo: str, token: str, private: bool, endpoint: str | None = None) -> str:
+        """Push run ``run_id``'s adapter to the Hub repository ``repo`` with ``token`` (used for this upload
+        only: never stored, logged or echoed); one Markdown line saying what happened (``push_message``)."""
+        return push_message(self.storage, self.runs_dir, run_id, repo, token, private, endpoint)
+
     # ---- the Train form's configuration: save, load, copy from a run --------------------------
 
     def save_config(self, values: Mapping[str, Any]) -> Path:
@@ -614,6 +623,30 @@ class Studio:
         from storage.bundles import import_bundle
 
         return import_bundle(self.storage, Path(path))
+
+
+def push_message(storage: Any, runs_dir: Path, run_id: int, repo: str, token: str, private: bool,
+                 endpoint: str | None = None) -> str:
+    """Push run ``run_id``'s adapter to ``repo``; one line (Markdown, escaped) saying what happened."""
+    from ptmoe_core.hub import push
+
+    repo, token = (repo or "").strip(), (token or "").strip()
+    r = storage.get_run(run_id)
+    if not r.adapter_path or not Path(r.adapter_path).is_dir():
+        return f"✗ Run #{run_id} has no adapter yet (status {r.status}); nothing pushed."
+    if not ds.inside(r.adapter_path, runs_dir):
+        return f"✗ The adapter of run #{run_id} lies outside the runs folder; not pushing it."
+    if not repo:
+        return "✗ Name the repository as USER/NAME; nothing pushed."
+    if not token:  # never fall back to a token the server may hold: that would push to its owner's account
+        return "✗ Type a Hugging Face token with write access; nothing pushed."
+    try:
+        url = push(r.adapter_path, repo, token=token, private=bool(private), endpoint=endpoint)
+    except PTMoEError as e:
+        msg = str(e).replace(token, "***")
+        log.warning("run %s: %s", run_id, msg)
+        return f"✗ {esc(msg)}"
+    return f"✓ Pushed the adapter of run #{run_id} to {code(repo)}: {esc(url)}"
 
 
 def parse_changes(text: str | None) -> list[str]:

@@ -148,7 +148,7 @@ def test_runs_tab_push_never_stores_or_logs_the_token(tmp_path, adapter_dir, ref
     import logging
     import shutil
 
-    from app.run_actions import push_message
+    from app.studio import push_message
     from storage import Storage
 
     db = tmp_path / "studio.db"
