@@ -62,6 +62,15 @@ def variants() -> dict[str, tuple[str, dict[str, Any]]]:
         "domains": ("PT-MoE, paper + fixed router fitted to the data sets",
                     {**pm, "router_norm": True, "router_init": "domains", "router_init_confidence": 0.7,
                      "router_lr_mult": 0.0}),
+        # Two follow-ups of the candidate (round 2): a top-1 router splits the few updates of a 50-step
+        # budget between the experts (each expert learns only from its group's inputs); mixing both experts
+        # by the fitted probabilities (top-k = N) lets every input train both prompts, its own the most.
+        "domains-dense": ("PT-MoE, fixed data-set router, both experts mixed by its probabilities",
+                          {**pm, "router_norm": True, "router_init": "domains", "router_init_confidence": 0.7,
+                           "router_lr_mult": 0.0, "top_k": 2}),
+        # ... and a fitted start that the router then keeps learning at the paper's rate.
+        "domains-learn": ("PT-MoE, router fitted to the data sets, then trained",
+                          {**pm, "router_norm": True, "router_init": "domains", "router_init_confidence": 0.7}),
     }
 
 
@@ -536,7 +545,9 @@ def write_page(out: Path, results: list[dict[str, Any]], meta: dict[str, Any], d
     L.append("")
     L.append("| difference | score | points | 95 % interval | seeds paired | questions paired | per seed (a − b) |")
     L.append("|---|---|---|---|---|---|---|")
-    rows = [(a, b) for a in fams for b in ("paper", "pt") if a != b and b in fams and a not in ("pt",)]
+    # Against the paper and PT (the targets), and N = 2 against N = 1 (does the choice of expert help?).
+    rows = [(a, b) for a in fams for b in ("paper", "pt", "n1")
+            if a != b and b in fams and a not in ("pt", "n1") or (a, b) == ("n1", "pt") and b in fams]
     for a, b in rows:
         for key in ("qa", "in", "ood"):
             label, keep = SCORES[key]
