@@ -1,5 +1,6 @@
-"""The studio service (app/studio.py) without a server or Gradio: launch, stop, inspect, compare and
-bundles, on the tiny random model."""
+"""The studio service (app/studio.py) without a server or Gradio: launch, stop, inspect, compare,
+bundles, rename / delete (with the demo rules), continue / copy, config files and data sources, on the
+tiny random model."""
 
 from __future__ import annotations
 
