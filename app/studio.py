@@ -5,11 +5,13 @@
 private scratch folder for downloads. Its methods take plain values and return plain values (or raise
 ``ValueError`` / the engine's and storage's errors, one line naming the problem); the tabs only turn
 form widgets into arguments and results into widget updates. One path per operation: a run is
-launched through the job manager's ``submit`` and stopped through its ``cancel``, whoever asks.
+launched through the job manager's ``submit`` and stopped through its ``cancel``, whoever asks; a sweep
+through ``sweep_launch``, which holds each of its runs to what a launched run must pass.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import shutil
 import tempfile
@@ -21,7 +23,8 @@ from typing import Any
 
 from ptmoe_core.config import RunConfig
 from ptmoe_core.errors import PTMoEError
-from storage import continuation
+from storage import continuation, sweeps
+from storage.sweep_spec import SweepSpec, expand, parse_seeds, point_label
 
 from . import data_sources as ds
 from . import floors, forms, queries, views
@@ -624,6 +627,78 @@ class Studio:
 
         return import_bundle(self.storage, Path(path))
 
+    # ---- sweeps: a grid of configurations over seeds -----------------------------------------
+
+    def sweep_launch(self, cfg: RunConfig, grid: Mapping[str, list[Any]], seeds: str | list[int],
+                     experiment: str = "sweeps") -> Any:
+        """Queue a sweep over ``grid`` ({config key: values}) and ``seeds`` (``"0, 1, 2"`` or a list) with
+        ``cfg`` (the Train form's config, checked and resolved: ``check``, ``resolve``) as its base; its
+        ``storage.sweeps.SweepLaunch``. Every run passes what a launched run passes (data inside the data
+        folder; in demo mode the limits, counting the sweep's runs against the queue) and the whole sweep
+        is refused in one line (``SweepError`` / ``ValueError``) before anything is queued."""
+        grid = {k: [self._resolve_value(k, v) for v in values] for k, values in grid.items()}
+        spec = SweepSpec(sweep_base(cfg, grid), grid, parse_seeds(seeds), (experiment or "sweeps").strip() or "sweeps",
+                         cfg.name)
+        runs = expand(spec)  # one line naming the key and value at fault, nothing queued
+        lim = self.settings.limits
+        for run in runs:
+            what = f"grid point {point_label(run.grid_point)}"
+            ds.check_stored_specs(run.config, self.data_dir, lim, what)
+            over = limit_errors(run.config, lim) if lim is not None else {}
+            if over:
+                raise ValueError(f"{what}: {next(iter(over.values()))}")
+        if lim is not None:
+            waiting = len(self.storage.list_runs(status="QUEUED"))
+            if waiting + len(runs) > lim.queued_runs:
+                raise ValueError(f"the sweep has {len(runs)} runs and {waiting} are already waiting; demo mode "
+                                 f"queues at most {lim.queued_runs}")
+        return sweeps.launch_sweep(self.storage, spec, self.jobs, runs)
+
+    def _resolve_value(self, key: str, value: Any) -> Any:
+        """A grid value as ``resolve`` would make it (data files and local models inside the data folder)."""
+        if key in ("data.train", "data.eval") and isinstance(value, str):
+            return ds.resolve_spec(value, self.data_dir)
+        if key == "model.name" and isinstance(value, str):
+            return ds.resolve_model(value, self.data_dir)
+        return value
+
+    def sweep_list(self) -> list[Any]:
+        """Every sweep (``SweepInfo``), newest first."""
+        return self.storage.list_sweeps()
+
+    def sweep(self, sweep_id: int) -> Any:
+        """Sweep ``sweep_id``'s ``SweepInfo`` (``StorageError`` when it does not exist)."""
+        return self.storage.get_sweep(sweep_id)
+
+    def sweep_summary(self, sweep_id: int) -> sweeps.SweepSummary:
+        """Sweep ``sweep_id``'s grid points with their seeds aggregated (``storage.sweeps.summarize``)."""
+        return sweeps.summarize(self.storage, sweep_id)
+
+    def sweep_compare(self, sweep_id: int, a: str, b: str) -> sweeps.PairedComparison | None:
+        """Grid point ``b`` against ``a`` of sweep ``sweep_id``, paired by seed and question; None when
+        nothing pairs (yet)."""
+        return sweeps.compare_points(self.storage, self.sweep_summary(sweep_id), a, b)
+
+    def sweep_cancel(self, sweep_id: int) -> list[Any]:
+        """Stop every queued or running run of sweep ``sweep_id``; the runs as they are after the request."""
+        return sweeps.cancel_sweep(self.storage, sweep_id, self.jobs)
+
+    def sweep_resume(self, sweep_id: int) -> list[int]:
+        """Queue again the grid points × seeds of sweep ``sweep_id`` that failed or were stopped; the new
+        run ids (none: nothing was missing). A shared studio checks its queue as for a launch."""
+        full = queries.queue_full(self.storage, self.settings.limits)
+        if full:
+            raise ValueError(full)
+        return sweeps.resume_sweep(self.storage, sweep_id, self.jobs)
+
+    def sweep_delete(self, sweep_id: int) -> list[str]:
+        """Delete sweep ``sweep_id`` (its runs have all ended) with its runs and their folders; the paths
+        removed. Demo mode deletes nothing for visitors, as for a run."""
+        why = self.settings.delete_refusal(self.sweep(sweep_id).experiment)
+        if why:
+            raise ValueError(f"Sweep #{sweep_id}: {why}.")
+        return sweeps.delete_sweep(self.storage, sweep_id)
+
 
 def push_message(storage: Any, runs_dir: Path, run_id: int, repo: str, token: str, private: bool,
                  endpoint: str | None = None) -> str:
@@ -647,6 +722,16 @@ def push_message(storage: Any, runs_dir: Path, run_id: int, repo: str, token: st
         log.warning("run %s: %s", run_id, msg)
         return f"✗ {esc(msg)}"
     return f"✓ Pushed the adapter of run #{run_id} to {code(repo)}: {esc(url)}"
+
+
+def sweep_base(cfg: RunConfig, grid: Mapping[str, Any]) -> dict[str, Any]:
+    """The form's configuration as a sweep's base; with ``method.preset`` swept, only the keys the
+    grid or the method name give stay, so each preset fills the rest (as a config file would)."""
+    base = copy.deepcopy(cfg.to_dict())
+    if "method.preset" in grid:
+        keep = {"method"} | {k.split(".", 1)[1] for k in grid if k.startswith("method.")}
+        base["method"] = {k: v for k, v in base["method"].items() if k in keep}
+    return base
 
 
 def parse_changes(text: str | None) -> list[str]:

@@ -3,14 +3,14 @@ comma-separated values, seeds, the run count before launch, one Launch) and the 
 (grid points with seeds aggregated, the swept parameters against score and I(domain; expert), a
 parallel-coordinates view, a paired comparison of two grid points; live while the sweep runs).
 
-The sums are ``storage.sweeps``'s; this module holds the widgets and pure renderers (HTML, figures)
-of a ``SweepSummary``. Everything user-supplied (sweep and experiment names, keys, values, data-set
+What a sweep does (launch with its checks, summary, paired comparison, cancel, resume, delete) is the
+studio service's (``Studio.sweep_*`` in app/studio.py, over ``storage.sweeps``); this module holds the
+widgets, their wiring and pure renderers (HTML, figures) of a ``SweepSummary``. Everything user-supplied (sweep and experiment names, keys, values, data-set
 names) is escaped before it reaches HTML or a Plotly label.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -21,17 +21,8 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from ptmoe_core.config import RunConfig
-from storage.sweep_spec import SweepSpec, config_keys, parse_seeds, split_values
-from storage.sweeps import (
-    PairedComparison,
-    SweepSummary,
-    cancel_sweep,
-    compare_points,
-    delete_sweep,
-    launch_sweep,
-    resume_sweep,
-    summarize,
-)
+from storage.sweep_spec import config_keys, parse_seeds, split_values
+from storage.sweeps import PairedComparison, SweepSummary
 
 from . import plots
 from .escaping import esc
@@ -55,16 +46,6 @@ def grid_from_fields(pairs: Sequence[tuple[str | None, str | None]]) -> dict[str
         if key:
             grid[key] = split_values(values or "")
     return grid
-
-
-def sweep_base(cfg: RunConfig, grid: dict[str, list[str]]) -> dict[str, Any]:
-    """The form's configuration as the sweep's base; with ``method.preset`` swept, only the keys the
-    grid or the method name give stay, so each preset fills the rest (as a config file would)."""
-    base = copy.deepcopy(cfg.to_dict())
-    if "method.preset" in grid:
-        keep = {"method"} | {k.split(".", 1)[1] for k in grid if k.startswith("method.")}
-        base["method"] = {k: v for k, v in base["method"].items() if k in keep}
-    return base
 
 
 def run_count_text(grid: dict[str, list[str]], seeds_text: str) -> str:
@@ -123,9 +104,7 @@ def build_launcher(ctx: AppContext) -> SimpleNamespace:
         row_values, seed_text, exp = args[:2 * N_KEYS], args[2 * N_KEYS], args[2 * N_KEYS + 1]
         grid = _grid(row_values)
         cfg = holder["form_config"](*args[2 * N_KEYS + 2:])
-        spec = SweepSpec(sweep_base(cfg, grid), grid, parse_seeds(seed_text or ""), (exp or "sweeps").strip(),
-                         cfg.name)
-        res = launch_sweep(ctx.storage, spec, ctx.queue)
+        res = ctx.studio.sweep_launch(cfg, grid, seed_text or "", exp or "sweeps")
         return (f"✓ Queued sweep **#{res.sweep_id} {esc(cfg.name)}**: {len(res.run_ids)} runs "
                 f"(#{res.run_ids[0]}–#{res.run_ids[-1]}). Follow it in the Runs tab's sweep view.")
 
@@ -249,12 +228,12 @@ def comparison_md(cmp: PairedComparison | None, a: str | None, b: str | None) ->
 
 
 def sweep_choices(ctx: AppContext) -> list[tuple[str, int]]:
-    return [(f"#{w.id} {w.name} ({w.experiment}, {w.run_count} runs)", w.id) for w in ctx.storage.list_sweeps()]
+    return [(f"#{w.id} {w.name} ({w.experiment}, {w.run_count} runs)", w.id) for w in ctx.studio.sweep_list()]
 
 
 def build_view(ctx: AppContext) -> SimpleNamespace:
     """The Runs tab's sweep view."""
-    st = ctx.storage
+    studio = ctx.studio
     with gr.Accordion("Sweeps: grid points with seeds aggregated", open=False, elem_id="pt-sweeps"):
         with gr.Row():
             pick = gr.Dropdown([], value=None, label="Sweep", scale=3, elem_id="pt-sweep-pick")
@@ -282,7 +261,7 @@ def build_view(ctx: AppContext) -> SimpleNamespace:
         timer = gr.Timer(ctx.settings.poll_s * 2, active=False)
 
     def _summary(sweep_id: Any) -> SweepSummary | None:
-        return None if sweep_id in (None, "") else summarize(st, int(sweep_id))
+        return None if sweep_id in (None, "") else studio.sweep_summary(int(sweep_id))
 
     @friendly
     def list_sweeps(current: Any):
@@ -307,10 +286,9 @@ def build_view(ctx: AppContext) -> SimpleNamespace:
 
     @friendly
     def compare(sweep_id: Any, a: Any, b: Any) -> str:
-        s = _summary(sweep_id)
-        if s is None:
+        if sweep_id in (None, ""):
             return "Pick a sweep."
-        return comparison_md(compare_points(st, s, a, b) if a and b else None, a, b)
+        return comparison_md(studio.sweep_compare(int(sweep_id), a, b) if a and b else None, a, b)
 
     def _require(sweep_id: Any) -> int:
         if sweep_id in (None, ""):
@@ -320,25 +298,25 @@ def build_view(ctx: AppContext) -> SimpleNamespace:
     @friendly
     def do_cancel(sweep_id: Any) -> str:
         sid = _require(sweep_id)
-        return f"Cancel requested for {len(cancel_sweep(st, sid, ctx.queue))} run(s) of sweep #{sid}."
+        return f"Cancel requested for {len(studio.sweep_cancel(sid))} run(s) of sweep #{sid}."
 
     @friendly
     def do_resume(sweep_id: Any) -> str:
         sid = _require(sweep_id)
-        ids = resume_sweep(st, sid, ctx.queue)
+        ids = studio.sweep_resume(sid)
         return f"Queued again: {len(ids)} run(s)." if ids else "Nothing to resume: every run finished or is queued."
 
     @friendly
     def ask_delete(sweep_id: Any):
         sid = _require(sweep_id)
-        w = st.get_sweep(sid)
+        w = studio.sweep(sid)
         return gr.update(visible=True), (f"⚠ Delete sweep **#{sid} {esc(w.name)}** with its {w.run_count} runs and "
                                          "their folders? This cannot be undone.")
 
     @friendly
     def do_delete(sweep_id: Any):
         sid = _require(sweep_id)
-        removed = delete_sweep(st, sid)
+        removed = studio.sweep_delete(sid)
         return f"Deleted sweep #{sid} with its runs ({len(removed)} path(s) on disk).", gr.update(visible=False)
 
     outputs = [table, key, score_plot, mi_plot, parallel, point_a, point_b, timer]

@@ -258,3 +258,68 @@ def test_data_sources_upload_folder_and_preview(studio, tmp_path):
         studio.preview("jsonl:/etc/passwd", 3)
     with pytest.raises(ValueError, match="not a file in the data folder"):
         studio.folder_spec("../qa.jsonl", "auto")
+
+
+# ---- sweeps: launched, summarised, compared, cancelled, resumed and deleted through the service --------
+
+
+def _form_config(studio, **kw):
+    checked = studio.check(tiny_values(**kw))
+    assert not checked.errors, checked.errors
+    return studio.resolve(checked.cfg)
+
+
+def test_a_sweep_is_refused_whole_before_anything_is_queued(studio):
+    from storage.sweep_spec import SweepError
+
+    cfg = _form_config(studio)
+    with pytest.raises(SweepError, match=r"unknown configuration key 'method.n_expert' in the grid; did you mean "
+                                         r"method.n_experts"):
+        studio.sweep_launch(cfg, {"method.n_expert": ["1", "2"]}, "0")
+    with pytest.raises(SweepError, match="grid method.n_experts=0: method.n_experts"):
+        studio.sweep_launch(cfg, {"method.n_experts": ["1", "0"]}, "0, 1")
+    with pytest.raises(SweepError, match="seed 'x' is not an integer"):
+        studio.sweep_launch(cfg, {"method.n_experts": ["1"]}, "0, x")
+    with pytest.raises(ValueError, match="grid point data.train=.*passwd.*outside the data folder"):
+        studio.sweep_launch(cfg, {"data.train": ["builtin:arith", "jsonl:/etc/passwd"]}, "0")
+    assert studio.sweep_list() == [] and studio.storage.list_runs() == []
+
+
+def test_a_shared_studio_holds_each_sweep_run_to_its_limits(tmp_path):
+    ctx = create_context(tiny_settings(tmp_path, demo=True), start_jobs=False)
+    try:
+        studio = ctx.studio
+        cfg = _form_config(studio)
+        with pytest.raises(ValueError, match="grid point train.steps=301: demo mode allows at most 300 steps"):
+            studio.sweep_launch(cfg, {"train.steps": ["2", "301"]}, "0")
+        with pytest.raises(ValueError, match="the sweep has 4 runs and 0 are already waiting; demo mode queues at "
+                                             "most 3"):
+            studio.sweep_launch(cfg, {"method.n_experts": ["1", "2"]}, "0, 1")
+        assert studio.sweep_list() == [] and studio.storage.list_runs() == []
+        launched = studio.sweep_launch(cfg, {"method.n_experts": ["1", "2"]}, "0")
+        assert len(launched.run_ids) == 2
+        with pytest.raises(ValueError, match=f"Sweep #{launched.sweep_id}: runs cannot be deleted in this shared demo"):
+            studio.sweep_delete(launched.sweep_id)
+        assert len(studio.storage.list_runs(sweep=launched.sweep_id)) == 2
+    finally:
+        close_context(ctx)
+
+
+def test_a_sweep_through_the_service(finished):
+    from storage.sweeps import wait_sweep
+
+    studio, _ = finished
+    cfg = _form_config(studio, name="sw", steps=1)
+    launched = studio.sweep_launch(cfg, {"method.n_experts": ["1", "2"]}, "0", experiment="svc")
+    assert [w.id for w in studio.sweep_list()] == [launched.sweep_id] and len(launched.run_ids) == 2
+    runs = wait_sweep(studio.storage, launched.sweep_id, timeout=300, poll_s=0.2)
+    assert [str(r.status) for r in runs] == ["FINISHED", "FINISHED"], [r.error_message for r in runs]
+    s = studio.sweep_summary(launched.sweep_id)
+    assert s.done and s.keys == ["method.n_experts"] and [p.n_finished for p in s.points] == [1, 1]
+    assert [p.label for p in s.points] == ["method.n_experts=1", "method.n_experts=2"]
+    cmp = studio.sweep_compare(launched.sweep_id, "method.n_experts=1", "method.n_experts=2")
+    assert cmp is not None and cmp.seeds == [0] and cmp.n_pairs > 0 and cmp.low <= cmp.diff <= cmp.high
+    assert studio.sweep_compare(launched.sweep_id, "method.n_experts=1", "nope") is None
+    assert studio.sweep_cancel(launched.sweep_id) == [] and studio.sweep_resume(launched.sweep_id) == []
+    assert len(studio.sweep_delete(launched.sweep_id)) >= 2
+    assert studio.sweep_list() == [] and not set(launched.run_ids) & {r.id for r in studio.storage.list_runs()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from app.studio import sweep_base
 from app.sweep_view import (
     comparison_md,
     grid_from_fields,
@@ -12,7 +13,6 @@ from app.sweep_view import (
     param_figure,
     run_count_text,
     summary_html,
-    sweep_base,
 )
 from ptmoe_core.config import RunConfig
 from storage.models import RunStatus
