@@ -530,10 +530,8 @@ class Studio:
     def copy_run(self, run_id: int, changes: str | None) -> tuple[int, RunConfig]:
         """Queue a new run (trained from scratch, same experiment) with run ``run_id``'s configuration and
         any ``changes``: (its id, its config)."""
-        from ptmoe_core.cli import _apply_overrides
-
         r = self.storage.get_run(run_id)
-        cfg = RunConfig.from_dict(_apply_overrides(r.config, parse_changes(changes))).validate()
+        cfg = RunConfig.from_overrides(r.config, parse_changes(changes))
         cfg.name = f"{r.name} (copy)" if cfg.name == r.name else cfg.name
         limit = self.over_limits(cfg)
         if limit:

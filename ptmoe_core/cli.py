@@ -55,26 +55,6 @@ class TqdmProgress(TrainerCallback):
             self.bar.close()
 
 
-def _apply_overrides(d: dict, sets: list[str]) -> dict:
-    """``--set train.steps=50`` style overrides (values parsed as JSON when they parse)."""
-    for item in sets:
-        if "=" not in item:
-            raise ConfigError("--set", f"expected KEY=VALUE, got {item!r}")
-        key, raw = item.split("=", 1)
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
-        node = d
-        parts = key.split(".")
-        for i, p in enumerate(parts[:-1]):
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(".".join(parts[: i + 1]), f"expected a mapping, got {node!r}")
-        node[parts[-1]] = value
-    return d
-
-
 def cmd_train(args) -> int:
     from .trainer import train
 
@@ -125,7 +105,7 @@ def train_config(args) -> RunConfig:
         d["output_dir"] = args.output_dir
     sets = [*(args.set or []), *([f"method.preset={args.preset}"] if args.preset else []),
             *([f"train.report_to={args.report_to}"] if args.report_to is not None else [])]
-    return RunConfig.from_dict(_apply_overrides(d, sets)).validate()
+    return RunConfig.from_overrides(d, sets)
 
 
 def preset_note(cfg: RunConfig) -> str:

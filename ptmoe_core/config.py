@@ -7,10 +7,13 @@ of the method (see docs: PTMOE_METHOD.md, "open" details).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import difflib
 import functools
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -257,10 +260,72 @@ class RunConfig:
         return _build(cls, d, "")
 
     @classmethod
+    def from_overrides(cls, d: Mapping[str, Any], sets: Sequence[str]) -> RunConfig:
+        """``d``'s keys with the ``KEY=VALUE`` items ``sets`` (``apply_overrides``), validated."""
+        return cls.from_dict(apply_overrides(d, sets)).validate()
+
+    @classmethod
     def from_file(cls, path: str | Path) -> RunConfig:
         """A YAML or JSON file; every problem (a folder, a huge file, YAML aliases, malformed or empty
         content) is one ``ConfigError`` line."""
         return cls.from_dict(read_config_file(path))
+
+
+# ---- dotted keys: ``train.steps=50`` ----------------------------------------------------------------
+
+
+def config_keys() -> list[str]:
+    """Every dotted key of a ``RunConfig``'s leaves (``name``, ``train.steps``, ``method.n_experts``)."""
+    return _leaves(RunConfig().to_dict())
+
+
+def unknown_key_hint(key: str, known: Sequence[str]) -> str:
+    """What to say after "unknown configuration key": the closest known keys, or what keys look like."""
+    close = difflib.get_close_matches(key, known, n=3)
+    return f"; did you mean {', '.join(close)}?" if close else " (keys look like method.n_experts, train.lr)"
+
+
+def set_key(d: dict[str, Any], key: str, value: Any) -> None:
+    """Set dotted ``key`` of the nested dict ``d`` to ``value``, making the sections it lacks."""
+    parts = key.split(".")
+    node = d
+    for i, p in enumerate(parts[:-1]):
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(".".join(parts[: i + 1]), f"expected a mapping, got {node!r}")
+    node[parts[-1]] = value
+
+
+def apply_overrides(d: Mapping[str, Any], sets: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``d`` (a config's keys as written: a file's, a stored run's) with ``KEY=VALUE`` items set,
+    as the CLI's ``--set train.steps=50`` and a copied run's changes: a dotted key names a nested field
+    (or a whole section), a value is parsed as JSON when it parses (``50``, ``true``, ``["q_proj"]``),
+    else kept as text. ``ConfigError`` (one line) for an item without ``=`` and for a key ``RunConfig``
+    does not have (naming the closest ones); a value of the wrong type is refused by
+    ``RunConfig.from_dict`` naming its field, as in a file."""
+    out = copy.deepcopy(dict(d))
+    leaves = config_keys()
+    known = {*leaves, *(k.rsplit(".", i)[0] for k in leaves for i in range(1, k.count(".") + 1))}
+    for item in sets:
+        if "=" not in item:
+            raise ConfigError("--set", f"expected KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if key not in known:
+            raise ConfigError(key or "--set", f"unknown configuration key{unknown_key_hint(key, leaves)}")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        set_key(out, key, value)
+    return out
+
+
+def _leaves(d: Mapping[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for k, v in d.items():
+        out += _leaves(v, f"{prefix}{k}.") if isinstance(v, Mapping) else [f"{prefix}{k}"]
+    return out
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

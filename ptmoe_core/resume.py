@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import RunConfig
+from .config import RunConfig, apply_overrides
 from .errors import ConfigError
 
 
@@ -28,12 +28,10 @@ def refused_changes(old: RunConfig, new: RunConfig) -> list[str]:
 def continue_config(cfg: RunConfig, from_step: int, more_steps: int, sets: Sequence[str] = ()) -> RunConfig:
     """``cfg`` continued from ``from_step`` for ``more_steps`` more (0: to its own end), with ``sets`` (``KEY=VALUE`` as the
     CLI's ``--set``); ConfigError (one line) for a change the engine does not allow on resuming."""
-    from .cli import _apply_overrides
-
     more = int(more_steps)
     if more < 0:
         raise ConfigError("more_steps", f"must be >= 0, got {more_steps}")
-    d = _apply_overrides(cfg.to_dict(), list(sets))
+    d = apply_overrides(cfg.to_dict(), list(sets))
     d["train"]["steps"] = int(from_step) + more if more else cfg.train.steps  # 0: the steps the run had left
     if d["train"]["steps"] <= from_step:
         raise ConfigError("more_steps", f"the run is at step {from_step} of {cfg.train.steps}: give more steps")

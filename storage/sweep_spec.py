@@ -8,13 +8,13 @@ refuses, an empty grid, more runs than ``MAX_RUNS``) before anything is queued. 
 from __future__ import annotations
 
 import copy
-import difflib
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ptmoe_core.config import RunConfig
+from ptmoe_core.config import RunConfig, set_key, unknown_key_hint
+from ptmoe_core.config import config_keys as all_config_keys
 from ptmoe_core.errors import ConfigError
 
 from .errors import StorageError
@@ -99,7 +99,7 @@ def parse_seeds(text: str | Sequence[int]) -> list[int]:
 
 def config_keys() -> list[str]:
     """Every dotted key a grid may name (``RunConfig``'s leaves, less the reserved ones)."""
-    return [k for k in _leaves(RunConfig().to_dict()) if k not in RESERVED_KEYS]
+    return [k for k in all_config_keys() if k not in RESERVED_KEYS]
 
 
 def expand(spec: SweepSpec, max_runs: int = MAX_RUNS) -> list[SweepRun]:
@@ -140,9 +140,7 @@ def _check_shape(spec: SweepSpec, max_runs: int) -> None:
             hint = "give seeds instead" if key == SEED_KEY else "the studio sets it for each run"
             raise SweepError(f"grid key {key!r} cannot be swept: {hint}")
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else " (keys look like method.n_experts, train.lr)"
-            raise SweepError(f"unknown configuration key {key!r} in the grid{hint}")
+            raise SweepError(f"unknown configuration key {key!r} in the grid{unknown_key_hint(key, known)}")
         if not values:
             raise SweepError(f"grid key {key!r} has no values: give KEY=V1,V2")
         dup = next((v for i, v in enumerate(values) if v in values[:i]), None)
@@ -161,36 +159,18 @@ def _check_shape(spec: SweepSpec, max_runs: int) -> None:
 
 def _build(base: Mapping[str, Any], given: Mapping[str, Any], seed: int, what: str) -> RunConfig:
     d = copy.deepcopy(dict(base))
-    for key, value in given.items():
-        _set(d, key, value)
-    _set(d, SEED_KEY, seed)
     try:
+        for key, value in [*given.items(), (SEED_KEY, seed)]:
+            set_key(d, key, value)
         return RunConfig.from_dict(d).validate()
     except ConfigError as e:
         raise SweepError(f"grid {what}: {str(e).splitlines()[0]}") from None
-
-
-def _set(d: dict[str, Any], key: str, value: Any) -> None:
-    *parents, leaf = key.split(".")
-    for p in parents:
-        child = d.get(p)
-        if not isinstance(child, dict):
-            child = d[p] = {}
-        d = child
-    d[leaf] = value
 
 
 def _get(d: Mapping[str, Any], key: str) -> Any:
     for part in key.split("."):
         d = d[part]
     return d
-
-
-def _leaves(d: Mapping[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for k, v in d.items():
-        out += _leaves(v, f"{prefix}{k}.") if isinstance(v, Mapping) else [f"{prefix}{k}"]
-    return out
 
 
 def _fmt(v: Any) -> str:

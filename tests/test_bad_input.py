@@ -74,6 +74,11 @@ def test_nan_through_set_is_refused(capsys, tmp_path, no_training):
     assert "method.noise_std" in line
 
 
+def test_an_unknown_key_through_set_names_the_closest(capsys, tmp_path, no_training):
+    line = run_cli(capsys, "train", "--config", write(tmp_path / "c.yaml", TINY), "--set", "train.stepz=5")
+    assert line.startswith("error: train.stepz: unknown configuration key; did you mean train.steps, ")
+
+
 def test_yaml_alias_bomb_is_refused_before_expansion(tmp_path):
     levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
     levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 12)]  # 9**12 leaves

@@ -73,3 +73,42 @@ def test_lr_default_depends_on_method():
     cfg = RunConfig()
     assert cfg.train.resolved_lr("ptmoe") == pytest.approx(1e-2)
     assert cfg.train.resolved_lr("lora") == pytest.approx(2e-3)
+
+
+# ---- dotted overrides: the CLI's --set, a copied or continued run's changes --------------------------
+
+
+def test_overrides_set_nested_keys_on_a_copy():
+    from ptmoe_core.config import apply_overrides
+
+    d = {"train": {"steps": 10}, "method": {"method": "ptmoe"}}
+    out = apply_overrides(d, ["train.steps=50", "method.lora_targets=[\"q_proj\"]", "model.name=tiny-random",
+                              "method.probationary=false", "data.eval=[]", "name=a=b", "train={\"lr\": 0.5}"])
+    assert out == {"train": {"lr": 0.5}, "method": {"method": "ptmoe", "lora_targets": ["q_proj"],
+                                                    "probationary": False},
+                   "model": {"name": "tiny-random"}, "data": {"eval": []}, "name": "a=b"}
+    assert d == {"train": {"steps": 10}, "method": {"method": "ptmoe"}}  # the caller's dict is left as it was
+    cfg = RunConfig.from_overrides(d, ["train.steps=70", "method.n_experts=3"])
+    assert cfg.train.steps == 70 and cfg.method.n_experts == 3
+
+
+@pytest.mark.parametrize("item, message", [
+    ("train.stepz=5", r"^train\.stepz: unknown configuration key; did you mean train\.steps"),
+    ("nope=1", r"^nope: unknown configuration key \(keys look like"),
+    ("train.steps", r"^--set: expected KEY=VALUE, got 'train\.steps'"),
+    ("train.steps.x=1", r"^train\.steps\.x: unknown configuration key; did you mean train\.steps"),
+    ("train.steps=abc", r"^train\.steps: expected an integer, got 'abc'"),
+    ("method.probationary=maybe", r"^method\.probationary: expected true/false, got 'maybe'"),
+    ("train.lr=NaN", r"^train\.lr: expected a finite number"),
+    ("train.steps=0", r"^train\.steps"),
+])
+def test_overrides_refuse_unknown_keys_and_bad_values_in_one_line(item, message):
+    with pytest.raises(ConfigError, match=message):
+        RunConfig.from_overrides({}, [item])
+
+
+def test_a_value_where_a_section_belongs_is_refused():
+    from ptmoe_core.config import apply_overrides
+
+    with pytest.raises(ConfigError, match=r"^train: expected a mapping, got 5"):
+        apply_overrides({"train": 5}, ["train.steps=2"])
