@@ -198,6 +198,8 @@ def test_delete_keeps_the_demo_rules(tmp_path):
 
 
 def test_copy_and_continue_keep_the_demo_limits(tmp_path):
+    from ptmoe_core.errors import ConfigError
+
     ctx = create_context(tiny_settings(tmp_path, demo=True), start_jobs=False)
     try:
         rid = ctx.studio.launch(tiny_values()).run_id
@@ -205,6 +207,8 @@ def test_copy_and_continue_keep_the_demo_limits(tmp_path):
             ctx.studio.copy_run(rid, "train.steps=301")
         with pytest.raises(ValueError, match="expected KEY=VALUE"):
             ctx.studio.copy_run(rid, "steps 3")
+        with pytest.raises(ConfigError, match="train.stepz: unknown configuration key; did you mean train.steps"):
+            ctx.studio.copy_run(rid, "train.stepz=3")
         assert [r.id for r in ctx.storage.list_runs()] == [rid]  # nothing queued
         new, cfg = ctx.studio.copy_run(rid, "train.steps=3")
         assert cfg.name == "tiny-ptmoe (copy)" and ctx.storage.get_run(new).total_steps == 3
