@@ -441,7 +441,7 @@ def _restore(ckpt: Path, cfg: RunConfig, adapter: Adapter, opt: torch.optim.Opti
         opt_tensors = load_file(str(ckpt / OPTIMIZER_NAME))
     except (OSError, ValueError, SafetensorError) as e:
         raise PTMoEError(f"checkpoint {ckpt} is corrupt ({e}); delete it to restart from an earlier one") from e
-    diffs = _config_diffs(state.get("config", {}), cfg.to_dict())
+    diffs = _config_diffs(_as_read(state.get("config", {})), cfg.to_dict())
     if diffs:
         raise ConfigError(
             "output_dir",
@@ -455,6 +455,16 @@ def _restore(ckpt: Path, cfg: RunConfig, adapter: Adapter, opt: torch.optim.Opti
         opt_state.setdefault(int(idx), {})[name] = t
     opt.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
     return int(state["step"])
+
+
+def _as_read(saved: Any) -> Any:
+    """A checkpoint's saved config as every stored config is read (``RunConfig.from_dict``): an option added
+    since it was saved takes its preset's value, as in the run's own config, instead of differing from
+    it (None -> value) and refusing the resume. A config that no longer reads is compared as saved."""
+    try:
+        return RunConfig.from_dict(saved).to_dict()
+    except (ConfigError, TypeError):
+        return saved
 
 
 def _config_diffs(old: dict, new: dict, prefix: tuple = ()) -> list[str]:

@@ -3,6 +3,7 @@ the curves going on from the checkpoint's step (equal to an uninterrupted run's)
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,10 @@ def test_cli_train_resume_continues_a_run_folder(tmp_path, capsys):
     assert main(["train", "--resume", str(out), "--more-steps", "2", "--set", "train.lr=0.5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot change train.lr" in err[0]
+    for saved in [*out.rglob("trainer_state.json"), out / "run_config.json"]:  # as saved before mi_loss existed
+        d = json.loads(saved.read_text())
+        del (d.get("config") or d)["method"]["mi_loss"]
+        saved.write_text(json.dumps(d))
     assert main(["train", "--resume", str(out), "--more-steps", "2"]) == 0
     assert "finished at step 4" in capsys.readouterr().out
     assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
