@@ -2,7 +2,8 @@
 the paper, its bounds and where the Train form shows it. A new router option is one ``Option`` here (in
 ``ADVANCED`` when it is not in the paper: the form's "Advanced routing" section lays those out from this
 table), its ``MethodConfig`` field, and what it does (``router.py``, via ``router_kwargs``, or the
-trainer's loss)."""
+trainer's loss). Configs stored before an option existed take its value from their preset, so every
+preset's value must be what the code did before it (usually off)."""
 
 from __future__ import annotations
 
