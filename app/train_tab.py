@@ -126,7 +126,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
                     comp["rank"] = gr.Number(d["rank"], label="Rank R", info=H["rank"], precision=0, minimum=1,
                                              elem_id="pt-R")
                 with gr.Row():
-                    comp["top_k"] = gr.Number(d["top_k"], label="Top-k", info=H["top_k"], precision=0, minimum=1)
+                    comp["top_k"] = gr.Number(d["top_k"], label="Top-k", info=H["top_k"], precision=0, minimum=0)
                     comp["noise_std"] = gr.Number(d["noise_std"], label="Router noise σ", info=H["noise_std"],
                                                   minimum=0)
                     comp["init"] = gr.Dropdown(list(PROMPT_INITS), value=d["init"], label="Prompt init",

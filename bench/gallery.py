@@ -4,7 +4,7 @@
     python -m bench.gallery --model tiny-random --steps 2 --out /tmp/gallery   # a quick smoke test
 
 The runs, each on the built-in tasks (builtin:all) with the studio's CPU training budget:
-PT-MoE with the studio's default settings, PT-MoE with the paper's settings, PT and LoRA. Each is
+PT-MoE with the studio's default settings, PT-MoE in the routed preset, PT and LoRA. Each is
 evaluated as it trains (records with routing), and the frozen base model is evaluated once on the
 same sets (the floor). Every bundle's manifest says how it was made: the command, the run's config,
 the device and the date. ``gallery/README.md`` lists the runs and their scores.
@@ -50,7 +50,7 @@ class GalleryRun:
 
 RUNS: tuple[GalleryRun, ...] = (
     GalleryRun("ptmoe-studio", "PT-MoE · studio defaults", {"method": {"method": "ptmoe", "preset": "studio"}}),
-    GalleryRun("ptmoe-paper", "PT-MoE · paper settings", {"method": {"method": "ptmoe", "preset": "paper"}}),
+    GalleryRun("ptmoe-routed", "PT-MoE · routed preset", {"method": {"method": "ptmoe", "preset": "routed"}}),
     GalleryRun("pt", "PT (prompt tuning)", {"method": {"method": "pt"}}),
     GalleryRun("lora", "LoRA", {"method": {"method": "lora"}}),
 )

@@ -23,7 +23,7 @@ from .checks import between as _between
 from .checks import choice as _choice
 from .errors import ConfigError
 from .methods import COMMON_OPTIONS, DEFAULT, METHODS, method_spec
-from .methods.routing import ORTHOGONAL
+from .methods.routing import DOMAINS, ORTHOGONAL
 from .methods.spec import PROMPT_LR
 from .metrics import NUMBER_MATCHES
 from .presets import DEFAULT_PRESET, LEGACY_PRESET, PRESETS, preset_values
@@ -71,7 +71,7 @@ class MethodConfig:
     prompt_len: int = 40  # T
     n_experts: int = 2  # N (ptmoe, smop)
     rank: int = 36  # R (ptmoe, dpt), R <= T
-    top_k: int = 1  # 1 = selective; N = soft mix of all experts
+    top_k: int = 1  # 1 = selective; 0 or N = soft mix of all experts
     probationary: bool = True  # scale the chosen prompt by its router probability
     # Forward weight exactly 1 (1/k), gradient through p. None: on exactly when probationary is
     # off, since non-probationary weights alone give the router no gradient (it would stay as
@@ -79,18 +79,18 @@ class MethodConfig:
     straight_through: bool | None = None
     noise_std: float = 0.01  # sigma of the router-logit noise, training only
     noise_type: str = "multiplicative"  # l·(1+σε), scale detached (PT-MoE's paper, SMoP) or l+σε
-    init: str = "text_vocab"  # see methods.soft_prompt.PROMPT_INITS
+    init: str = "text"  # see methods.soft_prompt.PROMPT_INITS
     init_text: str | None = None  # default: the task instruction, else a vocabulary sample
     expert_perturb: float = 0.01  # relative std of per-expert noise on A_i so experts can diverge
     router_bias: bool = True  # counted in the paper's N*H + N router parameters
-    balance_loss: float = 0.1  # Switch-style load-balancing loss weight; 0 = the paper's method
+    balance_loss: float = 0.0  # Switch-style load-balancing loss weight; 0 = the paper's method
     # Router aids (not in the paper; all off in the `paper` preset):
-    router_lr_mult: float = 10.0  # the router's learning rate = this × the prompt's; 0 keeps it as initialised
+    router_lr_mult: float = 1.0  # the router's learning rate = this × the prompt's; 0 keeps it as initialised
     router_norm: bool = True  # standardise the router input with the training inputs' mean/std
     bias_balance: float = 0.0  # step of a per-expert selection bias nudged toward equal load
     mi_loss: float = 0.0  # weight of −I(input; expert) = −(H(mean p) − mean H(p)) in the loss
-    router_init: str = ORTHOGONAL  # see methods.routing.ROUTER_INITS
-    router_init_confidence: float = 0.6  # mean probability of each input's own group after a fitted init
+    router_init: str = DOMAINS  # see methods.routing.ROUTER_INITS
+    router_init_confidence: float = 0.7  # mean probability of each input's own group after a fitted init
     lora_r: int = 1
     lora_alpha: float = 2.0
     lora_dropout: float = 0.0
@@ -120,7 +120,9 @@ class MethodConfig:
         _choice(prefix + "preset", preset, PRESETS)
         method = d.get("method", cls.method)
         base = preset_values(preset, method) if method in METHODS else {}
-        return _build(cls, {**base, **d, "preset": preset}, prefix)
+        # A config stored whole before a key existed gets what the code did then, not today's preset value.
+        before = {k: v for keys, added in _ADDED_LATER if keys <= d.keys() for k, v in added.items() if k not in d}
+        return _build(cls, {**base, **before, **d, "preset": preset}, prefix)
 
     @classmethod
     def for_preset(cls, method: str = DEFAULT, preset: str = DEFAULT_PRESET, **overrides: Any) -> MethodConfig:
@@ -142,6 +144,11 @@ _PRE_PRESET_KEYS = frozenset({
     "init", "init_text", "expert_perturb", "router_bias", "balance_loss", "lora_r", "lora_alpha",
     "lora_dropout", "lora_targets",
 })
+# (every key a stored config had when these were added, {added key: the behaviour before it}).
+_ADDED_LATER = (
+    (_PRE_PRESET_KEYS | {"preset", "noise_type", "router_lr_mult", "router_norm", "bias_balance", "mi_loss"},
+     {"router_init": ORTHOGONAL, "router_init_confidence": 0.6}),
+)
 
 
 @dataclass

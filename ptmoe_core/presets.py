@@ -1,5 +1,6 @@
 """Named method presets: ``paper`` (each method as its paper / its authors' public code configures
-it) and ``studio`` (what measured best here, the default). A preset is the base a config's explicit
+it), ``studio`` (what scored best here, the default) and ``routed`` (a router that specialises by data
+set in every seed, at a cost in score: docs/routing_study.md). A preset is the base a config's explicit
 keys are laid over (``MethodConfig.from_dict``), so a run's stored config always holds every
 resolved value.
 
@@ -19,7 +20,7 @@ from typing import Any
 
 from .methods import METHODS, PAPER_VALUES
 
-PRESETS = ("studio", "paper")
+PRESETS = ("studio", "paper", "routed")
 DEFAULT_PRESET = "studio"
 # A stored config without a preset key predates presets: its values were the paper's.
 LEGACY_PRESET = "paper"
@@ -32,7 +33,11 @@ def preset_values(preset: str, method: str) -> dict[str, Any]:
     if preset not in PRESETS:
         raise ValueError(f"{preset!r} is not one of {', '.join(PRESETS)}")
     spec = METHODS.get(method)
-    return {**PAPER_VALUES, **(spec.presets.get(preset, {}) if spec else {})}
+    if spec is None:
+        return dict(PAPER_VALUES)
+    # `routed` is about the router: a method without values of its own for it takes its default preset's.
+    own = spec.presets.get(preset, spec.presets.get(DEFAULT_PRESET, {}) if preset == "routed" else {})
+    return {**PAPER_VALUES, **own}
 
 
 def paper_method(method: str) -> dict[str, Any]:

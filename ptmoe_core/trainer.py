@@ -85,7 +85,7 @@ def train(
         x, used = router_inputs(adapter, features)  # n×H, and which features they are
         if router.norm:
             router.set_input_stats(x.mean(0), x.std(0) if len(x) > 1 else torch.ones_like(x[0]))
-        if cfg.method.router_init != ORTHOGONAL:
+        if cfg.method.router_init != ORTHOGONAL and router.n_experts > 1:  # one expert: nothing to choose
             groups = input_groups(x, [features[i].get("domain", "") for i in used], router.n_experts,
                                   cfg.method.router_init, torch.Generator().manual_seed(cfg.train.seed))
             router.fit_groups(x, groups, cfg.method.router_init_confidence)

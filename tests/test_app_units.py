@@ -140,7 +140,7 @@ def test_param_counts_are_the_engine_formulas():
 
 
 def test_cli_command_reproduces_the_config():
-    from ptmoe_core.cli import _apply_overrides
+    from ptmoe_core.config import apply_overrides
 
     v = {**forms.default_values("tiny-random"), "method": "smop", "n_experts": 4, "steps": 20, "name": "x y"}
     cfg = forms.config_from_values(v).validate()
@@ -150,7 +150,7 @@ def test_cli_command_reproduces_the_config():
 
     args = shlex.split(cmd.replace("\\\n", " "))
     sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
-    rebuilt = RunConfig.from_dict(_apply_overrides(RunConfig().to_dict(), sets))
+    rebuilt = RunConfig.from_dict(apply_overrides(RunConfig().to_dict(), sets))
     rebuilt.output_dir = cfg.output_dir
     assert rebuilt.to_dict() == cfg.to_dict()
     assert forms.cli_command(cfg, "my.yaml") == "python -m ptmoe_core train --config my.yaml"

@@ -4,7 +4,6 @@ the paper's settings."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -14,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from ptmoe_core.bundle import SUFFIX, read_bundle
-from ptmoe_core.config import MethodConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = ("gradio", "sqlalchemy", "storage", "app")
@@ -45,10 +43,10 @@ def made(tmp_path_factory) -> Path:
 
 def test_one_command_writes_the_gallery(made):
     files = sorted(made.glob(f"*{SUFFIX}"))
-    assert [f.name for f in files] == [f"{k}{SUFFIX}" for k in sorted(["ptmoe-studio", "ptmoe-paper", "pt", "lora"])]
+    assert [f.name for f in files] == [f"{k}{SUFFIX}" for k in sorted(["ptmoe-studio", "ptmoe-routed", "pt", "lora"])]
     assert sum(f.stat().st_size for f in files) <= 2 * 1024 * 1024
     bundles = {b.provenance["gallery_key"]: b for b in map(read_bundle, files)}
-    assert {k: b.method for k, b in bundles.items()} == {"ptmoe-studio": "ptmoe", "ptmoe-paper": "ptmoe",
+    assert {k: b.method for k, b in bundles.items()} == {"ptmoe-studio": "ptmoe", "ptmoe-routed": "ptmoe",
                                                          "pt": "pt", "lora": "lora"}
     for b in bundles.values():
         prov = b.provenance
@@ -59,20 +57,20 @@ def test_one_command_writes_the_gallery(made):
         assert b.floor is not None and b.floor.evaluation.records  # the frozen model, once, on the same sets
         assert b.metrics["loss"]["steps"] == [1, 2]
     assert len({b.floor.key for b in bundles.values()}) == 1
-    routed = bundles["ptmoe-studio"].evaluations[-1].records[0]
+    routed = bundles["ptmoe-routed"].evaluations[-1].records[0]
     assert len(routed.probs) == 2 and bundles["pt"].evaluations[-1].records[0].probs is None
     readme = (made / "README.md").read_text()
     assert all(f"`{f.name}`" in readme for f in files) and "python -m bench.gallery" in readme
 
 
 def test_the_two_ptmoe_runs_differ_only_by_their_preset(made):
-    studio, paper = (json.loads(json.dumps(read_bundle(made / f"{k}{SUFFIX}").config["method"]))
-                     for k in ("ptmoe-studio", "ptmoe-paper"))
-    diff = {k for k in studio if studio[k] != paper[k]}
-    if "preset" in {f.name for f in dataclasses.fields(MethodConfig)}:
-        assert studio["preset"] == "studio" and paper["preset"] == "paper"
-    else:
-        assert diff == {"balance_loss"} and paper["balance_loss"] == 0.0 and studio["balance_loss"] > 0
+    from ptmoe_core.presets import differences
+
+    studio, routed = (json.loads(json.dumps(read_bundle(made / f"{k}{SUFFIX}").config["method"]))
+                      for k in ("ptmoe-studio", "ptmoe-routed"))
+    assert studio["preset"] == "studio" and routed["preset"] == "routed"
+    diff = {k for k in studio if studio[k] != routed[k]} - {"preset"}
+    assert diff and diff == set(differences("studio", "ptmoe", routed))
 
 
 def test_the_studio_run_is_the_apps_default(tmp_path):

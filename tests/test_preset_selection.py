@@ -94,8 +94,8 @@ def test_cli_help_and_params_mention_the_preset():
         r = subprocess.run([sys.executable, "-m", "ptmoe_core", cmd, "--help"], cwd=ROOT, capture_output=True,
                            text=True, timeout=120)
         helps[cmd] = " ".join(r.stdout.split())
-    assert "--preset {studio,paper}" in helps["train"] and "exactly as the paper describes it" in helps["train"]
-    assert "--preset {studio,paper}" in helps["params"]
+    assert "--preset {studio,paper,routed}" in helps["train"] and "exactly as the paper describes it" in helps["train"]
+    assert "--preset {studio,paper,routed}" in helps["params"]
     counts = [subprocess.run([sys.executable, "-m", "ptmoe_core", "params", "--method", "ptmoe", "--preset", p],
                              cwd=ROOT, capture_output=True, text=True, timeout=120).stdout for p in PRESETS]
     assert counts[0] == counts[1] == "80706\n"

@@ -115,7 +115,7 @@ def test_full_plan_holds_the_ablations_and_the_balance_loss_control():
     groups = [s.group for s in plan]
     assert groups.count("methods") == 5 and groups.count("routing") == 3 and groups.count("balance") == 1
     assert groups.count("studio") == 2
-    assert by_name(plan, "ptmoe-studio-text") == {**by_name(plan, "ptmoe-studio"), "init": "text"}
+    assert by_name(plan, "ptmoe-studio-before") == {**by_name(plan, "ptmoe-studio"), **q.STUDIO_BEFORE}
     by = {s.name: s.method for s in plan}
     assert {k: v for k, v in by["ptmoe-balance"].items() if k != "balance_loss"} == by["ptmoe"]
     assert by["ptmoe-balance"]["balance_loss"] > 0 and "balance_loss" not in by["ptmoe"]
@@ -281,7 +281,8 @@ def test_report_over_seeds(tmp_path):
     assert f"| PT-MoE ≥ PT on QA F1 | 58.26 vs 56.77 | {q.pct(pm)} vs" in text and f"| {ahead} |" in text
     assert "| PT-MoE, studio preset − PT-MoE |" in text
     assert "PT-MoE over 3 seeds" in text
-    assert "**Studio preset vs the paper's PT-MoE** (mean of 3 seeds)" in text and "With the paper's text init" in text
+    assert "**Studio preset vs the paper's PT-MoE** (mean of 3 seeds)" in text
+    assert "The studio preset before issue 22" in text
     runs = text.split("## Runs")[1]
     assert all(f"| {s.name} |" in runs for s in plan)
 

@@ -81,3 +81,83 @@ def test_bad_router_init_names_the_field(field, value):
 def test_one_expert_with_the_default_router_start_is_valid():
     # The fitted start's confidence has no meaning for an orthogonal start (nor any valid value at N = 1).
     RunConfig.from_dict({"method": {"method": "ptmoe", "n_experts": 1}}).validate()
+
+
+def test_the_routed_preset_routes_by_data_set_and_trains_every_expert(tiny_base, tmp_path):
+    # Issue 22's `routed` preset: a router fitted to the data sets, held fixed, mixing both experts by its
+    # probabilities (top_k 0). Every input then trains both prompts, its own the most.
+    from ptmoe_core.methods.routing import router_kwargs
+
+    cfg, data = run(tmp_path, "routed", 0)
+    assert (cfg.method.router_init, cfg.method.router_lr_mult, cfg.method.top_k) == ("domains", 0.0, 0)
+    assert router_kwargs(cfg.method)["top_k"] == cfg.method.n_experts
+    cfg.train.steps = 4
+    res = train(cfg, base=tiny_base, data=data, resume=False)
+    assert mi_bits(res.evaluation.records) >= 0.9
+    # One input trains both experts' A_i (a top-1 router would leave the other expert without gradient).
+    from ptmoe_core.adapter import load_adapter
+
+    for top_k, both in ((0, True), (1, False)):
+        prompt = load_adapter(res.adapter_dir, base=tiny_base).prompt.train()
+        prompt.router.top_k = top_k or prompt.router.n_experts
+        prompt.router.noise_std = 0.0
+        P, _ = prompt.prompt(torch.randn(1, tiny_base.hidden_size, generator=torch.Generator().manual_seed(3)))
+        P.square().sum().backward()
+        per_expert = prompt.A.grad.flatten(1).abs().sum(1)  # N
+        assert bool((per_expert > 0).all()) is both, (top_k, per_expert)
+
+
+@pytest.mark.parametrize("top_k", [-1, 3])
+def test_top_k_outside_0_to_n_names_the_field(top_k):
+    with pytest.raises(ConfigError) as e:
+        RunConfig.from_dict({"method": {"method": "ptmoe", "n_experts": 2, "top_k": top_k}}).validate()
+    assert "method.top_k" in str(e.value) and "0 (every expert)" in str(e.value)
+
+
+def test_top_k_zero_mixes_every_expert_like_top_k_n():
+    x = torch.randn(5, 16, generator=torch.Generator().manual_seed(0))
+    every = Router(16, 3, top_k=3, noise_std=0.0, generator=torch.Generator().manual_seed(1)).eval()(x)
+    assert torch.allclose(every.weights, every.probs)  # probationary over all experts: w = p
+    from ptmoe_core.config import MethodConfig
+    from ptmoe_core.methods.routing import router_kwargs
+
+    assert router_kwargs(MethodConfig.for_preset("ptmoe", "routed", n_experts=3))["top_k"] == 3
+
+
+def test_one_expert_in_the_routed_preset_trains_without_a_fit(tiny_base, tmp_path):
+    cfg, data = run(tmp_path, "routed", 0, n_experts=1)
+    cfg.validate()
+    cfg.train.steps = 2
+    res = train(cfg, base=tiny_base, data=data, resume=False)
+    assert {r.expert for r in res.evaluation.records} == {0}
+
+
+def test_a_config_stored_before_fitted_router_starts_keeps_its_orthogonal_start():
+    # Stored whole (every key of its time) before router_init existed: it trained with an orthogonal start,
+    # and continuing or copying it must not switch to today's default (a fitted start).
+    import dataclasses
+
+    from ptmoe_core.config import MethodConfig
+
+    old = {k: v for k, v in dataclasses.asdict(MethodConfig.for_preset("ptmoe", "routed")).items()
+           if k not in ("router_init", "router_init_confidence")}
+    m = MethodConfig.from_dict(old)
+    assert (m.router_init, m.router_init_confidence) == ("orthogonal", 0.6)
+    # A hand-written config naming a few keys takes its preset's start.
+    assert MethodConfig.from_dict({"method": "ptmoe", "preset": "routed", "router_lr_mult": 1.0}).router_init == "domains"
+
+
+def test_the_default_is_the_papers_settings_with_a_fitted_router_that_keeps_learning():
+    # docs/routing_study.md's choice by score: the paper's PT-MoE, its router standardised and fitted to the
+    # training data sets, then trained at the prompt's rate (test_a_trained_router_overwrites_its_fitted_start
+    # shows what that does to the fit); `routed` holds the fitted router fixed and mixes every expert.
+    import dataclasses
+
+    from ptmoe_core.config import MethodConfig
+
+    default = dataclasses.asdict(MethodConfig())
+    paper = dataclasses.asdict(MethodConfig.for_preset("ptmoe", "paper", router_norm=True, router_init="domains",
+                                                       router_init_confidence=0.7))
+    assert {k for k in default if default[k] != paper[k]} == {"preset"}
+    routed = MethodConfig.for_preset("ptmoe", "routed")
+    assert (routed.router_lr_mult, routed.top_k, routed.router_init) == (0.0, 0, "domains")

@@ -564,13 +564,13 @@ def studio_lines(fams: dict[str, list[dict[str, Any]]], results: list[dict[str, 
             f"{pct(a['in_domain'])} vs {pct(b['in_domain'])}, out-of-domain avg {pct(a['out_of_domain'])} vs "
             f"{pct(b['out_of_domain'])}. Its router collapsed in {sum(map(_collapsed, st))} of {len(st)} seeds, the "
             f"paper's in {sum(map(_collapsed, pm))} of {len(pm)}.")
-    txt = next((r for r in results if r["name"] == "ptmoe-studio-text"), None)
-    if txt:
+    old = next((r for r in results if r["name"] == "ptmoe-studio-before"), None)
+    if old:
         st0 = next((r for r in st if r.get("seed", 0) == 0), st[0])
-        line += (f" With the paper's text init instead of `text_vocab` (seed 0 only), the studio preset scores QA F1 "
-                 f"{pct(summary(txt)['qa_f1'])} (studio seed 0: {pct(summary(st0)['qa_f1'])}) and its router "
-                 + ("collapsed." if _collapsed(txt) else
-                    f"routes ({' / '.join(f'{v:.0%}' for v in overall_load(txt))} over its experts)."))
+        line += (f" The studio preset before issue 22 (learned router, seed 0 only) scores QA F1 "
+                 f"{pct(summary(old)['qa_f1'])} (studio seed 0: {pct(summary(st0)['qa_f1'])}) and its router "
+                 + ("collapsed." if _collapsed(old) else
+                    f"routes ({' / '.join(f'{v:.0%}' for v in overall_load(old))} over its experts)."))
     return [line]
 
 

@@ -30,6 +30,10 @@ VARIANTS: dict[str, dict] = {
     # Alternatives not in the preset.
     "studio+bias": {"preset": "studio", "bias_balance": 0.05},
     "studio+inputs-init": {"preset": "studio", "init": "inputs"},
+    # Issue 22's candidate (docs/routing_study.md): the paper's settings with a router fitted to the
+    # training data sets and held fixed, both experts mixed by its probabilities.
+    "domains-dense": {"preset": "paper", "router_norm": True, "router_init": "domains",
+                      "router_init_confidence": 0.7, "router_lr_mult": 0.0, "top_k": 2},
 }
 BUILTIN_EVAL = ["builtin:qa", "builtin:arith", "builtin:units", "builtin:dates"]
 MIXES = ("builtin", "comparison")

@@ -6,6 +6,7 @@ and the plot of I(domain; expert) per variant.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -66,24 +67,35 @@ def _majority_text(row: dict) -> str:
 
 
 
+def _resolved(method: dict) -> dict:
+    """A stored run's method settings as the engine reads them (a key added after the run was saved gets
+    what the code did before it existed)."""
+    from ptmoe_core.config import MethodConfig
+
+    return dataclasses.asdict(MethodConfig.from_dict(method))
+
+
 def _aids(method: dict) -> dict:
     """A run's resolved method settings that differ from the paper preset's (the open choices and aids)."""
     from ptmoe_core.presets import preset_values
 
-    paper = preset_values("paper", "ptmoe")
-    return {k: method.get(k) for k, v in paper.items() if method.get(k) != v}
+    paper, have = preset_values("paper", "ptmoe"), _resolved(method)
+    return {k: have[k] for k, v in paper.items() if have[k] != v}
 
 
 def _is_preset(method: dict, preset: str) -> bool:
     from ptmoe_core.presets import preset_values
 
-    return all(method.get(k) == v for k, v in preset_values(preset, "ptmoe").items())
+    have, want = _resolved(method), preset_values(preset, "ptmoe")
+    every = {"top_k": have["n_experts"]}  # top_k 0 and N both mix every expert
+    return all(({**have, **every} if have["top_k"] in (0, have["n_experts"]) else have)[k] ==
+               ({**want, **every} if want.get("top_k") == 0 else want)[k] for k in want)
 
 
 def _settings_text(method: dict) -> str:
     aids = _aids(method)
     text = "paper" + "".join(f", {k}={v}" for k, v in aids.items()) if aids else "paper"
-    return text + (" **(= studio preset)**" if _is_preset(method, "studio") else "")
+    return text + "".join(f" **(= {p} preset)**" for p in ("studio", "routed") if _is_preset(method, p))
 
 
 def _preset_rows(rows: list[dict], preset: str) -> dict[int, dict]:

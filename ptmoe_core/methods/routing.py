@@ -18,10 +18,12 @@ NOISE_TYPES = ("multiplicative", "additive")
 # orthogonal: SMoP's random rows; domains / kmeans: fitted before training as a classifier of the training
 # data sets (grouped into N) or of k-means clusters of the inputs (router.py, Router.fit_groups).
 ORTHOGONAL = "orthogonal"  # the unfitted start; the others are fitted to the training data
-ROUTER_INITS = (ORTHOGONAL, "domains", "kmeans")
+DOMAINS = "domains"
+ROUTER_INITS = (ORTHOGONAL, DOMAINS, "kmeans")
 
 N_EXPERTS = Option("n_experts", "N — prompt experts the router chooses from.", "int")
-TOP_K = Option("top_k", "Experts used per input: 1 = selective routing; N = soft mix.", "int")
+TOP_K = Option("top_k", "Experts used per input: 1 = selective routing; 0 (or N) = every expert, mixed by the "
+                            "router's probabilities.", "int", paper=1)
 PROBATIONARY = Option("probationary", "Scale the chosen prompt by its router probability (gives the router a "
                                       "gradient).", "bool")
 STRAIGHT_THROUGH = Option("straight_through", "Forward weight exactly 1 (1/k), gradient through the router's "
@@ -74,17 +76,19 @@ UNROUTED_HIDDEN = ("n_experts", "top_k", "probationary", "straight_through", "no
 
 
 def validate(cfg: MethodConfig) -> None:
-    """The router's rules: 1 ≤ k ≤ N ≤ 64, then each option's own bounds."""
+    """The router's rules: 0 ≤ k ≤ N ≤ 64 (k = 0: every expert), then each option's own bounds."""
     at_least("method.n_experts", cfg.n_experts, 1)
     if cfg.n_experts > MAX_EXPERTS:
         raise ConfigError("method.n_experts", f"{cfg.n_experts} experts is too many (max {MAX_EXPERTS})")
-    if not 1 <= cfg.top_k <= cfg.n_experts:
-        raise ConfigError("method.top_k", f"top_k={cfg.top_k} must be between 1 and n_experts={cfg.n_experts}")
+    if not 0 <= cfg.top_k <= cfg.n_experts:
+        raise ConfigError("method.top_k", f"top_k={cfg.top_k} must be 0 (every expert) or between 1 and "
+                          f"n_experts={cfg.n_experts}")
     for option in OPTIONS:
         option.validate(cfg)
     # The confidence only shapes a fitted start (router_init other than orthogonal); checking it otherwise
-    # would refuse every N = 1 config, where no value lies strictly between 1/N = 1 and 1.
-    if cfg.router_init != ORTHOGONAL and not 1 / cfg.n_experts < cfg.router_init_confidence < 1:
+    # would refuse every N = 1 config, where no value lies strictly between 1/N = 1 and 1. With one expert
+    # there is nothing to fit (the trainer skips it), so a preset's fitted start still allows N = 1.
+    if cfg.router_init != ORTHOGONAL and cfg.n_experts > 1 and not 1 / cfg.n_experts < cfg.router_init_confidence < 1:
         raise ConfigError("method.router_init_confidence", f"must be between 1/N={1 / cfg.n_experts:.3g} and 1 "
                           f"(exclusive), got {cfg.router_init_confidence}")
 
@@ -97,6 +101,6 @@ def count(cfg: MethodConfig, shape: ModelShape) -> int:
 
 def router_kwargs(cfg: MethodConfig) -> dict[str, Any]:
     """``router.Router``'s keyword arguments for ``cfg``."""
-    return {"top_k": cfg.top_k, "probationary": cfg.probationary, "straight_through": cfg.straight_through,
+    return {"top_k": cfg.top_k or cfg.n_experts, "probationary": cfg.probationary, "straight_through": cfg.straight_through,
             "noise_std": cfg.noise_std, "noise_type": cfg.noise_type, "bias": cfg.router_bias,
             "norm": cfg.router_norm, "bias_balance": cfg.bias_balance}
