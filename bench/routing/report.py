@@ -196,7 +196,7 @@ def _targets(mix: str, rows: list[dict], seeds: list[int]) -> list[str]:
         mis = [r["mi_bits"] for r in st.values()]
         conf = _mean([r["confidence"] for r in st.values()])
         low = min(min(r["load"]) for r in st.values())
-        out += [f"- studio mean I(domain; expert) {_mean(mis):.2f} bits (≥ 0.8): {ok(_mean(mis) >= 0.8)}; "
+        out += [f"- studio mean I(domain; expert) {_mean(mis):.3f} bits (≥ 0.8): {ok(_mean(mis) >= 0.8)}; "
                 f"every seed ≥ 0.6 (min {min(mis):.2f}): {ok(min(mis) >= 0.6)}",
                 f"- studio mean confidence {conf:.2f} (≥ 0.8): {ok(conf >= 0.8)}",
                 f"- every expert ≥ 10 % of the load (min {low:.0%}): {ok(low >= 0.10)}"]
@@ -208,8 +208,14 @@ def _targets(mix: str, rows: list[dict], seeds: list[int]) -> list[str]:
             out.append(f"- studio − paper macro score, paired on the same questions over {len(st)} seed(s): "
                        f"{100 * d:+.1f} points, 95% bootstrap interval [{100 * lo:+.1f}, {100 * hi:+.1f}]: "
                        f"{ok(lo >= 0 or d >= 0)} (not below: {'the interval excludes a loss' if lo >= 0 else 'the point estimate is ≥ 0' if d >= 0 else 'lower'})")
-            tp, ts = _mean([r["train_s"] for r in pa.values()]), _mean([r["train_s"] for r in st.values()])
-            out.append(f"- training wall time studio / paper: {ts / tp:.2f}× (change < 10 %: {ok(abs(ts / tp - 1) < 0.10)})")
+            rounds = {r["variant"].split(" ")[0] for r in [*st.values(), *pa.values()]}
+            if len(rounds) > 1:  # another round may be another machine (r1/r2 GPU, r3 CPU): times do not compare
+                out.append(f"- training wall time studio / paper: not comparable (measured in rounds {', '.join(sorted(rounds))}"
+                           ", which ran on different machines)")
+            else:
+                tp, ts = _mean([r["train_s"] for r in pa.values()]), _mean([r["train_s"] for r in st.values()])
+                out.append(f"- training wall time studio / paper: {ts / tp:.2f}× (change < 10 %: "
+                           f"{ok(abs(ts / tp - 1) < 0.10)})")
     else:
         apart = sum(_qa_math_apart(r) for r in st.values())
         out.append(f"- studio: SQuAD (QA) and GSM8K (math) go to different majority experts in {apart} of "
