@@ -159,7 +159,7 @@ def build(ctx: AppContext) -> SimpleNamespace:
 
     def first_screen() -> list[Any] | None:
         """A first visit (gallery runs only): updates that open a gallery PT-MoE run's stored
-        evaluation, the paper-settings run as the baseline and the frozen model's answers; None
+        evaluation, the routed-preset run as the baseline and the frozen model's answers; None
         otherwise (the user has runs of their own, or no gallery)."""
         req = studio.first_request()
         if req is None:

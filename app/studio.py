@@ -329,18 +329,20 @@ class Studio:
 
     def first_request(self) -> InspectRequest | None:
         """What a first visit shows while the studio holds only gallery runs: a gallery PT-MoE run's stored
-        evaluation (the studio preset's, else the paper's), the paper-settings run as the baseline and the
-        frozen model's answers; None once the user has runs of their own, or without a gallery."""
+        evaluation (the studio preset's), the other PT-MoE gallery run (the routed preset's; a gallery made
+        before it holds the paper-settings run) as the baseline, and the frozen model's answers; None once
+        the user has runs of their own, or without a gallery."""
         from storage.bundles import GALLERY, gallery_roles
 
         st = self.storage
         if any(r.experiment != GALLERY for r in st.list_runs()):
             return None
         roles = gallery_roles(st)
-        main_id = roles.get("ptmoe-studio") or roles.get("ptmoe-paper")
+        other = roles.get("ptmoe-routed") or roles.get("ptmoe-paper")
+        main_id = roles.get("ptmoe-studio") or other
         if main_id is None:
             return None
-        base_id = roles.get("ptmoe-paper") if main_id != roles.get("ptmoe-paper") else None
+        base_id = other if main_id != other else None
         return InspectRequest(run_id=main_id, mode=STORED, baseline_id=base_id, floor=True)
 
     def adapter_path(self, run: Any, which: str | None) -> str:

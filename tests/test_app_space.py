@@ -1,6 +1,6 @@
 """The first visit and the hosted Space, without a browser: where a Space keeps its runs, the page
 saying when they are temporary, the gallery imported at first start, the first Inspect screen (a
-gallery PT-MoE run next to the paper-settings run and the frozen model), the floor in tables."""
+gallery PT-MoE run next to the routed-preset run and the frozen model), the floor in tables."""
 
 from __future__ import annotations
 
@@ -72,11 +72,11 @@ def test_first_start_imports_the_gallery_and_opens_inspect_on_it(tmp_path, galle
         assert first is not None
         run_upd, base_upd, mode_upd, floor_upd, status, table = first[:6]
         by_key = {r.name: r.id for r in runs}
-        studio, paper = by_key["gallery · PT-MoE · studio defaults"], by_key["gallery · PT-MoE · paper settings"]
-        assert run_upd["value"] == studio and base_upd["value"] == paper
+        studio, routed = by_key["gallery · PT-MoE · studio defaults"], by_key["gallery · PT-MoE · routed preset"]
+        assert run_upd["value"] == studio and base_upd["value"] == routed
         assert mode_upd["value"] == inspect_tab.MODES[2] and floor_upd["value"] is True
         assert "stored evaluation at step 2" in status and table.count('<tr data-row="') == 8  # 2 per set × 4 sets
-        assert f"Baseline: #{paper}" in table and views.FLOOR_HEADER in table
+        assert f"Baseline: #{routed}" in table and views.FLOOR_HEADER in table
         # Hidden from the Runs table on request; a user's own run ends the first screen.
         assert queries.run_rows(ctx.storage, hide_experiments=("gallery",)) == []
         assert len(queries.run_rows(ctx.storage)) == 4

@@ -41,7 +41,7 @@ def test_first_visit_shows_a_gallery_run_in_inspect(browser, space, shots):
     runs = {r.name: r.id for r in st.list_runs()}
     assert len(runs) == 4 and {r.experiment for r in st.list_runs()} == {"gallery"}
     assert str(st.runs_dir).startswith(str(Path(space.ctx.settings.db).parent))  # under the persistent storage
-    studio, paper = runs["gallery · PT-MoE · studio defaults"], runs["gallery · PT-MoE · paper settings"]
+    studio, routed = runs["gallery · PT-MoE · studio defaults"], runs["gallery · PT-MoE · routed preset"]
 
     ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
     page = ctx.new_page()
@@ -61,7 +61,7 @@ def test_first_visit_shows_a_gallery_run_in_inspect(browser, space, shots):
     headers = page.locator("#pt-inspect-table thead th").all_inner_texts()
     for h in ("Input", "Expert", "Router p", "Generated answer", "Gold", "Score", "Frozen model (no adapter)"):
         assert h in headers, headers
-    assert any(h.startswith(f"Baseline: #{paper}") for h in headers), headers
+    assert any(h.startswith(f"Baseline: #{routed}") for h in headers), headers
     assert rows.nth(0).locator(".pt-bar-fill").count() == 2  # one probability bar per expert
     page.wait_for_timeout(800)
     page.screenshot(path=str(shots / "10-space-first-screen.png"), full_page=True)
