@@ -45,10 +45,14 @@ def test_expansion_is_grid_times_seeds_with_typed_points():
 
 
 def test_a_preset_in_the_grid_fills_the_keys_the_base_leaves_out():
-    runs = expand(_spec({"method.preset": ["paper", "studio"]}, seeds=[0]))
-    paper, studio = (r.config.method for r in runs)
-    assert (paper.preset, studio.preset) == ("paper", "studio")
-    assert paper.router_lr_mult != studio.router_lr_mult or paper.balance_loss != studio.balance_loss
+    from ptmoe_core.presets import preset_values
+
+    runs = expand(_spec({"method.preset": ["paper", "studio", "routed"]}, seeds=[0]))
+    assert [r.config.method.preset for r in runs] == ["paper", "studio", "routed"]
+    for r in runs:  # every key the base leaves out has its run's preset's value
+        m = r.config.method
+        assert all(getattr(m, k) == v for k, v in preset_values(m.preset, "ptmoe").items()), m.preset
+    assert len({(r.config.method.router_init, r.config.method.router_lr_mult) for r in runs}) == 3
 
 
 @pytest.mark.parametrize(("grid", "seeds", "message"), [
