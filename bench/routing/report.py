@@ -69,10 +69,12 @@ def _majority_text(row: dict) -> str:
 
 def _resolved(method: dict) -> dict:
     """A stored run's method settings as the engine reads them (a key added after the run was saved gets
-    what the code did before it existed)."""
+    what the code did before it existed), with top_k as the number of experts an input uses."""
     from ptmoe_core.config import MethodConfig
+    from ptmoe_core.methods.routing import experts_per_input
 
-    return dataclasses.asdict(MethodConfig.from_dict(method))
+    d = dataclasses.asdict(MethodConfig.from_dict(method))
+    return {**d, "top_k": experts_per_input(d["top_k"], d["n_experts"])}
 
 
 def _aids(method: dict) -> dict:
@@ -86,10 +88,9 @@ def _aids(method: dict) -> dict:
 def _is_preset(method: dict, preset: str) -> bool:
     from ptmoe_core.presets import preset_values
 
-    have, want = _resolved(method), preset_values(preset, "ptmoe")
-    every = {"top_k": have["n_experts"]}  # top_k 0 and N both mix every expert
-    return all(({**have, **every} if have["top_k"] in (0, have["n_experts"]) else have)[k] ==
-               ({**want, **every} if want.get("top_k") == 0 else want)[k] for k in want)
+    have = _resolved(method)
+    want = _resolved({**method, **preset_values(preset, "ptmoe")})
+    return all(have[k] == want[k] for k in preset_values(preset, "ptmoe"))
 
 
 def _settings_text(method: dict) -> str:

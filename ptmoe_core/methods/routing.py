@@ -99,8 +99,13 @@ def count(cfg: MethodConfig, shape: ModelShape) -> int:
     return N * H + (N if cfg.router_bias else 0)
 
 
+def experts_per_input(top_k: int, n_experts: int) -> int:
+    """How many experts an input uses: ``top_k``, where 0 means every one of the ``n_experts``."""
+    return top_k or n_experts
+
+
 def router_kwargs(cfg: MethodConfig) -> dict[str, Any]:
     """``router.Router``'s keyword arguments for ``cfg``."""
-    return {"top_k": cfg.top_k or cfg.n_experts, "probationary": cfg.probationary, "straight_through": cfg.straight_through,
+    return {"top_k": experts_per_input(cfg.top_k, cfg.n_experts), "probationary": cfg.probationary, "straight_through": cfg.straight_through,
             "noise_std": cfg.noise_std, "noise_type": cfg.noise_type, "bias": cfg.router_bias,
             "norm": cfg.router_norm, "bias_balance": cfg.bias_balance}
