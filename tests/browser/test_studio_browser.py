@@ -153,6 +153,10 @@ def test_preset_and_routing_by_domain_while_training(browser, srv, shots):
     page.get_by_text("Advanced routing").click()
     page.locator("#pt-preset").get_by_label("paper").check()
     paper_mult = preset_values("paper", "ptmoe")["router_lr_mult"]
+    # Wait on a value the two presets set differently (their router learning rates are the same now).
+    norm = str(preset_values("paper", "ptmoe")["router_norm"]).lower()
+    page.wait_for_function(f"() => document.querySelector('#pt-router-norm input').checked === {norm}",
+                           timeout=10_000)
     page.wait_for_function(
         f"() => Number(document.querySelector('#pt-router-lr input[type=number]').value) === {paper_mult}",
         timeout=10_000)
