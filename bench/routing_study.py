@@ -67,6 +67,21 @@ def variants() -> dict[str, tuple[str, dict[str, Any]]]:
         # ... and a fitted start that the router then keeps learning at the paper's rate.
         "domains-learn": ("PT-MoE, router fitted to the data sets, then trained",
                           {**pm, "router_norm": True, "router_init": "domains", "router_init_confidence": 0.7}),
+        # Round 3 (after `domains-learn` scored best but drifted from the fit): the same fitted start,
+        # the router learning at a tenth of the prompt's rate, so its confidence can grow while its split
+        # moves less.
+        "domains-slow": ("PT-MoE, router fitted to the data sets, then trained at 0.1 × the prompt's lr",
+                         {**pm, "router_norm": True, "router_init": "domains", "router_init_confidence": 0.7,
+                          "router_lr_mult": 0.1}),
+        # ... and the router learning at the paper's rate with a loss that keeps each input on the expert
+        # the fitted start chose for it (`router_anchor`), so its confidence learns but its split stays.
+        "domains-anchor": ("PT-MoE, router fitted to the data sets, then trained, anchored to the fit",
+                           {**pm, "router_norm": True, "router_init": "domains", "router_init_confidence": 0.7,
+                            "router_anchor": 1.0}),
+        # ... and both: the slower router, anchored to the fit.
+        "domains-slow-anchor": ("PT-MoE, router fitted to the data sets, then trained at 0.1 × lr, anchored to the fit",
+                                {**pm, "router_norm": True, "router_init": "domains", "router_init_confidence": 0.7,
+                                 "router_lr_mult": 0.1, "router_anchor": 1.0}),
     }
 
 
@@ -396,6 +411,7 @@ SCORES = {  # name -> (label, record filter)
 
 
 def load_results(storage) -> list[dict[str, Any]]:
+    from ptmoe_core.config import MethodConfig
     from storage.models import RunStatus
 
     out = []
@@ -408,6 +424,8 @@ def load_results(storage) -> list[dict[str, Any]]:
                     # Trained by a version that saved its result only after the evaluation: the run's
                     # record ends when training does (the evaluation comes after it).
                     res["train_s"] = run.ended_at - run.started_at
+                # Its method as today's code reads it (a key added since gets what the code did then).
+                res["method"] = dataclasses.asdict(MethodConfig.from_dict(res["method"]))
                 out.append(res)
     return out
 

@@ -91,6 +91,7 @@ class MethodConfig:
     mi_loss: float = 0.0  # weight of −I(input; expert) = −(H(mean p) − mean H(p)) in the loss
     router_init: str = DOMAINS  # see methods.routing.ROUTER_INITS
     router_init_confidence: float = 0.7  # mean probability of each input's own group after a fitted init
+    router_anchor: float = 0.0  # weight of a loss keeping each input on the fitted router's choice for it
     lora_r: int = 1
     lora_alpha: float = 2.0
     lora_dropout: float = 0.0
@@ -148,6 +149,9 @@ _PRE_PRESET_KEYS = frozenset({
 _ADDED_LATER = (
     (_PRE_PRESET_KEYS | {"preset", "noise_type", "router_lr_mult", "router_norm", "bias_balance", "mi_loss"},
      {"router_init": ORTHOGONAL, "router_init_confidence": 0.6}),
+    (_PRE_PRESET_KEYS | {"preset", "noise_type", "router_lr_mult", "router_norm", "bias_balance", "mi_loss",
+                         "router_init", "router_init_confidence"},
+     {"router_anchor": 0.0}),
 )
 
 

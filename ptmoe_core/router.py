@@ -20,6 +20,8 @@ Router aids (not in the paper, each off in the ``paper`` preset; docs/routing.md
   mean probability of each input's group is ``router_init_confidence``. A random router splits
   inputs along a direction unrelated to their data set, and training then makes that arbitrary
   split confident; a router that starts from the groups keeps each data set on one expert.
+- ``router_anchor`` (``anchor_loss``): while a fitted router trains, a cross-entropy term toward the
+  expert the fitted start chose for each input, so the router's confidence learns but its split stays.
 
 Switches (all four of the paper's routing ablations are reachable):
 - ``top_k``: 1 is selective; N mixes every expert (non-selective).
@@ -93,6 +95,12 @@ def balance_loss(probs: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     P̄_i: mean probability of i). Equals 1 when balanced; grows as the router collapses."""
     n = probs.shape[1]
     return n * (expert_fractions(chosen, n).to(probs.dtype) * probs.mean(0)).sum()
+
+
+def anchor_loss(probs: Tensor, targets: Tensor) -> Tensor:
+    """Mean −log p of each input's anchored expert: probs b×N, targets b (the fitted start's choices).
+    Unlike keeping the router fixed, the confidence it gives that expert still learns."""
+    return nn.functional.nll_loss(probs.clamp_min(1e-12).log(), targets.to(probs.device))
 
 
 def kmeans(x: Tensor, k: int, generator: torch.Generator, weights: Tensor | None = None,
@@ -215,6 +223,11 @@ class Router(nn.Module):
             self.linear.weight.copy_((hi * W).to(self.linear.weight))
             if self.linear.bias is not None:
                 self.linear.bias.copy_((hi * b).to(self.linear.bias))
+
+    @torch.no_grad()
+    def choices(self, x: Tensor) -> Tensor:
+        """b: the expert this router's noiseless logits rank first for each input x (b×H)."""
+        return self.linear(self.standardise(x)).argmax(-1)
 
     @torch.no_grad()
     def update_selection_bias(self, load: Tensor) -> None:

@@ -8,6 +8,7 @@ exactly as the uninterrupted run would.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import time
@@ -29,7 +30,7 @@ from .errors import ConfigError, DataError, PTMoEError
 from .methods.routing import ORTHOGONAL
 from .model_card import TrainingSummary, write_model_card
 from .models import BaseModel, load_base_model
-from .router import RoutingInfo, balance_loss, input_groups, masked_mean, mutual_information
+from .router import RoutingInfo, anchor_loss, balance_loss, input_groups, masked_mean, mutual_information
 from .routing_summary import routing_counts
 
 CHECKPOINTS = "checkpoints"
@@ -81,6 +82,7 @@ def train(
     adapter = build_adapter(base, cfg.method, init_text=init_text, seed=cfg.train.seed,
                             init_pool=_router_tokens(features) if cfg.method.init == "inputs" else None)
     router = getattr(adapter.prompt, "router", None)
+    anchor = None  # a frozen copy of the fitted start, for router_anchor
     if router is not None and (router.norm or cfg.method.router_init != ORTHOGONAL):
         x, used = router_inputs(adapter, features)  # n×H, and which features they are
         if router.norm:
@@ -89,6 +91,8 @@ def train(
             groups = input_groups(x, [features[i].get("domain", "") for i in used], router.n_experts,
                                   cfg.method.router_init, torch.Generator().manual_seed(cfg.train.seed))
             router.fit_groups(x, groups, cfg.method.router_init_confidence)
+            if cfg.method.router_anchor > 0:  # copied before a resumed run restores its trained router
+                anchor = copy.deepcopy(router).requires_grad_(False).eval()
 
     tc = cfg.train
     lr = tc.resolved_lr(cfg.method.method)
@@ -136,6 +140,8 @@ def train(
                 loss = loss + cfg.method.balance_loss * balance_loss(routing.probs, routing.chosen)
             if routing is not None and cfg.method.mi_loss > 0:
                 loss = loss - cfg.method.mi_loss * mutual_information(routing.probs)
+            if routing is not None and anchor is not None:
+                loss = loss + cfg.method.router_anchor * anchor_loss(routing.probs, anchor.choices(routing.router_input))
             loss = loss / tc.grad_accum
             if not torch.isfinite(loss):
                 raise PTMoEError(f"loss became {loss.item()} at step {step + 1}; lower train.lr (now {lr})")

@@ -32,6 +32,7 @@ BAD = {
     "router_init_confidence": {"router_init_confidence": 1.0},
     "bias_balance": {"bias_balance": 2.0},
     "mi_loss": {"mi_loss": 11.0},
+    "router_anchor": {"router_anchor": 11.0},
     "long_prompt": {"prompt_len": 513},
     "lora_r": {"lora_r": 0},
     "lora_alpha": {"lora_alpha": 0.0},

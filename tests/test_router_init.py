@@ -10,7 +10,7 @@ import torch
 
 from ptmoe_core.config import RunConfig
 from ptmoe_core.errors import ConfigError
-from ptmoe_core.router import Router, input_groups, kmeans
+from ptmoe_core.router import Router, anchor_loss, input_groups, kmeans
 from ptmoe_core.trainer import train
 from tests.test_routing_aids import mi_bits, run
 
@@ -161,3 +161,34 @@ def test_the_default_is_the_papers_settings_with_a_fitted_router_that_keeps_lear
     assert {k for k in default if default[k] != paper[k]} == {"preset"}
     routed = MethodConfig.for_preset("ptmoe", "routed")
     assert (routed.router_lr_mult, routed.top_k, routed.router_init) == (0.0, 0, "domains")
+
+
+def test_an_anchored_router_keeps_its_fitted_split_while_its_confidence_learns(tiny_base, tmp_path):
+    # router_anchor: the router trains (here at 10× the prompt's rate), and a loss toward the fitted start's
+    # choice for each input keeps every domain on its fitted expert; the confidence rises past the start's.
+    for seed in (0, 1):
+        cfg, data = run(tmp_path, "paper", seed, router_norm=True, router_init="domains",
+                        router_init_confidence=0.7, router_lr_mult=10.0, router_anchor=1.0)
+        res = train(cfg, base=tiny_base, data=data, resume=False)
+        first, last = res.history[0].domain_routing, res.history[-1].domain_routing
+        assert {d: max(range(2), key=c.__getitem__) for d, c in first.items()} == {
+            d: max(range(2), key=c.__getitem__) for d, c in last.items()}  # the same expert per domain
+        assert all(max(c) == sum(c) for c in last.values()), last
+        records = res.evaluation.records
+        assert mi_bits(records) >= 0.9, (seed, mi_bits(records))
+        assert sum(r.confidence for r in records) / len(records) > 0.8
+
+
+def test_anchor_loss_pulls_probability_toward_the_anchored_expert():
+    logits = torch.zeros(3, 2, requires_grad=True)
+    targets = torch.tensor([0, 1, 1])
+    anchor_loss(logits.softmax(-1), targets).backward()
+    assert (logits.grad.gather(1, targets[:, None]) < 0).all()  # descent raises the anchored logit
+    assert anchor_loss(torch.tensor([[1.0, 0.0]]), torch.tensor([0])).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_an_anchor_without_a_fitted_start_is_refused():
+    with pytest.raises(ConfigError, match="router_anchor"):
+        RunConfig.from_dict({"method": {"method": "ptmoe", "preset": "paper", "router_anchor": 1.0}}).validate()
+    with pytest.raises(ConfigError, match="router_anchor"):
+        RunConfig.from_dict({"method": {"method": "ptmoe", "router_anchor": -1.0}}).validate()

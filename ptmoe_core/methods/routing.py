@@ -63,16 +63,21 @@ ROUTER_INIT_CONFIDENCE = Option("router_init_confidence", "Not in the paper. Wit
                                                           "probability it gives each input's own group (the chosen "
                                                           "prompt's probationary scale).", "float", paper=0.6,
                                 label="Fitted router confidence", row=2)
+ROUTER_ANCHOR = Option("router_anchor", "Not in the paper. With a fitted router start: weight of a loss that keeps "
+                                        "each training input on the expert the fitted router chose for it, while the "
+                                        "router's confidence still learns (0 = off).", "float", paper=0.0,
+                       check=Range(0.0, 10.0), label="Keep the fitted split", row=2)
 
 # The Train form's "Advanced routing" section, in the form's order.
-ADVANCED = (NOISE_TYPE, ROUTER_NORM, ROUTER_LR_MULT, BIAS_BALANCE, MI_LOSS, ROUTER_INIT, ROUTER_INIT_CONFIDENCE)
+ADVANCED = (NOISE_TYPE, ROUTER_NORM, ROUTER_LR_MULT, BIAS_BALANCE, MI_LOSS, ROUTER_INIT, ROUTER_INIT_CONFIDENCE,
+            ROUTER_ANCHOR)
 # Every router setting, in the order their rules are checked.
 OPTIONS = (N_EXPERTS, TOP_K, PROBATIONARY, STRAIGHT_THROUGH, NOISE_STD, BALANCE_LOSS, NOISE_TYPE, ROUTER_LR_MULT,
-           BIAS_BALANCE, MI_LOSS, ROUTER_BIAS, ROUTER_NORM, ROUTER_INIT, ROUTER_INIT_CONFIDENCE)
+           BIAS_BALANCE, MI_LOSS, ROUTER_BIAS, ROUTER_NORM, ROUTER_INIT, ROUTER_INIT_CONFIDENCE, ROUTER_ANCHOR)
 # What a model card of a method without a router leaves out (the core router settings; the aids, stored
 # with every config, have always been listed).
 UNROUTED_HIDDEN = ("n_experts", "top_k", "probationary", "straight_through", "noise_std", "router_bias",
-                   "balance_loss", "expert_perturb", "router_init", "router_init_confidence")
+                   "balance_loss", "expert_perturb", "router_init", "router_init_confidence", "router_anchor")
 
 
 def validate(cfg: MethodConfig) -> None:
@@ -91,6 +96,9 @@ def validate(cfg: MethodConfig) -> None:
     if cfg.router_init != ORTHOGONAL and cfg.n_experts > 1 and not 1 / cfg.n_experts < cfg.router_init_confidence < 1:
         raise ConfigError("method.router_init_confidence", f"must be between 1/N={1 / cfg.n_experts:.3g} and 1 "
                           f"(exclusive), got {cfg.router_init_confidence}")
+    if cfg.router_anchor > 0 and cfg.router_init == ORTHOGONAL:
+        raise ConfigError("method.router_anchor", f"keeps the split of a fitted router start, but router_init is "
+                          f"{ORTHOGONAL!r}; set router_init to {DOMAINS!r} or 'kmeans', or router_anchor to 0")
 
 
 def count(cfg: MethodConfig, shape: ModelShape) -> int:
