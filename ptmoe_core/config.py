@@ -85,7 +85,7 @@ class MethodConfig:
     router_bias: bool = True  # counted in the paper's N*H + N router parameters
     balance_loss: float = 0.0  # Switch-style load-balancing loss weight; 0 = the paper's method
     # Router aids (not in the paper; all off in the `paper` preset):
-    router_lr_mult: float = 1.0  # the router's learning rate = this × the prompt's; 0 keeps it as initialised
+    router_lr_mult: float = 0.1  # the router's learning rate = this × the prompt's; 0 keeps it as initialised
     router_norm: bool = True  # standardise the router input with the training inputs' mean/std
     bias_balance: float = 0.0  # step of a per-expert selection bias nudged toward equal load
     mi_loss: float = 0.0  # weight of −I(input; expert) = −(H(mean p) − mean H(p)) in the loss

@@ -34,6 +34,9 @@ VARIANTS: dict[str, dict] = {
     # training data sets and held fixed, both experts mixed by its probabilities.
     "domains-dense": {"preset": "paper", "router_norm": True, "router_init": "domains",
                       "router_init_confidence": 0.7, "router_lr_mult": 0.0, "top_k": 2},
+    # Its round-3 follow-up: the same fitted start, the router then learning at 0.1 × the prompt's rate.
+    "domains-slow": {"preset": "paper", "router_norm": True, "router_init": "domains",
+                     "router_init_confidence": 0.7, "router_lr_mult": 0.1},
 }
 BUILTIN_EVAL = ["builtin:qa", "builtin:arith", "builtin:units", "builtin:dates"]
 MIXES = ("builtin", "comparison")
