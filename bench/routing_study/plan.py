@@ -22,42 +22,37 @@ def variants() -> dict[str, tuple[str, dict[str, Any]]]:
     from ptmoe_core.presets import paper_method
 
     pm = paper_method("ptmoe")
+    # The candidate's start (this study): the router is fitted before training as a classifier of the
+    # training data sets (grouped into N) at the confidence the paper's router reaches (≈0.7).
+    fitted = {**pm, "router_norm": True, "router_init": "domains", "router_init_confidence": 0.7}
     return {
         "pt": ("PT (paper preset)", paper_method("pt")),
         "paper": ("PT-MoE, paper preset", pm),
         "studio": ("PT-MoE, studio preset before this study", {**pm, "preset": "studio", **STUDIO_BEFORE}),
-        # The candidate (this study): the router is fitted before training as a classifier of the
-        # training data sets (grouped into N) at the confidence the paper's router reaches (≈0.7), and
-        # kept fixed (an Adam step of lr per weight would rewrite a fitted router within a few steps).
         # Does routing help at all? The same prompt machinery with one expert (no choice to make).
         "n1": ("PT-MoE N = 1, paper preset", {**pm, "n_experts": 1}),
-        "domains": ("PT-MoE, paper + fixed router fitted to the data sets",
-                    {**pm, "router_norm": True, "router_init": "domains", "router_init_confidence": 0.7,
-                     "router_lr_mult": 0.0}),
+        # The candidate: the fitted router kept fixed (an Adam step of lr per weight would rewrite a fitted
+        # router within a few steps).
+        "domains": ("PT-MoE, paper + fixed router fitted to the data sets", {**fitted, "router_lr_mult": 0.0}),
         # Two follow-ups of the candidate (round 2): a top-1 router splits the few updates of a 50-step
         # budget between the experts (each expert learns only from its group's inputs); mixing both experts
         # by the fitted probabilities (top-k = N) lets every input train both prompts, its own the most.
         "domains-dense": ("PT-MoE, fixed data-set router, both experts mixed by its probabilities",
-                          {**pm, "router_norm": True, "router_init": "domains", "router_init_confidence": 0.7,
-                           "router_lr_mult": 0.0, "top_k": 2}),
+                          {**fitted, "router_lr_mult": 0.0, "top_k": 2}),
         # ... and a fitted start that the router then keeps learning at the paper's rate.
-        "domains-learn": ("PT-MoE, router fitted to the data sets, then trained",
-                          {**pm, "router_norm": True, "router_init": "domains", "router_init_confidence": 0.7}),
+        "domains-learn": ("PT-MoE, router fitted to the data sets, then trained", fitted),
         # Round 3 (after `domains-learn` scored best but drifted from the fit): the same fitted start,
         # the router learning at a tenth of the prompt's rate, so its confidence can grow while its split
         # moves less.
         "domains-slow": ("PT-MoE, router fitted to the data sets, then trained at 0.1 × the prompt's lr",
-                         {**pm, "router_norm": True, "router_init": "domains", "router_init_confidence": 0.7,
-                          "router_lr_mult": 0.1}),
+                         {**fitted, "router_lr_mult": 0.1}),
         # ... and the router learning at the paper's rate with a loss that keeps each input on the expert
         # the fitted start chose for it (`router_anchor`), so its confidence learns but its split stays.
         "domains-anchor": ("PT-MoE, router fitted to the data sets, then trained, anchored to the fit",
-                           {**pm, "router_norm": True, "router_init": "domains", "router_init_confidence": 0.7,
-                            "router_anchor": 1.0}),
+                           {**fitted, "router_anchor": 1.0}),
         # ... and both: the slower router, anchored to the fit.
         "domains-slow-anchor": ("PT-MoE, router fitted to the data sets, then trained at 0.1 × lr, anchored to the fit",
-                                {**pm, "router_norm": True, "router_init": "domains", "router_init_confidence": 0.7,
-                                 "router_lr_mult": 0.1, "router_anchor": 1.0}),
+                                {**fitted, "router_lr_mult": 0.1, "router_anchor": 1.0}),
     }
 
 
