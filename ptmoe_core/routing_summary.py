@@ -4,9 +4,11 @@ verdict, the model card's routing section, the Train tab's live view and the ben
 - ``routing_counts``: domain (or evaluation set) -> inputs routed to each expert;
 - ``mutual_information_bits``: I(domain; expert), how much the chosen expert tells about the domain
   (0 = routing ignores the domain, log2 N = each domain has experts of its own);
+- ``majority``: each domain's (or set's) majority expert and its share;
 - ``collapsed_expert``: THE collapse rule (below);
 - ``RoutingSummary.of(records)``: load per expert and per set, I(domain; expert), mean confidence,
-  mean router entropy per set and the collapse verdict of an evaluation's ``EvalRecord`` objects.
+  mean router entropy per set, the majority expert per set and the collapse verdict of an
+  evaluation's ``EvalRecord`` objects.
 """
 
 from __future__ import annotations
@@ -81,6 +83,12 @@ def overall_load(per_set: Mapping[str, Sequence[float]]) -> list[float]:
     return [sum(ld[e] for ld in loads if e < len(ld)) / len(loads) for e in range(width)]
 
 
+def majority(per_set: Mapping[str, Sequence[float]]) -> dict[str, tuple[int, float]]:
+    """Set (or domain) -> (its majority expert, that expert's share of the set's inputs); ties go to the
+    lower expert index. ``per_set``: per-expert counts or shares; sets without inputs are left out."""
+    return {k: (max(range(len(row)), key=row.__getitem__), max(row)) for k, row in shares(per_set).items()}
+
+
 def collapsed_expert(per_set: Mapping[str, Sequence[float]]) -> int | None:
     """The expert that took more than ``COLLAPSE_SHARE`` of the inputs, each set weighing the same,
     else None. ``per_set``: set (or domain) -> per-expert counts or shares."""
@@ -108,6 +116,11 @@ class RoutingSummary:
     def collapsed_share(self) -> float | None:
         """The collapsed expert's share, each set weighing the same."""
         return None if self.collapsed is None else overall_load(self.per_set)[self.collapsed]
+
+    @property
+    def majority(self) -> dict[str, tuple[int, float]]:
+        """Evaluation set -> (its majority expert, that expert's share of the set's inputs)."""
+        return majority(self.per_set)
 
     @classmethod
     def of(cls, records: Iterable[EvalRecord | Mapping[str, Any]], n_experts: int) -> RoutingSummary | None:

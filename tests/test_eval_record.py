@@ -15,7 +15,7 @@ from ptmoe_core.config import RunConfig
 from ptmoe_core.eval_record import EvalRecord
 from ptmoe_core.evaluate import EvalResult, summarize
 from ptmoe_core.model_card import TrainingSummary
-from ptmoe_core.routing_summary import COLLAPSE_SHARE, RoutingSummary, collapsed_expert, overall_load
+from ptmoe_core.routing_summary import COLLAPSE_SHARE, RoutingSummary, collapsed_expert, majority, overall_load
 from storage import Storage
 from storage.models import RoutingRecord
 from tests.jobs_fixtures import config, db_url
@@ -85,6 +85,12 @@ def test_summary_of_records():
     assert 0 < s.mi_bits < 1
     assert RoutingSummary.of([r.to_dict() for r in records], 2) == s  # the dict form reads the same
     assert RoutingSummary.of([_rec("a", 0, None)], 2) is None
+    assert s.majority == {"a": (0, 0.5), "b": (1, 1.0)}  # a tie goes to the lower expert
+
+
+def test_majority_expert_per_set():
+    assert majority({"a": [11, 9], "b": [1, 3], "c": [0, 0]}) == {"a": (0, 0.55), "b": (1, 0.75)}
+    assert majority({"a": [0.2, 0.8]}) == {"a": (1, 0.8)} and majority({}) == {}
 
 
 # ---- conversions -----------------------------------------------------------------------------

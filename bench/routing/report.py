@@ -28,10 +28,11 @@ def per_set(records: list[dict]) -> dict[str, float]:
 
 def routing_summary(records: list, n_experts: int) -> dict:
     """I(domain; expert), mean confidence, expert load (the engine's ``RoutingSummary``) and each
-    domain's majority expert, from the same domain × expert table the Inspect tab and the trainer
-    count (``routing_summary.routing_counts``). ``records``: ``EvalRecord`` objects or their dict form."""
+    domain's majority expert (``routing_summary.majority``), from the same domain × expert table the
+    Inspect tab and the trainer count (``routing_summary.routing_counts``). ``records``: ``EvalRecord``
+    objects or their dict form."""
     from ptmoe_core.eval_record import EvalRecord
-    from ptmoe_core.routing_summary import RoutingSummary, routing_counts
+    from ptmoe_core.routing_summary import RoutingSummary, majority, routing_counts
 
     recs = [EvalRecord.of(r) for r in records]
     s = RoutingSummary.of(recs, n_experts)
@@ -42,8 +43,7 @@ def routing_summary(records: list, n_experts: int) -> dict:
         "mi_bits": s.mi_bits if s else nan,
         "confidence": s.mean_confidence if s and s.mean_confidence is not None else nan,
         "load": s.load if s else [0.0] * n_experts,
-        # ties go to the lower expert index
-        "majority": {d: [max(range(n_experts), key=c.__getitem__), max(c) / sum(c)] for d, c in sorted(counts.items())},
+        "majority": {d: list(m) for d, m in sorted(majority(counts).items())},
     }
 
 

@@ -69,23 +69,21 @@ def macro(res: dict[str, Any], ood: bool = False, answer_type: str | None = None
 
 def routing(res: dict[str, Any], ood: bool = False) -> dict[str, Any] | None:
     """I(data set; expert) in bits, the least-used expert's share, each set's majority-expert share,
-    and the mean confidence, over the evaluated questions (in-domain unless ``ood``)."""
-    from ptmoe_core.metrics import mutual_information_bits
+    and the mean confidence, over the evaluated questions (in-domain unless ``ood``), as the engine
+    summarises routing (``ptmoe_core.routing_summary.RoutingSummary``)."""
+    from ptmoe_core.routing_summary import RoutingSummary
 
     rs = [r for r in res["records"] if r["ood"] == ood and r.get("expert") is not None]
     n = res["method"].get("n_experts", 0)
     if not rs or res["method"]["method"] not in ("ptmoe", "smop") or n < 2:
         return None
-    load = [sum(r["expert"] == e for r in rs) / len(rs) for e in range(n)]
-    major: dict[str, tuple[int, float]] = {}
-    for ds in dict.fromkeys(r["dataset"] for r in rs):
-        es = [r["expert"] for r in rs if r["dataset"] == ds]
-        top = max(range(n), key=es.count)
-        major[ds] = (top, es.count(top) / len(es))
-    conf = [float(r["confidence"]) for r in rs if r.get("confidence") is not None]
-    return {"mi": mutual_information_bits([r["dataset"] for r in rs], [r["expert"] for r in rs]),
-            "min_load": min(load), "load": load, "majority": major,
-            "min_majority": min(s for _, s in major.values()), "confidence": sum(conf) / len(conf) if conf else None}
+    # I(·; expert) is measured against the data set (the study's records carry no domain of their own).
+    s = RoutingSummary.of(({**r, "domain": r["dataset"]} for r in rs), n)
+    if s is None:
+        return None
+    major = s.majority
+    return {"mi": s.mi_bits, "min_load": min(s.load), "load": s.load, "majority": major,
+            "min_majority": min(share for _, share in major.values()), "confidence": s.mean_confidence}
 
 
 def headline(res: dict[str, Any]) -> str:
