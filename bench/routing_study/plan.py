@@ -53,6 +53,11 @@ def variants() -> dict[str, tuple[str, dict[str, Any]]]:
         # ... and both: the slower router, anchored to the fit.
         "domains-slow-anchor": ("PT-MoE, router fitted to the data sets, then trained at 0.1 × lr, anchored to the fit",
                                 {**fitted, "router_lr_mult": 0.1, "router_anchor": 1.0}),
+        # Round 4 (the learning routers split or collapsed on fresh seeds): the fixed fitted router, at the
+        # confidence the learning routers reached (≈0.85), to test whether the fixed router's lower score
+        # came from its prompt scale (0.7) rather than from holding the split.
+        "domains-confident": ("PT-MoE, fixed router fitted to the data sets at confidence 0.85",
+                              {**fitted, "router_init_confidence": 0.85, "router_lr_mult": 0.0}),
     }
 
 
