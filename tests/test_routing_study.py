@@ -159,6 +159,19 @@ def test_without_one_the_best_in_domain_macro_then_qa_f1_is_the_default():
     assert rows == ["domains-learn", "paper", "domains", "domains-dense", "domains-slow"]
 
 
+def test_fresh_seeds_count_for_routing_but_scores_rank_on_the_seeds_all_ran():
+    # domains-slow routes and scores like the paper on seeds 0-2, then collapses on a fresh seed 3 that
+    # scores far higher: it no longer routes in every seed, and seed 3 does not lift it above the others.
+    fresh = result("domains-slow", 3, qa=1.0, math=1.0, route="collapsed")
+    fams = {**BASE, "domains-learn": family("domains-learn", qa=0.55, math=0.5, route="55/45"),
+            "domains-slow": [*family("domains-slow", route="split"), fresh]}
+    assert report.routes_in_every_seed(fams["domains-slow"][:3]) and not report.routes_in_every_seed(fams["domains-slow"])
+    chosen, _ = decision(fams)
+    assert chosen.startswith("- **Default:** `domains-learn` (no setting meets every target; best score")
+    rows = [x for x in report.decision_lines(fams) if x.startswith("| `domains-slow`")]
+    assert rows and "| 4 | 50.0 | 50.0 | no | no |" in rows[0], rows
+
+
 def test_no_two_expert_setting_with_three_seeds_means_no_decision():
     lines = report.decision_lines({"pt": family("pt"), "domains": family("domains", seeds=(0,))})
     assert lines[-1] == "No two-expert setting has 3 seeds yet."
