@@ -84,14 +84,14 @@ HELP = {
     "max_answer_tokens": "Gold answers are cut to this many tokens for training.",
     "method": "PT-MoE: N experts share a low-rank basis B (prompt_i = A_i·B), a router picks one per input.",
     "preset": "studio (the default): what met issue 22's targets in docs/routing_study.md — the paper's PT-MoE "
-              "with its router fitted to your training data sets before training, then trained at a tenth of the "
-              "prompt's learning rate. What it does to routing: each data set stays mostly on one expert (80 % or "
-              "more of it on the real-data mix, in every seed) while the router's confidence still learns, and it "
-              "scored as well as the paper's settings and PT there. routed: the fitted router is held fixed and "
-              "mixes both experts by its probabilities; every data set goes wholly to one expert, at a cost of "
-              "about 1 in-domain macro and 4–5 QA F1 points on SQuAD + GSM8K. paper: PT-MoE exactly as the paper "
-              "describes it; its router sends almost every input to one expert. Choosing one fills the method "
-              "fields below with its values; fields you then change are recorded as differing from the preset.",
+              "with its router fitted to your training data sets before training (confidence 0.85) and then held "
+              "fixed. What it does to routing: every data set goes to one expert, in every seed, and the experts "
+              "specialise by data set (with more data sets than experts, similar sets share one); on SQuAD + GSM8K "
+              "+ the built-in tasks it scored as well as the paper's settings and PT. A single data set is split "
+              "into k-means clusters of its inputs. routed: the same fixed router at confidence 0.7, mixing both "
+              "experts by its probabilities. paper: PT-MoE exactly as the paper describes it; its router sends "
+              "almost every input to one expert. Choosing one fills the method fields below with its values; "
+              "fields you then change are recorded as differing from the preset.",
     **{o.name: o.help for o in methods.FORM_OPTIONS},  # each method setting's help, from its module
     "steps": "Optimizer steps.",
     "report_to": "Also send the run's parameters, curves, scores and routing summary to these experiment trackers "

@@ -52,7 +52,8 @@ def test_a_preset_in_the_grid_fills_the_keys_the_base_leaves_out():
     for r in runs:  # every key the base leaves out has its run's preset's value
         m = r.config.method
         assert all(getattr(m, k) == v for k, v in preset_values(m.preset, "ptmoe").items()), m.preset
-    assert len({(r.config.method.router_init, r.config.method.router_lr_mult) for r in runs}) == 3
+    assert len({(r.config.method.router_init, r.config.method.router_init_confidence, r.config.method.top_k)
+                for r in runs}) == 3
 
 
 @pytest.mark.parametrize(("grid", "seeds", "message"), [
