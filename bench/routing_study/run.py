@@ -268,7 +268,7 @@ def parse_args(argv):
     p.add_argument("--n-eval", type=int, default=BUDGET.n_eval)
     p.add_argument("--chunk", type=int, default=20, help="questions per set evaluated between saves")
     p.add_argument("--ood", action="store_true", help="also evaluate on the built-in out-of-domain variants")
-    p.add_argument("--default", default="domains-learn", help="the variant the targets are checked for (the studio preset)")
+    p.add_argument("--default", default="domains-confident", help="the variant the targets are checked for (the studio preset)")
     p.add_argument("--builtin-note", default=None, help="the built-in routing bench's outcome, for the page")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--ray", default=None, metavar="ADDRESS",
