@@ -146,12 +146,11 @@ _PRE_PRESET_KEYS = frozenset({
     "lora_dropout", "lora_targets",
 })
 # (every key a stored config had when these were added, {added key: the behaviour before it}).
+_WITH_PRESETS = _PRE_PRESET_KEYS | {"preset", "noise_type", "router_lr_mult", "router_norm", "bias_balance", "mi_loss"}
+_WITH_ROUTER_INIT = _WITH_PRESETS | {"router_init", "router_init_confidence"}
 _ADDED_LATER = (
-    (_PRE_PRESET_KEYS | {"preset", "noise_type", "router_lr_mult", "router_norm", "bias_balance", "mi_loss"},
-     {"router_init": ORTHOGONAL, "router_init_confidence": 0.6}),
-    (_PRE_PRESET_KEYS | {"preset", "noise_type", "router_lr_mult", "router_norm", "bias_balance", "mi_loss",
-                         "router_init", "router_init_confidence"},
-     {"router_anchor": 0.0}),
+    (_WITH_PRESETS, {"router_init": ORTHOGONAL, "router_init_confidence": 0.6}),
+    (_WITH_ROUTER_INIT, {"router_anchor": 0.0}),
 )
 
 

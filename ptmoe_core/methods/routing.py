@@ -67,7 +67,7 @@ ROUTER_ANCHOR = Option("router_anchor", "Not in the paper. With a fitted router 
                                         "each training input on the expert the fitted router chose for it, while the "
                                         "router's confidence still learns (0 = off). On SmolLM2 at weight 1 it did not "
                                         "keep held-out questions on their fitted expert (docs/routing_study.md); a "
-                                        "lower router_lr_mult did.", "float", paper=0.0,
+                                        "fixed router (router_lr_mult 0) does.", "float", paper=0.0,
                        check=Range(0.0, 10.0), label="Keep the fitted split", row=2)
 
 # The Train form's "Advanced routing" section, in the form's order.
