@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ptmoe_core.config import RunConfig
+from ptmoe_core.config import RunConfig, without_later_defaults
 from storage.sweep_spec import SweepRun, SweepSpec, expand
 
 RESULT_FILE = "train_result.json"
@@ -38,8 +38,14 @@ def config_key(cfg: RunConfig) -> str:
     """A hash of everything that changes a run's outcome (not its name or directory)."""
     d = cfg.to_dict()
     d["train"]["lr"] = cfg.train.resolved_lr(cfg.method.method)  # a changed engine default is a new run
-    d.pop("output_dir", None)
-    d.pop("name", None)
+    return dict_key(d)
+
+
+def dict_key(d: dict[str, Any]) -> str:
+    """``config_key`` of a config as a dict. Method keys added later and still at the behaviour before
+    them are left out, so a new option at its neutral value keeps every cached run's key."""
+    d = {k: v for k, v in d.items() if k not in ("output_dir", "name")}
+    d["method"] = without_later_defaults(d["method"])
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -154,6 +154,18 @@ _ADDED_LATER = (
 )
 
 
+def without_later_defaults(method: dict[str, Any]) -> dict[str, Any]:
+    """``method`` (a method config as a dict) less each group of later-added keys that is still at
+    the behaviour before it: the same run as a config stored before those keys existed, so a hash of
+    it (a benchmark's cache key) stays the same when a new option is added at its neutral value."""
+    out = dict(method)
+    for _, added in _ADDED_LATER:
+        if all(k in out and out[k] == v for k, v in added.items()):
+            for k in added:
+                del out[k]
+    return out
+
+
 @dataclass
 class DataConfig:
     """Where examples come from (data spec strings) and how long they may be."""

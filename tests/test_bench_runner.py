@@ -6,9 +6,36 @@ from __future__ import annotations
 
 import pytest
 
-from bench.runner import TARGET_TRAIN_ONLY, find_finished, load_result, plan_sweep, run_planned
+from bench.runner import TARGET_TRAIN_ONLY, config_key, dict_key, find_finished, load_result, plan_sweep, run_planned
+from ptmoe_core.config import MethodConfig, RunConfig
 from storage import Storage
 from storage.sweep_spec import SweepSpec
+
+
+def _without(d: dict, *keys: str) -> dict:
+    return {**d, "method": {k: v for k, v in d["method"].items() if k not in keys}}
+
+
+def test_a_method_key_added_later_at_its_former_behaviour_keeps_the_cache_key():
+    """A config stored before ``router_anchor`` (or ``router_init``) existed and today's config of the
+    same run get one key, so a new option does not make every cached run train again; a value that
+    changes the run changes the key."""
+    paper = RunConfig.from_dict({"method": {"method": "ptmoe", "preset": "paper"}}).to_dict()
+    assert (paper["method"]["router_init"], paper["method"]["router_anchor"]) == ("orthogonal", 0.0)
+    assert dict_key(paper) == dict_key(_without(paper, "router_anchor"))
+    assert dict_key(paper) == dict_key(_without(paper, "router_anchor", "router_init", "router_init_confidence"))
+    anchored = {**paper, "method": {**paper["method"], "router_anchor": 1.0}}
+    assert dict_key(anchored) != dict_key(paper)
+    # the group is left out only whole: a changed confidence is a different run even with the old init
+    confident = {**paper, "method": {**paper["method"], "router_init_confidence": 0.85}}
+    assert dict_key(confident) != dict_key(paper)
+    assert dict_key(confident) != dict_key(_without(confident, "router_init", "router_init_confidence"))
+    studio = RunConfig.from_dict({"method": {"method": "ptmoe", "preset": "studio"}}).to_dict()
+    assert dict_key(studio) == dict_key(_without(studio, "router_anchor")) != dict_key(paper)
+    # name and folder are not part of a run's outcome; the stored config is not changed
+    cfg = RunConfig.from_dict({"name": "a", "method": MethodConfig.for_preset("ptmoe", "paper").__dict__})
+    renamed = RunConfig.from_dict({**cfg.to_dict(), "name": "b", "output_dir": "elsewhere"})
+    assert config_key(cfg) == config_key(renamed) and "router_anchor" in cfg.to_dict()["method"]
 
 
 def _spec(**train) -> SweepSpec:
