@@ -85,12 +85,12 @@ class MethodConfig:
     router_bias: bool = True  # counted in the paper's N*H + N router parameters
     balance_loss: float = 0.0  # Switch-style load-balancing loss weight; 0 = the paper's method
     # Router aids (not in the paper; all off in the `paper` preset):
-    router_lr_mult: float = 0.0  # the router's learning rate = this × the prompt's; 0 keeps it as initialised
+    router_lr_mult: float = 0.1  # the router's learning rate = this × the prompt's; 0 keeps it as initialised
     router_norm: bool = True  # standardise the router input with the training inputs' mean/std
     bias_balance: float = 0.0  # step of a per-expert selection bias nudged toward equal load
     mi_loss: float = 0.0  # weight of −I(input; expert) = −(H(mean p) − mean H(p)) in the loss
     router_init: str = DOMAINS  # see methods.routing.ROUTER_INITS
-    router_init_confidence: float = 0.85  # mean probability of each input's own group after a fitted init
+    router_init_confidence: float = 0.7  # mean probability of each input's own group after a fitted init
     router_anchor: float = 0.0  # weight of a loss keeping each input on the fitted router's choice for it
     lora_r: int = 1
     lora_alpha: float = 2.0

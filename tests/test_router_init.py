@@ -83,20 +83,27 @@ def test_one_expert_with_the_default_router_start_is_valid():
     RunConfig.from_dict({"method": {"method": "ptmoe", "n_experts": 1}}).validate()
 
 
-def test_the_routed_preset_routes_by_data_set_and_trains_every_expert(tiny_base, tmp_path):
-    # Issue 22's `routed` preset: a router fitted to the data sets, held fixed, mixing both experts by its
-    # probabilities (top_k 0). Every input then trains both prompts, its own the most.
+def test_the_routed_preset_routes_by_data_set_at_its_fitted_confidence(tiny_base, tmp_path):
+    # Issue 22's `routed` preset: a router fitted to the data sets at confidence 0.85 and held fixed.
+    cfg, data = run(tmp_path, "routed", 0)
+    assert (cfg.method.router_init, cfg.method.router_lr_mult, cfg.method.top_k) == ("domains", 0.0, 1)
+    cfg.train.steps = 4
+    records = train(cfg, base=tiny_base, data=data, resume=False).evaluation.records
+    assert mi_bits(records) >= 0.9
+    assert sum(r.confidence for r in records) / len(records) == pytest.approx(0.85, abs=0.1)
+
+
+def test_top_k_zero_trains_every_expert_from_one_input(tiny_base, tmp_path):
+    # A fixed fitted router mixing both experts by its probabilities (top_k 0): every input trains both
+    # prompts, its own the most; a top-1 router leaves the other expert without gradient.
+    from ptmoe_core.adapter import load_adapter
     from ptmoe_core.methods.routing import router_kwargs
 
-    cfg, data = run(tmp_path, "routed", 0)
-    assert (cfg.method.router_init, cfg.method.router_lr_mult, cfg.method.top_k) == ("domains", 0.0, 0)
+    cfg, data = run(tmp_path, "routed", 0, top_k=0)
     assert router_kwargs(cfg.method)["top_k"] == cfg.method.n_experts
     cfg.train.steps = 4
     res = train(cfg, base=tiny_base, data=data, resume=False)
     assert mi_bits(res.evaluation.records) >= 0.9
-    # One input trains both experts' A_i (a top-1 router would leave the other expert without gradient).
-    from ptmoe_core.adapter import load_adapter
-
     for top_k, both in ((0, True), (1, False)):
         prompt = load_adapter(res.adapter_dir, base=tiny_base).prompt.train()
         prompt.router.top_k = top_k or prompt.router.n_experts
@@ -121,7 +128,7 @@ def test_top_k_zero_mixes_every_expert_like_top_k_n():
     from ptmoe_core.config import MethodConfig
     from ptmoe_core.methods.routing import router_kwargs
 
-    assert router_kwargs(MethodConfig.for_preset("ptmoe", "routed", n_experts=3))["top_k"] == 3
+    assert router_kwargs(MethodConfig.for_preset("ptmoe", "routed", n_experts=3, top_k=0))["top_k"] == 3
 
 
 def test_one_expert_in_the_routed_preset_trains_without_a_fit(tiny_base, tmp_path):
@@ -147,21 +154,21 @@ def test_a_config_stored_before_fitted_router_starts_keeps_its_orthogonal_start(
     assert MethodConfig.from_dict({"method": "ptmoe", "preset": "routed", "router_lr_mult": 1.0}).router_init == "domains"
 
 
-def test_the_default_is_the_papers_settings_with_a_fixed_fitted_router():
-    # docs/routing_study.md's choice (every target met over 3 seeds): the paper's PT-MoE, its router
-    # standardised, fitted to the training data sets at confidence 0.85 and held fixed (routers that kept
-    # learning split or collapsed in some seeds); `routed` holds the fitted router at 0.7 and mixes every expert.
+def test_the_default_is_the_papers_settings_with_a_fitted_router_learning_slowly():
+    # docs/routing_study.md's choice by score over 5 seeds (no setting met every target): the paper's PT-MoE,
+    # its router standardised, fitted to the training data sets and then learning at 0.1 x the prompt's rate;
+    # `routed` holds the fitted router fixed at confidence 0.85 (it routed by data set in every seed).
     import dataclasses
 
     from ptmoe_core.config import MethodConfig
 
     default = dataclasses.asdict(MethodConfig())
     paper = dataclasses.asdict(MethodConfig.for_preset("ptmoe", "paper", router_norm=True, router_init="domains",
-                                                       router_init_confidence=0.85, router_lr_mult=0.0))
+                                                       router_init_confidence=0.7, router_lr_mult=0.1))
     assert {k for k in default if default[k] != paper[k]} == {"preset"}
-    routed = MethodConfig.for_preset("ptmoe", "routed")
-    assert (routed.router_lr_mult, routed.top_k, routed.router_init, routed.router_init_confidence) == (
-        0.0, 0, "domains", 0.7)
+    routed = dataclasses.asdict(MethodConfig.for_preset("ptmoe", "routed"))
+    assert {k: routed[k] for k in routed if routed[k] != default[k]} == {
+        "preset": "routed", "router_lr_mult": 0.0, "router_init_confidence": 0.85}
 
 
 def test_an_anchored_router_keeps_its_fitted_split_while_its_confidence_learns(tiny_base, tmp_path):
