@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -275,7 +276,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
                 "seeds": qp.seed_scores({runs[0]["label"]: [summary(r) for r in runs]
                                          for k, runs in families(results).items() if k in SEEDED and len(runs) > 1})}
         plots, note = qp.export(figs, out.parent / out.stem, args.plots)
-    command = "python -m bench.quality" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    command = shlex.join(["python", "-m", "bench.quality", *(argv if argv is not None else sys.argv[1:])])
     meta = {
         "command": command, "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()} {os.cpu_count()}-core CPU" + (

@@ -26,6 +26,7 @@ import datetime as dt
 import gzip
 import json
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def run_plan(args) -> dict:
                     "cpu_threads": torch.get_num_threads(), "host": platform.node(),
                     "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
                     "steps": args.steps, "batch": args.batch, "n_eval": args.n_eval,
-                    "command": "python -m bench.routing " + " ".join(sys.argv[1:])},
+                    "command": shlex.join(["python", "-m", "bench.routing", *sys.argv[1:]])},
            "variants": {k: VARIANTS[k] for k in args.variants}, "runs": [], "floor": {}}
     with Storage(args.db) as storage:
         planned = sweeps(args, args.experiment)

@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -319,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, seed in todo:
             run_one(storage, base, data, name, vs[name][0], vs[name][1], seed, args)
     results = load_results(storage)
-    meta = {"command": "python -m bench.routing_study" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:])),
+    meta = {"command": shlex.join(["python", "-m", "bench.routing_study", *(argv if argv is not None else sys.argv[1:])]),
             "command_base": "python -m bench.routing_study --report-only",
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "db": storage.label,
             "machine": f"{platform.machine()} {os.cpu_count()}-core CPU"}
