@@ -187,7 +187,7 @@ HYPOTHESES = [
 ]
 
 
-def write_page(out: Path, results: list[dict[str, Any]], meta: dict[str, Any], default: str) -> None:
+def write_page(out: Path, results: list[dict[str, Any]], meta: dict[str, Any], default: str | None) -> None:
     vs = variants()
     fams = by_variant(results, list(vs))
     sets = list(dict.fromkeys(r["dataset"] for res in results for r in res["records"]))
@@ -444,8 +444,10 @@ def _seed_text(seeds: set[int]) -> str:
     return f"{s[0]}–{s[-1]}" if s == list(range(s[0], s[-1] + 1)) and len(s) > 2 else ", ".join(map(str, s))
 
 
-def targets_lines(fams: dict[str, list[dict[str, Any]]], default: str, meta: dict[str, Any]) -> list[str]:
+def targets_lines(fams: dict[str, list[dict[str, Any]]], default: str | None, meta: dict[str, Any]) -> list[str]:
     """Each target of issue 22 for the variant ``default``: met / missed, with the numbers."""
+    if default is None:
+        return ["## Targets (issue 22)", "", "No stored variant has the studio preset's settings yet.", ""]
     L = [f"## Targets (issue 22) for `{default}`", ""]
     runs = fams.get(default)
     if not runs:

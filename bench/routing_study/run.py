@@ -35,7 +35,7 @@ from bench.runner import TARGET_TRAIN_ONLY, load_result, plan_sweep, run_planned
 from storage.sweep_spec import SweepSpec
 
 from .plan import BUDGET, EXPERIMENT, ROOT, make_config, variants
-from .report import headline, write_page
+from .report import headline, preset_of, write_page
 
 RESULT_NAME = "result.json"
 
@@ -254,6 +254,12 @@ def load_results(storage) -> list[dict[str, Any]]:
 # Main
 
 
+def studio_variant(results: list[dict[str, Any]]) -> str | None:
+    """The variant whose settings are the studio preset's (``report.preset_of``), so the targets follow
+    the preset rather than a name to keep in step with it; None when no stored variant has them."""
+    return next((r["variant"] for r in results if "`studio`" in (preset_of(r["method"]) or "")), None)
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m bench.routing_study", description=__doc__.splitlines()[0])
     p.add_argument("--runs", default="", help="comma-separated VARIANT:SEED (e.g. paper:0,pt:0); empty: none")
@@ -269,7 +275,8 @@ def parse_args(argv):
     p.add_argument("--n-eval", type=int, default=BUDGET.n_eval)
     p.add_argument("--chunk", type=int, default=20, help="questions per set evaluated between saves")
     p.add_argument("--ood", action="store_true", help="also evaluate on the built-in out-of-domain variants")
-    p.add_argument("--default", default="domains-confident", help="the variant the targets are checked for (the studio preset)")
+    p.add_argument("--default", default=None,
+                   help="the variant the targets are checked for (default: the one with the studio preset's settings)")
     p.add_argument("--builtin-note", default=None, help="the built-in routing bench's outcome, for the page")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--ray", default=None, metavar="ADDRESS",
@@ -329,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     if diag_path.is_file():
         meta["diagnosis"] = json.loads(diag_path.read_text())
     if results:
-        write_page(Path(args.out), results, meta, args.default)
+        write_page(Path(args.out), results, meta, args.default or studio_variant(results))
         print(f"[study] wrote {args.out} from {len(results)} run(s)", flush=True)
     storage.close()
     return 0
