@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     where = f"http://{'localhost' if settings.host in ('127.0.0.1', '::1') else settings.host}:{settings.port}"
     mode = " (demo mode)" if settings.demo else ""
-    print(f"PT-MoE Studio{mode}: {where} · database {ctx.storage.label} · runs in {ctx.runs_dir} · "
-          f"data folder {ctx.data_dir}", file=sys.stderr)
+    print(f"PT-MoE Studio{mode}: {where} · database {ctx.storage.label} · runs in {ctx.studio.runs_dir} · "
+          f"data folder {ctx.studio.data_dir}", file=sys.stderr)
     try:
         launch(ctx)
     except KeyboardInterrupt:

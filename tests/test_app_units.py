@@ -73,6 +73,22 @@ def test_launch_refuses_public_host_without_auth(capsys, monkeypatch):
     assert "refusing to serve on 0.0.0.0" in capsys.readouterr().err
 
 
+def test_launch_starts_and_names_its_database_runs_and_data_folders(tmp_path, capsys, monkeypatch):
+    # What `make run` prints before serving; the serving itself (app.main.launch) is left out here.
+    import app.main
+    import launch
+
+    monkeypatch.delenv("PTMOE_AUTH", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    served = []
+    monkeypatch.setattr(app.main, "launch", served.append)
+    runs, data = tmp_path / "runs", tmp_path / "data"
+    data.mkdir()
+    assert launch.main(["--db", str(tmp_path / "s.db"), "--runs-dir", str(runs), "--data-dir", str(data)]) == 0
+    err = capsys.readouterr().err
+    assert len(served) == 1 and f"runs in {runs}" in err and f"data folder {data}" in err, err
+
+
 # ---------------------------------------------------------------------------------------------
 # form <-> config
 
